@@ -1,0 +1,152 @@
+"""The image model: the only vocabulary shared by readers, analyzer, rewriter and exporter.
+
+Words, defined once:
+- *digest*: ``sha256:<hex>`` of a blob exactly as stored in the archive (maybe compressed).
+- *diff_id*: ``sha256:<hex>`` of a layer's uncompressed tar stream (config ``rootfs.diff_ids``).
+- *entry*: one member of a layer's tar stream, with its path normalised (no leading ``/`` or
+  ``./``, no trailing ``/``; the root directory itself is not an entry).
+- *whiteout*: an entry named ``.wh.NAME``; it deletes ``NAME`` (and its subtree) from lower layers.
+- *opaque dir*: a directory holding ``.wh..wh..opq``; everything lower layers put below it is hidden.
+- *shadowed*: a version of a path that a later layer overwrote or deleted.
+
+Whiteouts and shadowing are interpreted only in ``slimmer.layers``; here an entry is just a tar
+member. All classes are frozen: operations return new objects (``dataclasses.replace``).
+This module imports nothing of slimmer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, Mapping
+
+FILE = "file"
+DIR = "dir"
+SYMLINK = "symlink"
+HARDLINK = "hardlink"
+CHAR = "char"
+BLOCK = "block"
+FIFO = "fifo"
+
+KINDS = (FILE, DIR, SYMLINK, HARDLINK, CHAR, BLOCK, FIFO)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One tar member of a layer. ``size`` is the header's size (0 for dirs and links);
+    ``link`` is a symlink's target as written, or a hardlink's target path normalised."""
+
+    path: str
+    kind: str
+    size: int = 0
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    link: str = ""
+    mtime: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryStep:
+    """One entry of the config's ``history``: a Dockerfile step (``created_by``)."""
+
+    created_by: str = ""
+    created: str = ""
+    comment: str = ""
+    author: str = ""
+    empty_layer: bool = False
+
+
+def _no_content() -> BinaryIO:
+    raise RuntimeError("this layer has no content source")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One filesystem layer, in stacking order.
+
+    ``opener`` returns a new binary stream of the *uncompressed* tar each time it is called
+    (the rewriter and exporter read content through it; the analyzer needs only ``entries``).
+    """
+
+    diff_id: str
+    digest: str
+    stored_size: int
+    entries: tuple[Entry, ...]
+    uncompressed_size: int = 0
+    media_type: str = "application/vnd.oci.image.layer.v1.tar"
+    compression: str = "none"
+    history: HistoryStep | None = None
+    opener: Callable[[], BinaryIO] = field(default=_no_content, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image: its config (raw JSON object), layers in stacking order and full history
+    (empty-layer steps included)."""
+
+    config: Mapping
+    layers: tuple[Layer, ...]
+    history: tuple[HistoryStep, ...] = ()
+    tags: tuple[str, ...] = ()
+    config_digest: str = ""
+    manifest_digest: str = ""
+    source: str = ""
+    format: str = ""
+
+
+# ---- derived facts: plain functions, computed from the model ------------------------------
+
+
+def layer_size(layer: Layer) -> int:
+    """Return the sum of the entry sizes of ``layer`` (what dive calls a layer's size)."""
+    return sum(e.size for e in layer.entries)
+
+
+def total_size(image: Image) -> int:
+    """Return the sum of the entry sizes of every layer of ``image``."""
+    return sum(layer_size(layer) for layer in image.layers)
+
+
+def stored_size(image: Image) -> int:
+    """Return the bytes the layer blobs take as stored (compressed where they are)."""
+    return sum(layer.stored_size for layer in image.layers)
+
+
+def runtime_config(image: Image) -> Mapping:
+    """Return the ``config`` object of the image config (Entrypoint, Cmd, Env, ...), or {}."""
+    cfg = image.config.get("config") if isinstance(image.config, Mapping) else None
+    return cfg if isinstance(cfg, Mapping) else {}
+
+
+def platform(image: Image) -> str:
+    """Return ``os/arch[/variant]`` from the image config."""
+    parts = [str(image.config.get("os", "") or "unknown"), str(image.config.get("architecture", "") or "unknown")]
+    if image.config.get("variant"):
+        parts.append(str(image.config["variant"]))
+    return "/".join(parts)
+
+
+def with_layers(image: Image, layers: tuple[Layer, ...], history: tuple[HistoryStep, ...]) -> Image:
+    """Return a copy of ``image`` with new layers and history, its config's rootfs and
+    history kept in step with them."""
+    config = dict(image.config)
+    config["rootfs"] = {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]}
+    config["history"] = [history_to_json(step) for step in history]
+    return dataclasses.replace(image, config=config, layers=tuple(layers), history=tuple(history))
+
+
+def history_to_json(step: HistoryStep) -> dict:
+    """Return the config JSON object for one history step."""
+    out: dict = {}
+    if step.created:
+        out["created"] = step.created
+    if step.created_by:
+        out["created_by"] = step.created_by
+    if step.author:
+        out["author"] = step.author
+    if step.comment:
+        out["comment"] = step.comment
+    if step.empty_layer:
+        out["empty_layer"] = True
+    return out

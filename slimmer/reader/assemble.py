@@ -1,0 +1,129 @@
+"""Turns a chosen manifest (config bytes plus layer blob names) into a verified model Image.
+
+Shared by every format module: digest checks against ``rootfs.diff_ids`` and blob names,
+history steps matched to layers, media types from the detected compression.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from slimmer.errors import DigestMismatchError, FormatError
+from slimmer.model import HistoryStep, Image, Layer
+from slimmer.reader.blobs import open_uncompressed, parse_json
+from slimmer.reader.store import Store
+
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_BLOB_NAME = re.compile(r"(?:^|/)blobs/sha256/([0-9a-f]{64})$")
+
+MEDIA_TYPES = {
+    "none": "application/vnd.oci.image.layer.v1.tar",
+    "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+}
+
+
+@dataclass
+class Options:
+    """What the user asked the reader for."""
+
+    image: str | None = None
+    platform: str | None = None
+    max_layer_size: int = 64 << 30
+    progress: Callable[[int], None] | None = None
+
+
+@dataclass
+class Chosen:
+    """One image picked out of an archive, before its layers are read."""
+
+    config_name: str
+    layer_names: list[str]
+    tags: list[str] = field(default_factory=list)
+    manifest_digest: str = ""
+    expected_digests: list[str | None] = field(default_factory=list)
+    media_types: list[str | None] = field(default_factory=list)
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def name_digest(name: str) -> str | None:
+    """Return the digest a content-addressed blob name promises, if it is one."""
+    m = _BLOB_NAME.search(name)
+    return "sha256:" + m.group(1) if m else None
+
+
+def history_of(config: dict, where: str) -> tuple[HistoryStep, ...]:
+    raw = config.get("history") or []
+    if not isinstance(raw, list):
+        raise FormatError(f"{where}: config history is not a list")
+    steps = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise FormatError(f"{where}: config history holds a non-object")
+        steps.append(HistoryStep(
+            created_by=str(item.get("created_by", "") or ""),
+            created=str(item.get("created", "") or ""),
+            comment=str(item.get("comment", "") or ""),
+            author=str(item.get("author", "") or ""),
+            empty_layer=bool(item.get("empty_layer", False)),
+        ))
+    return tuple(steps)
+
+
+def steps_for_layers(history: tuple[HistoryStep, ...], count: int) -> list[HistoryStep | None]:
+    """Return, for each of ``count`` layers, the non-empty history step that made it."""
+    made = [step for step in history if not step.empty_layer]
+    return [made[i] if i < len(made) else None for i in range(count)]
+
+
+def assemble(store: Store, chosen: Chosen, fmt: str, source: str, options: Options) -> Image:
+    """Read the chosen image's config and layers from ``store``; verify every digest."""
+    where = store.where
+    config_bytes = store.read_bytes(chosen.config_name)
+    config_digest = sha256(config_bytes)
+    promised = name_digest(chosen.config_name) or _legacy_config_digest(chosen.config_name)
+    if promised and promised != config_digest:
+        raise DigestMismatchError(f"{where}: config {chosen.config_name} has digest {config_digest}, "
+                                  f"its name promises {promised}")
+    config = parse_json(config_bytes, f"{where}: config {chosen.config_name}")
+    rootfs = config.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
+        raise FormatError(f"{where}: config {chosen.config_name} has no rootfs.diff_ids list")
+    if len(diff_ids) != len(chosen.layer_names):
+        raise FormatError(f"{where}: config lists {len(diff_ids)} diff_ids but the manifest lists "
+                          f"{len(chosen.layer_names)} layers")
+    scans = store.scan_layers(chosen.layer_names, options.max_layer_size, options.progress)
+    history = history_of(config, where)
+    steps = steps_for_layers(history, len(scans))
+    layers = []
+    for i, (name, scan) in enumerate(zip(chosen.layer_names, scans)):
+        expected = (chosen.expected_digests[i] if i < len(chosen.expected_digests) else None) or name_digest(name)
+        if expected and expected != scan.digest:
+            raise DigestMismatchError(f"{where}: layer {name} has digest {scan.digest}, expected {expected}")
+        if scan.diff_id != diff_ids[i]:
+            raise DigestMismatchError(f"{where}: layer {i} ({name}) has diff_id {scan.diff_id}, "
+                                      f"config rootfs.diff_ids says {diff_ids[i]}")
+        media = chosen.media_types[i] if i < len(chosen.media_types) and chosen.media_types[i] else None
+        layers.append(Layer(
+            diff_id=scan.diff_id, digest=scan.digest, stored_size=scan.stored_size, entries=scan.entries,
+            uncompressed_size=scan.uncompressed_size, media_type=media or MEDIA_TYPES[scan.compression],
+            compression=scan.compression, history=steps[i], opener=_decompressing(store.opener(name), name),
+        ))
+    return Image(config=config, layers=tuple(layers), history=history, tags=tuple(chosen.tags),
+                 config_digest=config_digest, manifest_digest=chosen.manifest_digest, source=source, format=fmt)
+
+
+def _legacy_config_digest(name: str) -> str | None:
+    m = re.fullmatch(r"([0-9a-f]{64})\.json", name)
+    return "sha256:" + m.group(1) if m else None
+
+
+def _decompressing(open_stored, name: str):
+    return lambda: open_uncompressed(open_stored(), name)

@@ -1,0 +1,221 @@
+"""Blob streams: compression by magic bytes, hashing while reading, and the layer scan.
+
+A layer blob is read exactly once: its stored bytes are hashed (*digest*), decompressed in
+bounded chunks, hashed again (*diff_id*) and fed to the tar scanner. hashlib, zlib and
+zstandard release the GIL on large buffers, so several layers scan in parallel threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO, Callable
+
+import zstandard
+
+from slimmer.errors import FormatError, LimitError, TruncatedError
+from slimmer.model import Entry
+from slimmer.reader.tarscan import TarScanner
+
+CHUNK = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+DEFAULT_MAX_LAYER_SIZE = 64 << 30
+MAX_JSON = 64 << 20
+
+
+def compression_of(head: bytes) -> str:
+    """Return "gzip", "zstd" or "none" from a blob's first bytes."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+class HashingReader:
+    """Wraps a binary stream; hashes and counts every byte read through it."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self._head = b""
+
+    def peek_head(self, n: int = 8) -> bytes:
+        if not self._head:
+            self._head = self._read_raw(n)
+        return self._head
+
+    def _read_raw(self, n: int) -> bytes:
+        data = self.raw.read(n)
+        if data:
+            self.sha.update(data)
+            self.size += len(data)
+        return data
+
+    def read(self, n: int = CHUNK) -> bytes:
+        if self._head:
+            head, self._head = self._head, b""
+            return head
+        return self._read_raw(n)
+
+    def readinto(self, buf) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+    def digest(self) -> str:
+        return "sha256:" + self.sha.hexdigest()
+
+
+def _gzip_chunks(src: HashingReader, where: str):
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    data = b""
+    while True:
+        if not data:
+            data = src.read(CHUNK)
+            if not data:
+                if not d.eof:
+                    raise TruncatedError(f"{where}: gzip stream is truncated")
+                return
+        try:
+            out = d.decompress(data, CHUNK)
+        except zlib.error as err:
+            raise FormatError(f"{where}: corrupt gzip stream ({err})") from err
+        data = d.unconsumed_tail
+        if out:
+            yield out
+        if d.eof:
+            rest = d.unused_data + data
+            if not rest.strip(b"\0"):
+                # a gzip member may be followed by more members or zero padding
+                rest = b""
+                while True:
+                    more = src.read(CHUNK)
+                    if not more:
+                        return
+                    if more.strip(b"\0"):
+                        rest = more.lstrip(b"\0")
+                        break
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            data = rest
+
+
+def _zstd_chunks(src: HashingReader, where: str):
+    reader = zstandard.ZstdDecompressor().stream_reader(src, read_size=CHUNK, read_across_frames=True, closefd=False)
+    while True:
+        try:
+            out = reader.read(CHUNK)
+        except zstandard.ZstdError as err:
+            if "incomplete" in str(err) or "truncated" in str(err):
+                raise TruncatedError(f"{where}: zstd stream is truncated") from err
+            raise FormatError(f"{where}: corrupt zstd stream ({err})") from err
+        if not out:
+            return
+        yield out
+
+
+def _plain_chunks(src: HashingReader, where: str):
+    while True:
+        out = src.read(CHUNK)
+        if not out:
+            return
+        yield out
+
+
+_DECODERS: dict[str, Callable] = {"gzip": _gzip_chunks, "zstd": _zstd_chunks, "none": _plain_chunks}
+
+
+def uncompressed_chunks(raw: BinaryIO, where: str):
+    """Yield the uncompressed bytes of a stored blob in chunks (compression found by magic)."""
+    src = HashingReader(raw)
+    yield from _DECODERS[compression_of(src.peek_head())](src, where)
+
+
+@dataclass(frozen=True)
+class LayerScan:
+    """What one pass over a stored layer blob found."""
+
+    digest: str
+    stored_size: int
+    diff_id: str
+    uncompressed_size: int
+    compression: str
+    entries: tuple[Entry, ...]
+
+
+def scan_layer(raw: BinaryIO, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_SIZE) -> LayerScan:
+    """Read a stored layer blob once; return its digests, sizes and tar entries."""
+    src = HashingReader(raw)
+    compression = compression_of(src.peek_head())
+    plain = hashlib.sha256()
+    scanner = TarScanner(where)
+    total = 0
+    for chunk in _DECODERS[compression](src, where):
+        total += len(chunk)
+        if total > max_layer_size:
+            raise LimitError(
+                f"{where}: layer expands past --max-layer-size ({max_layer_size} bytes); refusing to read on")
+        if compression != "none":
+            plain.update(chunk)
+        scanner.feed(chunk)
+    if compression != "none":
+        src.drain()
+    entries = scanner.finish()
+    if total and not scanner.headers:
+        raise FormatError(f"{where}: layer is not a tar stream")
+    digest = src.digest()
+    diff_id = digest if compression == "none" else "sha256:" + plain.hexdigest()
+    return LayerScan(digest, src.size, diff_id, total, compression, tuple(entries))
+
+
+def parse_json(data: bytes, where: str, kind: type = dict):
+    """Parse a JSON document that must be of ``kind`` (dict or list)."""
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as err:
+        raise FormatError(f"{where}: not valid JSON ({err})") from err
+    if not isinstance(value, kind):
+        raise FormatError(f"{where}: expected a JSON {'object' if kind is dict else 'array'}")
+    return value
+
+
+class _ChunkStream(io.RawIOBase):
+    """A readable stream over a generator of byte chunks; closes the source with it."""
+
+    def __init__(self, chunks, source: BinaryIO):
+        self._chunks = chunks
+        self._source = source
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        if not self._buf:
+            self._buf = next(self._chunks, b"")
+        n = min(len(buf), len(self._buf))
+        buf[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._source.close()
+        super().close()
+
+
+def open_uncompressed(raw: BinaryIO, where: str) -> BinaryIO:
+    """Return a buffered stream of the uncompressed bytes of the stored blob ``raw``."""
+    return io.BufferedReader(_ChunkStream(uncompressed_chunks(raw, where), raw), CHUNK)

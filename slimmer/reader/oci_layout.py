@@ -1,0 +1,158 @@
+"""OCI image layouts (``oci-layout``, ``index.json``, ``blobs/sha256/...``), as a directory
+or as a tar (``skopeo copy ... oci-archive:``). Indexes may nest and list several platforms.
+"""
+
+from __future__ import annotations
+
+import platform as host
+
+from slimmer.errors import FormatError, ImageSelectionError
+from slimmer.model import Image
+from slimmer.reader.assemble import DIGEST_RE, Chosen, Options, assemble, sha256
+from slimmer.reader.blobs import parse_json
+from slimmer.reader.docker_archive import matches
+from slimmer.reader.store import Store
+
+FORMAT = "oci-layout"
+
+INDEX_TYPES = {"application/vnd.oci.image.index.v1+json",
+               "application/vnd.docker.distribution.manifest.list.v2+json"}
+MANIFEST_TYPES = {"application/vnd.oci.image.manifest.v1+json",
+                  "application/vnd.docker.distribution.manifest.v2+json"}
+LAYER_TYPES = {
+    "application/vnd.oci.image.layer.v1.tar", "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd", "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.docker.image.rootfs.diff.tar", "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+}
+REF_KEYS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
+         "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "i686": "386"}
+MAX_DEPTH = 8
+
+
+def detect(store: Store) -> bool:
+    return store.has("index.json") and store.has("oci-layout")
+
+
+def host_platform() -> str:
+    return "linux/" + _ARCH.get(host.machine(), host.machine())
+
+
+def blob_name(desc: dict, where: str) -> str:
+    digest = desc.get("digest")
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        raise FormatError(f"{where}: descriptor digest {digest!r} is not a sha256 digest")
+    return "blobs/sha256/" + digest.split(":", 1)[1]
+
+
+def read_blob_json(store: Store, desc: dict, where: str) -> tuple[dict, str]:
+    name = blob_name(desc, where)
+    data = store.read_bytes(name)
+    if sha256(data) != desc["digest"]:
+        raise FormatError(f"{where}: blob {name} does not match its digest {desc['digest']}")
+    if isinstance(desc.get("size"), int) and desc["size"] != len(data):
+        raise FormatError(f"{where}: blob {name} is {len(data)} bytes, its descriptor says {desc['size']}")
+    return parse_json(data, f"{where}: {name}"), name
+
+
+def _platform_of(desc: dict) -> str | None:
+    p = desc.get("platform")
+    if not isinstance(p, dict):
+        return None
+    parts = [str(p.get("os", "")), str(p.get("architecture", ""))]
+    if p.get("variant"):
+        parts.append(str(p["variant"]))
+    return "/".join(parts)
+
+
+def _candidates(store: Store, index: dict, where: str, refs: list[str], plat: str | None, depth: int):
+    if depth > MAX_DEPTH:
+        raise FormatError(f"{where}: image indexes nest deeper than {MAX_DEPTH}")
+    manifests = index.get("manifests")
+    if not isinstance(manifests, list):
+        raise FormatError(f"{where}: index has no manifests list")
+    for desc in manifests:
+        if not isinstance(desc, dict):
+            raise FormatError(f"{where}: index lists a non-object descriptor")
+        ann = desc.get("annotations") if isinstance(desc.get("annotations"), dict) else {}
+        if ann.get("vnd.docker.reference.type") == "attestation-manifest":
+            continue
+        names = refs + [str(ann[k]) for k in REF_KEYS if k in ann]
+        p = _platform_of(desc) or plat
+        media = desc.get("mediaType")
+        if media in INDEX_TYPES:
+            sub, _ = read_blob_json(store, desc, where)
+            yield from _candidates(store, sub, where, names, p, depth + 1)
+        elif media in MANIFEST_TYPES or media is None:
+            yield desc, names, p
+        else:
+            raise FormatError(f"{where}: unknown media type {media!r} in index")
+
+
+def _platform_matches(have: str | None, want: str) -> bool:
+    if have is None:
+        return True
+    h, w = have.split("/"), want.split("/")
+    return h[: len(w)] == w
+
+
+def read(store: Store, options: Options) -> Image:
+    where = store.where
+    index = parse_json(store.read_bytes("index.json"), f"{where}: index.json")
+    found = list(_candidates(store, index, where, [], None, 0))
+    found = [f for f in found if f[2] != "unknown/unknown"]
+    if not found:
+        raise FormatError(f"{where}: the index lists no image manifest")
+    if options.image:
+        found = [f for f in found if _ref_matches(f[1], options.image)]
+        if not found:
+            raise ImageSelectionError(f"{where}: no image {options.image!r} in the index")
+    want = options.platform
+    if want:
+        found = [f for f in found if _platform_matches(f[2], want)]
+        if not found:
+            raise ImageSelectionError(f"{where}: no manifest for platform {want}")
+    if len({f[2] for f in found}) > 1 and not want:
+        native = [f for f in found if _platform_matches(f[2], host_platform())]
+        found = native or found
+    distinct = {f[0].get("digest") for f in found}
+    if len(distinct) > 1:
+        choices = "; ".join(f"{', '.join(n) or d['digest'][:19]} ({p or 'any platform'})" for d, n, p in found)
+        raise ImageSelectionError(f"{where} holds {len(distinct)} images, pick one with --image or --platform: "
+                                  f"{choices}")
+    desc, names, _ = found[0]
+    manifest, mname = read_blob_json(store, desc, where)
+    cfg = manifest.get("config")
+    layers = manifest.get("layers")
+    if not isinstance(cfg, dict) or not isinstance(layers, list) or not all(isinstance(x, dict) for x in layers):
+        raise FormatError(f"{where}: manifest {mname} needs a config descriptor and a layers list")
+    for layer in layers:
+        if layer.get("mediaType") not in LAYER_TYPES:
+            raise FormatError(f"{where}: manifest {mname} has a layer of unknown media type {layer.get('mediaType')!r}")
+    chosen = Chosen(
+        config_name=blob_name(cfg, where),
+        layer_names=[blob_name(x, where) for x in layers],
+        tags=sorted({_full_ref(n) for n in names}),
+        manifest_digest=desc["digest"],
+        expected_digests=[x["digest"] for x in layers],
+        media_types=[x["mediaType"] for x in layers],
+    )
+    for x, name in zip(layers, chosen.layer_names):
+        if isinstance(x.get("size"), int) and x["size"] != store.size(name):
+            raise FormatError(f"{where}: layer {name} is {store.size(name)} bytes, the manifest says {x['size']}")
+    fmt = FORMAT if not store.where.endswith(".tar") and store.__class__.__name__ == "DirStore" else "oci-archive"
+    return assemble(store, chosen, fmt, store.where, options)
+
+
+def _full_ref(name: str) -> str:
+    return name if (":" in name.rsplit("/", 1)[-1] or "/" in name) else name
+
+
+def _ref_matches(names: list[str], wanted: str) -> bool:
+    if not names:
+        return False
+    tag = wanted.rsplit(":", 1)[1] if ":" in wanted.rsplit("/", 1)[-1] else None
+    return matches(names, wanted) or wanted in names or (tag is not None and tag in names)

@@ -1,0 +1,403 @@
+"""Where blobs live: a tar archive on disk, an OCI layout directory, or a tar on a pipe.
+
+A store answers three questions for the format modules: which names exist, the bytes of a
+small named file (JSON), and the scan of a named layer blob. Links inside a tar archive are
+followed, but only to members of the same archive; a name that leaves the archive or the
+layout directory is an error. The pipe store reads the stream once, scanning every member
+that looks like a layer as it passes, because the manifest may come last.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import stat
+import tarfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable
+
+from slimmer.errors import FormatError, SlimmerError, TruncatedError
+from slimmer.reader.blobs import CHUNK, MAX_JSON, LayerScan, compression_of, scan_layer
+
+WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+def clean_name(name: str, where: str) -> str:
+    """Return an archive-relative member name, or raise if it climbs out of the archive."""
+    if "\0" in name:
+        raise FormatError(f"{where}: name {name!r} holds a NUL byte")
+    norm = posixpath.normpath("/" + name).lstrip("/")
+    if name.startswith("/") or ".." in name.replace("\\", "/").split("/"):
+        raise FormatError(f"{where}: {name!r} points outside the archive")
+    return norm
+
+
+class RangeReader(io.RawIOBase):
+    """A read-only view of ``size`` bytes at ``offset`` of an open file (pread: thread-safe)."""
+
+    def __init__(self, fd: int, offset: int, size: int, where: str):
+        self.fd, self.pos, self.end, self.where = fd, offset, offset + size, where
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.end - self.pos
+        if n is None or n < 0 or n > left:
+            n = left
+        if n <= 0:
+            return b""
+        data = os.pread(self.fd, n, self.pos)
+        if not data:
+            raise TruncatedError(f"{self.where}: archive ends inside a member")
+        self.pos += len(data)
+        return data
+
+    def readinto(self, buf) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+
+class Store:
+    """Base of the stores; ``where`` names the archive in messages."""
+
+    where = ""
+
+    def names(self) -> set[str]:
+        raise NotImplementedError
+
+    def has(self, name: str) -> bool:
+        return self._resolve(name) is not None
+
+    def read_bytes(self, name: str, limit: int = MAX_JSON) -> bytes:
+        raise NotImplementedError
+
+    def scan_layers(self, names: list[str], max_layer_size: int,
+                    progress: Callable[[int], None] | None = None) -> list[LayerScan]:
+        raise NotImplementedError
+
+    def opener(self, name: str) -> Callable[[], BinaryIO]:
+        """Return a function that opens the stored (maybe compressed) blob ``name`` anew."""
+        raise NotImplementedError
+
+    def size(self, name: str) -> int:
+        raise NotImplementedError
+
+    def _resolve(self, name: str):
+        raise NotImplementedError
+
+    def missing(self, name: str, what: str) -> FormatError:
+        return FormatError(f"{what} {name!r} is listed but missing from {self.where}")
+
+
+def _parallel(names: list[str], sizes: list[int], work: Callable[[str], LayerScan]) -> list[LayerScan]:
+    if len(names) <= 1:
+        return [work(n) for n in names]
+    order = sorted(range(len(names)), key=lambda i: -sizes[i])
+    with ThreadPoolExecutor(max_workers=min(WORKERS, len(names))) as pool:
+        futures = {i: pool.submit(work, names[i]) for i in order}
+        return [futures[i].result() for i in range(len(names))]
+
+
+class TarStore(Store):
+    """A tar archive on disk (docker save, oci-archive): members found by header seeks."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.where = str(path)
+        try:
+            self._file = open(path, "rb")
+        except OSError as err:
+            raise SlimmerError(f"cannot open {path}: {err.strerror}") from err
+        self.fd = self._file.fileno()
+        self.members: dict[str, tarfile.TarInfo] = {}
+        try:
+            with tarfile.open(fileobj=self._file, mode="r:") as tf:
+                for info in tf:
+                    self.members[clean_name(info.name, self.where).rstrip("/")] = info
+        except (tarfile.TarError, EOFError) as err:
+            raise FormatError(f"{path}: not a readable tar archive ({err})") from err
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        end = os.fstat(self.fd).st_size
+        for name, info in self.members.items():
+            if info.isreg() and info.offset_data + info.size > end:
+                raise TruncatedError(f"{self.where}: archive is truncated inside {name!r}")
+
+    def names(self) -> set[str]:
+        return set(self.members)
+
+    def _resolve(self, name: str) -> tarfile.TarInfo | None:
+        name = clean_name(name, self.where)
+        for _ in range(16):
+            info = self.members.get(name)
+            if info is None:
+                return None
+            if info.isreg():
+                return info
+            if info.issym():
+                base = posixpath.dirname(name)
+                target = info.linkname if info.linkname.startswith("/") else posixpath.join(base, info.linkname)
+                name = clean_name(posixpath.normpath(target).lstrip("/") if not target.startswith("/")
+                                  else target.lstrip("/"), self.where)
+            elif info.islnk():
+                name = clean_name(info.linkname, self.where)
+            else:
+                return None
+        raise FormatError(f"{self.where}: link loop at {name!r}")
+
+    def _info(self, name: str, what: str = "file") -> tarfile.TarInfo:
+        info = self._resolve(name)
+        if info is None:
+            raise self.missing(name, what)
+        return info
+
+    def size(self, name: str) -> int:
+        return self._info(name).size
+
+    def read_bytes(self, name: str, limit: int = MAX_JSON) -> bytes:
+        info = self._info(name)
+        if info.size > limit:
+            raise FormatError(f"{self.where}: {name!r} is {info.size} bytes, too large for a JSON document")
+        return RangeReader(self.fd, info.offset_data, info.size, self.where).read()
+
+    def opener(self, name: str) -> Callable[[], BinaryIO]:
+        info = self._info(name, "layer")
+        path, offset, size, where = self.path, info.offset_data, info.size, f"{self.where}:{name}"
+
+        def open_blob() -> BinaryIO:
+            f = open(path, "rb")
+            return _OwnedRange(f, offset, size, where)
+
+        return open_blob
+
+    def scan_layers(self, names, max_layer_size, progress=None):
+        infos = [self._info(n, "layer") for n in names]
+
+        def work(name: str) -> LayerScan:
+            info = self._info(name, "layer")
+            scan = scan_layer(RangeReader(self.fd, info.offset_data, info.size, f"{self.where}:{name}"),
+                              f"{self.where}: layer {name}", max_layer_size)
+            if progress:
+                progress(info.size)
+            return scan
+
+        return _parallel(names, [i.size for i in infos], work)
+
+
+class _OwnedRange(RangeReader):
+    def __init__(self, f, offset, size, where):
+        super().__init__(f.fileno(), offset, size, where)
+        self._f = f
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+class DirStore(Store):
+    """An OCI image layout directory (``skopeo copy ... oci:DIR``)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.where = str(path)
+        self.root = os.path.realpath(path)
+
+    def names(self) -> set[str]:
+        out = set()
+        for base, _dirs, files in os.walk(self.path):
+            for f in files:
+                out.add(os.path.relpath(os.path.join(base, f), self.path))
+        return out
+
+    def _resolve(self, name: str) -> str | None:
+        name = clean_name(name, self.where)
+        full = os.path.realpath(os.path.join(self.root, name))
+        if not full.startswith(self.root + os.sep):
+            raise FormatError(f"{self.where}: {name!r} leads outside the layout directory")
+        try:
+            st = os.stat(full)
+        except OSError:
+            return None
+        return full if stat.S_ISREG(st.st_mode) else None
+
+    def _full(self, name: str, what: str = "file") -> str:
+        full = self._resolve(name)
+        if full is None:
+            raise self.missing(name, what)
+        return full
+
+    def size(self, name: str) -> int:
+        return os.stat(self._full(name)).st_size
+
+    def read_bytes(self, name: str, limit: int = MAX_JSON) -> bytes:
+        full = self._full(name)
+        if os.stat(full).st_size > limit:
+            raise FormatError(f"{self.where}: {name!r} is too large for a JSON document")
+        try:
+            with open(full, "rb") as f:
+                return f.read()
+        except OSError as err:
+            raise SlimmerError(f"cannot read {full}: {err.strerror}") from err
+
+    def opener(self, name: str) -> Callable[[], BinaryIO]:
+        full = self._full(name, "layer")
+        return lambda: open(full, "rb")
+
+    def scan_layers(self, names, max_layer_size, progress=None):
+        fulls = {n: self._full(n, "layer") for n in names}
+
+        def work(name: str) -> LayerScan:
+            try:
+                with open(fulls[name], "rb") as f:
+                    scan = scan_layer(f, f"{self.where}: layer {name}", max_layer_size)
+            except OSError as err:
+                raise SlimmerError(f"cannot read {fulls[name]}: {err.strerror}") from err
+            if progress:
+                progress(scan.stored_size)
+            return scan
+
+        return _parallel(names, [os.stat(fulls[n]).st_size for n in names], work)
+
+
+def _looks_like_tar(block: bytes) -> bool:
+    if len(block) < 512:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(block[:512], "utf-8", "surrogateescape")
+        return True
+    except tarfile.HeaderError:
+        return False
+
+
+class PipeStore(Store):
+    """A tar archive read once from a stream (``docker save app | slimmer analyze -``)."""
+
+    def __init__(self, stream: BinaryIO, where: str, max_layer_size: int,
+                 progress: Callable[[int], None] | None = None):
+        self.where = where
+        self.small: dict[str, bytes] = {}
+        self.scans: dict[str, LayerScan] = {}
+        self.sizes: dict[str, int] = {}
+        self.links: dict[str, str] = {}
+        self._names: set[str] = set()
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as tf:
+                for info in tf:
+                    name = clean_name(info.name, where).rstrip("/")
+                    self._names.add(name)
+                    if info.issym() or info.islnk():
+                        base = posixpath.dirname(name) if info.issym() else ""
+                        self.links[name] = posixpath.normpath(posixpath.join(base, info.linkname))
+                        continue
+                    if not info.isreg():
+                        continue
+                    self.sizes[name] = info.size
+                    f = tf.extractfile(info)
+                    self._take(name, info.size, _Prefetched(f), max_layer_size)
+                    if progress:
+                        progress(info.size)
+        except (tarfile.TarError, EOFError) as err:
+            raise FormatError(f"{where}: not a readable tar archive ({err})") from err
+
+    def _take(self, name: str, size: int, f: "_Prefetched", max_layer_size: int) -> None:
+        head = f.peek(512)
+        if compression_of(head) != "none" or (size >= 1024 and _looks_like_tar(head)):
+            self.scans[name] = scan_layer(f, f"{self.where}: layer {name}", max_layer_size)
+        elif size <= MAX_JSON:
+            self.small[name] = f.read_all()
+        else:
+            f.drain()
+
+    def names(self) -> set[str]:
+        return set(self._names)
+
+    def _resolve(self, name: str) -> str | None:
+        name = clean_name(name, self.where)
+        for _ in range(16):
+            if name in self.links:
+                name = clean_name(self.links[name], self.where)
+                continue
+            return name if name in self.sizes else None
+        raise FormatError(f"{self.where}: link loop at {name!r}")
+
+    def size(self, name: str) -> int:
+        real = self._resolve(name)
+        if real is None:
+            raise self.missing(name, "file")
+        return self.sizes[real]
+
+    def read_bytes(self, name: str, limit: int = MAX_JSON) -> bytes:
+        real = self._resolve(name)
+        if real is None or real not in self.small:
+            if real is not None and real in self.scans:
+                raise FormatError(f"{self.where}: {name!r} is a layer, expected a JSON document")
+            raise self.missing(name, "file")
+        return self.small[real]
+
+    def opener(self, name: str) -> Callable[[], BinaryIO]:
+        def cannot() -> BinaryIO:
+            raise SlimmerError(f"{self.where}: a piped archive cannot be read twice; save it to a file first")
+        return cannot
+
+    def scan_layers(self, names, max_layer_size, progress=None):
+        out = []
+        for name in names:
+            real = self._resolve(name)
+            if real is None:
+                raise self.missing(name, "layer")
+            if real not in self.scans:
+                if real in self.small:
+                    # a tiny uncompressed layer (an empty tar is 1024 zero bytes)
+                    self.scans[real] = scan_layer(io.BytesIO(self.small[real]), f"{self.where}: layer {name}",
+                                                  max_layer_size)
+                else:
+                    raise FormatError(f"{self.where}: {name!r} is not a layer blob")
+            out.append(self.scans[real])
+        return out
+
+
+class _Prefetched:
+    """A member stream with a peekable head, read ahead in a thread so that the pipe read
+    overlaps hashing and parsing."""
+
+    def __init__(self, f: BinaryIO):
+        self.f = f
+        self.buf = b""
+
+    def peek(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            more = self.f.read(n - len(self.buf))
+            if not more:
+                break
+            self.buf += more
+        return self.buf[:n]
+
+    def read(self, n: int = -1) -> bytes:
+        if self.buf:
+            if n is None or n < 0:
+                data, self.buf = self.buf + self.f.read(), b""
+                return data
+            data, self.buf = self.buf[:n], self.buf[n:]
+            return data
+        return self.f.read(n)
+
+    def read_all(self) -> bytes:
+        return self.read(-1)
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+def chunks_of(f: BinaryIO) -> Iterable[bytes]:
+    while True:
+        data = f.read(CHUNK)
+        if not data:
+            return
+        yield data

@@ -1,0 +1,221 @@
+"""An incremental tar header scanner: turns a layer's uncompressed byte stream into Entries.
+
+It is fed chunks of any size and parses only the 512-byte headers (ustar, GNU long names and
+PAX extended headers), skipping over file data without copying it, so a layer is never held
+in memory. Paths are normalised here (the model's *entry* definition); whiteouts are left as
+plain entries for ``slimmer.layers``. Imports only ``slimmer.model`` and ``slimmer.errors``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from slimmer.errors import FormatError, TruncatedError
+from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry
+
+BLOCKSIZE = 512
+_KINDS = {
+    b"0": FILE, b"\0": FILE, b"7": FILE, b"1": HARDLINK, b"2": SYMLINK,
+    b"3": CHAR, b"4": BLOCK, b"5": DIR, b"6": FIFO,
+}
+# Go's archive/tar and GNU tar carry no data for these types whatever the size field says.
+_HEADER_ONLY = {b"1", b"2", b"3", b"4", b"5", b"6"}
+_META = {b"L", b"K", b"x", b"g"}
+_MAX_META = 1 << 20
+
+
+def _octal(field: bytes, what: str) -> int:
+    if field and field[0] & 0x80:
+        # GNU base-256 for numbers too large for octal
+        value = int.from_bytes(field[1:], "big")
+        return -value if field[0] & 0x40 else value
+    text = field.split(b"\0", 1)[0].strip(b" ")
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise FormatError(f"{what}: bad number {text[:20]!r} in a tar header") from None
+
+
+def normalize(name: str, where: str) -> str:
+    """Return ``name`` as a model path (relative, no ``.`` parts); raise FormatError if it
+    escapes the root or holds a NUL."""
+    if "\0" in name:
+        raise FormatError(f"{where}: tar member name {name!r} holds a NUL byte")
+    path = posixpath.normpath("/" + name).lstrip("/")
+    # normpath("/" + x) already clamps "..": detect names that tried to climb out
+    parts = name.replace("\\", "/").split("/")
+    depth = 0
+    for part in parts:
+        if part in ("", "."):
+            continue
+        depth = depth - 1 if part == ".." else depth + 1
+        if depth < 0:
+            raise FormatError(f"{where}: tar member {name!r} points outside the root")
+    return "" if path == "." else path
+
+
+class TarScanner:
+    """Parses tar headers from chunks given to ``feed``; the entries land in ``entries``."""
+
+    def __init__(self, where: str):
+        self.where = where
+        self.entries: list[Entry] = []
+        self.offset = 0  # stream offset of the next byte fed
+        self._skip = 0  # data and padding still to pass over
+        self._header = bytearray()
+        self._meta_type = b""
+        self._meta_left = 0
+        self._meta_pad = 0
+        self._meta = bytearray()
+        self._longname: str | None = None
+        self._longlink: str | None = None
+        self._pax: dict[str, str] = {}
+        self.ended = False  # an end-of-archive zero block was seen
+        self.headers = 0
+
+    def feed(self, chunk) -> None:
+        """Consume the next chunk of the stream."""
+        view = memoryview(chunk)
+        n = len(view)
+        pos = 0
+        self.offset += n
+        while pos < n:
+            if self.ended:
+                return
+            if self._skip:
+                step = min(self._skip, n - pos)
+                self._skip -= step
+                pos += step
+                continue
+            if self._meta_left:
+                step = min(self._meta_left, n - pos)
+                self._meta += view[pos:pos + step]
+                self._meta_left -= step
+                pos += step
+                if not self._meta_left:
+                    self._finish_meta()
+                    self._skip = self._meta_pad
+                continue
+            if self._header or n - pos < BLOCKSIZE:
+                need = BLOCKSIZE - len(self._header)
+                self._header += view[pos:pos + need]
+                pos += min(need, n - pos)
+                if len(self._header) < BLOCKSIZE:
+                    return
+                block = bytes(self._header)
+                self._header.clear()
+            else:
+                block = view[pos:pos + BLOCKSIZE].tobytes()
+                pos += BLOCKSIZE
+            self._header_block(block)
+
+    def finish(self) -> list[Entry]:
+        """Check the stream ended on a member boundary and return the entries."""
+        if self._skip or self._meta_left or self._header:
+            raise TruncatedError(f"{self.where}: layer tar is truncated (ends inside a member)")
+        if self._longname is not None or self._longlink is not None or self._pax:
+            raise TruncatedError(f"{self.where}: layer tar ends after an extended header")
+        return self.entries
+
+    def _header_block(self, block: bytes) -> None:
+        if block.count(0) == BLOCKSIZE:
+            self.ended = True
+            return
+        chksum = _octal(block[148:156], self.where)
+        if chksum != sum(block[:148]) + 256 + sum(block[156:]):
+            # historic tars summed signed chars
+            signed = sum(b - 256 if b > 127 else b for b in block[:148] + block[156:]) + 256
+            if chksum != signed:
+                raise FormatError(f"{self.where}: bad tar header checksum at byte {self.offset}")
+        self.headers += 1
+        typeflag = block[156:157]
+        size = _octal(block[124:136], self.where)
+        if size < 0:
+            raise FormatError(f"{self.where}: negative member size in a tar header")
+        if typeflag in _META:
+            if size > _MAX_META:
+                raise FormatError(f"{self.where}: extended tar header of {size} bytes is too large")
+            self._meta_type = typeflag
+            self._meta_left = size
+            self._meta_pad = -size % BLOCKSIZE
+            self._meta.clear()
+            if not size:
+                self._finish_meta()
+            return
+        pax = self._pax
+        if "path" in pax:
+            name = pax["path"]
+        elif self._longname is not None:
+            name = self._longname
+        else:
+            name = block[0:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            if block[257:262] == b"ustar":
+                prefix = block[345:500].split(b"\0", 1)[0]
+                if prefix and block[257:263] == b"ustar\0":
+                    name = prefix.decode("utf-8", "surrogateescape") + "/" + name
+        if "linkpath" in pax:
+            link = pax["linkpath"]
+        elif self._longlink is not None:
+            link = self._longlink
+        else:
+            link = block[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        if "size" in pax:
+            try:
+                size = int(pax["size"])
+            except ValueError:
+                raise FormatError(f"{self.where}: bad PAX size for {name!r}") from None
+        kind = _KINDS.get(typeflag, FILE)
+        if kind == FILE and name.endswith("/") and typeflag in (b"0", b"\0"):
+            kind = DIR
+        data = 0 if typeflag in _HEADER_ONLY else size
+        self._skip = data + (-data % BLOCKSIZE)
+        path = normalize(name, self.where)
+        if kind == HARDLINK:
+            link = normalize(link, self.where)
+        mode = _octal(block[100:108], self.where) & 0o7777
+        uid = int(pax["uid"]) if "uid" in pax else _octal(block[108:116], self.where)
+        gid = int(pax["gid"]) if "gid" in pax else _octal(block[116:124], self.where)
+        mtime = int(float(pax["mtime"])) if "mtime" in pax else _octal(block[136:148], self.where)
+        self._longname = self._longlink = None
+        if pax:
+            self._pax = {}
+        if not path:
+            return  # the root directory itself
+        self.entries.append(Entry(path, kind, data if kind == FILE else 0, mode, uid, gid, link, mtime))
+
+    def _finish_meta(self) -> None:
+        raw = bytes(self._meta)
+        kind = self._meta_type
+        if kind == b"L":
+            self._longname = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        elif kind == b"K":
+            self._longlink = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        elif kind == b"x":
+            self._pax.update(_pax_records(raw, self.where))
+        # b"g" (global PAX header): applies to no entry we model
+
+
+def _pax_records(raw: bytes, where: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(raw):
+        if raw[pos] == 0:
+            break
+        space = raw.find(b" ", pos)
+        if space < 0:
+            raise FormatError(f"{where}: malformed PAX header")
+        try:
+            length = int(raw[pos:space])
+        except ValueError:
+            raise FormatError(f"{where}: malformed PAX header") from None
+        if length <= 0 or pos + length > len(raw):
+            raise FormatError(f"{where}: malformed PAX header")
+        record = raw[space + 1:pos + length - 1]
+        key, sep, value = record.partition(b"=")
+        if not sep:
+            raise FormatError(f"{where}: malformed PAX record")
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return out
