@@ -14,7 +14,6 @@ import os
 import posixpath
 import stat
 import tarfile
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable

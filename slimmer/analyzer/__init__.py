@@ -1,0 +1,1 @@
+"""Analysis: Image in, records out (numbers, not text). Never imports ``slimmer.reader``."""

@@ -1,0 +1,138 @@
+"""Where the bytes are: image summary, per-layer table, largest files and directories."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from slimmer.layers import MergedFS, is_whiteout
+from slimmer.model import DIR, FILE, Image, layer_size, platform, runtime_config
+
+_NOP = re.compile(r"^/bin/sh -c #\(nop\)\s*")
+_SHELL = re.compile(r"^/bin/sh -c\s+")
+_BUILDKIT = re.compile(r"\s*# buildkit$")
+
+
+def clean_step(created_by: str) -> str:
+    """Return a history step's ``created_by`` without the shell wrapper noise."""
+    text = _BUILDKIT.sub("", created_by.strip())
+    if _NOP.match(text):
+        return _NOP.sub("", text).strip()
+    if _SHELL.match(text):
+        return "RUN " + _SHELL.sub("", text).strip()
+    return text
+
+
+@dataclass(frozen=True)
+class Summary:
+    tags: tuple[str, ...]
+    platform: str
+    created: str
+    entrypoint: tuple[str, ...] | None
+    cmd: tuple[str, ...] | None
+    user: str
+    workdir: str
+    layer_count: int
+    total_size: int  # sum of every layer's entry sizes
+    final_size: int  # bytes of the merged filesystem
+    stored_size: int  # layer blobs as stored (compressed where they are)
+    file_count: int  # non-directory entries of the merged filesystem
+    format: str
+    config_digest: str
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    index: int | None  # None for a history step that made no layer
+    diff_id: str
+    size: int
+    stored_size: int
+    files: int
+    step: str
+    created: str
+
+
+@dataclass(frozen=True)
+class PathSize:
+    path: str
+    size: int
+    layer: int | None  # layer that gave the final version (files only)
+
+
+def _strings(value) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    return None
+
+
+def summary(image: Image, fs: MergedFS) -> Summary:
+    """Return the headline facts of ``image``."""
+    cfg = runtime_config(image)
+    final = 0
+    count = 0
+    for _path, version in fs.files():
+        if version.entry.kind != DIR:
+            count += 1
+            final += version.entry.size
+    return Summary(
+        tags=image.tags, platform=platform(image), created=str(image.config.get("created", "") or ""),
+        entrypoint=_strings(cfg.get("Entrypoint")), cmd=_strings(cfg.get("Cmd")), user=str(cfg.get("User", "") or ""),
+        workdir=str(cfg.get("WorkingDir", "") or ""), layer_count=len(image.layers),
+        total_size=sum(layer_size(layer) for layer in image.layers), final_size=final,
+        stored_size=sum(layer.stored_size for layer in image.layers), file_count=count,
+        format=image.format, config_digest=image.config_digest,
+    )
+
+
+def layer_rows(image: Image) -> list[LayerRow]:
+    """Return one row per history step, layers in order; empty-layer steps sit between them."""
+    rows: list[LayerRow] = []
+    li = 0
+    for step in image.history:
+        if step.empty_layer:
+            rows.append(LayerRow(None, "", 0, 0, 0, clean_step(step.created_by), step.created))
+            continue
+        if li < len(image.layers):
+            rows.append(_row(image, li, clean_step(step.created_by), step.created))
+            li += 1
+    while li < len(image.layers):
+        rows.append(_row(image, li, "(missing history)", ""))
+        li += 1
+    return rows
+
+
+def _row(image: Image, i: int, step: str, created: str) -> LayerRow:
+    layer = image.layers[i]
+    files = sum(1 for e in layer.entries if e.kind != DIR and not is_whiteout(e))
+    return LayerRow(i, layer.diff_id, layer_size(layer), layer.stored_size, files, step, created)
+
+
+def largest_files(fs: MergedFS, n: int = 20) -> list[PathSize]:
+    """Return the ``n`` largest regular files of the merged filesystem."""
+    files = [PathSize(p, v.entry.size, v.layer) for p, v in fs.files() if v.entry.kind == FILE]
+    files.sort(key=lambda f: (-f.size, f.path))
+    return files[:n]
+
+
+def directory_sizes(fs: MergedFS) -> dict[str, int]:
+    """Return the total file bytes below every directory of the merged filesystem."""
+    sizes: dict[str, int] = {}
+    for path, version in fs.files():
+        if version.entry.kind == DIR or not version.entry.size:
+            continue
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            sizes[d] = sizes.get(d, 0) + version.entry.size
+    return sizes
+
+
+def largest_dirs(fs: MergedFS, n: int = 20, max_depth: int = 3) -> list[PathSize]:
+    """Return the ``n`` largest directories no deeper than ``max_depth``."""
+    dirs = [PathSize(d, s, None) for d, s in directory_sizes(fs).items() if d.count("/") < max_depth]
+    dirs.sort(key=lambda d: (-d.size, d.path))
+    return dirs[:n]

@@ -1,0 +1,69 @@
+"""Options and helpers shared by the commands: size parsing, image selection, output format."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from slimmer import reader
+
+SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30,
+              "ti": 2**40}
+
+
+class Size(click.ParamType):
+    """A byte count such as ``500MB``, ``2GiB`` or ``1000``."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower().removesuffix("b").replace(" ", "")
+        num = text.rstrip("kmgti")
+        unit = text[len(num):]
+        try:
+            return int(float(num) * SIZE_UNITS[unit])
+        except (ValueError, KeyError):
+            self.fail(f"{value!r} is not a size like 500MB or 2GiB", param, ctx)
+
+
+def _progress():
+    if not sys.stderr.isatty():
+        return None
+    state = {"bytes": 0}
+
+    def tick(n: int) -> None:
+        state["bytes"] += n
+        sys.stderr.write(f"\rslimmer: read {state['bytes'] / 1e6:,.0f} MB")
+        sys.stderr.flush()
+
+    return tick
+
+
+def read_options(f):
+    """The options every command that reads an image shares."""
+    f = click.option("--image", "image_ref", metavar="REPO:TAG", help="Pick one image of an archive holding several.")(f)
+    f = click.option("--platform", metavar="OS/ARCH", help="Pick a platform of a multi-platform index.")(f)
+    f = click.option("--max-layer-size", type=Size(), default="64GiB", show_default=True,
+                     help="Refuse layers that expand past this (decompression bombs).")(f)
+    return f
+
+
+def output_option(f):
+    f = click.option("--format", "output", type=click.Choice(["table", "json"]), default="table",
+                     show_default=True, help="Output format.")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="Same as --format json.")(f)
+    return f
+
+
+def load(archive: str, image_ref, platform, max_layer_size):
+    progress = _progress()
+    img = reader.open_image(archive, reader.Options(image=image_ref, platform=platform,
+                                                    max_layer_size=max_layer_size, progress=progress))
+    if progress:
+        sys.stderr.write("\r\033[K")
+    return img
+
+
