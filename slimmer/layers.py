@@ -61,139 +61,116 @@ def is_whiteout(entry: Entry) -> bool:
     return posixpath.basename(entry.path).startswith(WHITEOUT_PREFIX)
 
 
-class _Node:
-    __slots__ = ("version", "children")
-
-    def __init__(self) -> None:
-        self.version: Version | None = None
-        self.children: dict[str, _Node] | None = None
-
-
 class MergedFS:
     """The image's filesystem after stacking its layers, plus what stacking hid.
 
-    ``shadowed`` lists every earlier version that a later layer overwrote or deleted.
+    ``final`` maps each path to its final version; directories that deeper entries imply but
+    no layer lists exist without a version. ``shadowed`` lists every earlier version that a
+    later layer overwrote or deleted.
     """
 
     def __init__(self) -> None:
-        self._root = _Node()
-        self._root.children = {}
+        self.final: dict[str, Version] = {}
+        self._dirs: dict[str, set[str]] = {"": set()}  # directory -> names below it
         self.shadowed: list[Shadowed] = []
 
     # -- queries ---------------------------------------------------------------------------
 
     def get(self, path: str) -> Version | None:
         """Return the final version of ``path``, or None if the merged filesystem lacks it."""
-        node = self._find(path)
-        return node.version if node else None
+        return self.final.get(path)
 
     def exists(self, path: str) -> bool:
         """Return whether ``path`` exists (as an entry, or as a directory implied by one)."""
-        return self._find(path) is not None
+        return path in self.final or path in self._dirs
+
+    def is_dir(self, path: str) -> bool:
+        """Return whether ``path`` is a directory (listed or implied)."""
+        return path in self._dirs
 
     def walk(self) -> Iterator[tuple[str, Version | None]]:
-        """Yield (path, final version) for every path, parents before children, sorted by name.
+        """Yield (path, final version) for every path, sorted (parents before children).
         Directories implied by deeper entries but never listed have version None."""
-        stack: list[tuple[str, _Node]] = [("", self._root)]
-        while stack:
-            prefix, node = stack.pop()
-            if node.children:
-                for name in sorted(node.children, reverse=True):
-                    stack.append((f"{prefix}/{name}" if prefix else name, node.children[name]))
-            if prefix:
-                yield prefix, node.version
+        final = self.final
+        for path in sorted(set(final).union(self._dirs)):
+            if path:
+                yield path, final.get(path)
 
     def files(self) -> Iterator[tuple[str, Version]]:
         """Yield (path, version) for every final entry (implied directories left out)."""
-        for path, version in self.walk():
-            if version is not None:
-                yield path, version
+        return iter(self.final.items())
 
     def children(self, path: str) -> list[str]:
         """Return the names directly below directory ``path`` ("" is the root)."""
-        node = self._find(path) if path else self._root
-        return sorted(node.children) if node and node.children else []
+        return sorted(self._dirs.get(path, ()))
 
     # -- building --------------------------------------------------------------------------
 
-    def _find(self, path: str) -> _Node | None:
-        node = self._root
-        if not path:
-            return node
-        for part in path.split("/"):
-            if not node.children or part not in node.children:
-                return None
-            node = node.children[part]
-        return node
+    def _ensure_dir(self, path: str, layer: int) -> set[str]:
+        """Return the children set of directory ``path``, creating it and its parents."""
+        kids = self._dirs.get(path)
+        if kids is not None:
+            return kids
+        parent, _, name = path.rpartition("/")
+        self._ensure_dir(parent, layer).add(name)
+        old = self.final.get(path)
+        if old is not None and old.entry.kind != DIR:
+            # a deeper entry turns a lower non-directory into a directory
+            self.shadowed.append(Shadowed(path, old.layer, old.entry, layer, OVERWRITTEN))
+            del self.final[path]
+        kids = self._dirs[path] = set()
+        return kids
 
-    def _parent(self, path: str, layer: int, create: bool) -> _Node | None:
-        node = self._root
-        parts = path.split("/")[:-1]
-        walked = []
-        for part in parts:
-            walked.append(part)
-            if node.children is None:
-                node.children = {}
-            child = node.children.get(part)
-            if child is None:
-                if not create:
-                    return None
-                child = node.children[part] = _Node()
-            elif create and child.version is not None and child.version.entry.kind != DIR:
-                # a deeper entry turns a lower non-directory into a directory
-                self._hide("/".join(walked), child, layer, OVERWRITTEN)
-                child.version = None
-            node = child
-        return node
-
-    def _hide(self, path: str, node: _Node, by: int, how: str) -> None:
-        """Record every version in the subtree at ``node`` as shadowed; drop its children."""
-        stack = [(path, node)]
+    def _remove(self, path: str, by: int, how: str) -> None:
+        """Remove ``path`` and its subtree, recording every version as shadowed."""
+        stack = [path]
+        final, dirs = self.final, self._dirs
         while stack:
-            p, n = stack.pop()
-            if n.version is not None:
-                self.shadowed.append(Shadowed(p, n.version.layer, n.version.entry, by, how))
-            if n.children:
-                stack.extend((f"{p}/{name}", child) for name, child in n.children.items())
-        node.children = None
+            p = stack.pop()
+            old = final.pop(p, None)
+            if old is not None:
+                self.shadowed.append(Shadowed(p, old.layer, old.entry, by, how))
+            kids = dirs.pop(p, None)
+            if kids:
+                stack.extend(f"{p}/{name}" for name in kids)
 
     def delete(self, path: str, by: int) -> None:
         """Apply a whiteout: remove ``path`` and its subtree."""
-        parent = self._parent(path, by, create=False)
-        name = path.rsplit("/", 1)[-1]
-        if parent is None or not parent.children or name not in parent.children:
+        parent, _, name = path.rpartition("/")
+        kids = self._dirs.get(parent)
+        if not kids or name not in kids:
             return
-        node = parent.children.pop(name)
-        self._hide(path, node, by, DELETED)
+        kids.discard(name)
+        self._remove(path, by, DELETED)
 
     def make_opaque(self, path: str, by: int) -> None:
         """Apply an opaque marker: hide every child lower layers gave directory ``path``."""
-        node = self._find(path) if path else self._root
-        if node is None or not node.children:
+        kids = self._dirs.get(path)
+        if not kids:
             return
-        for name, child in list(node.children.items()):
-            self._hide(f"{path}/{name}" if path else name, child, by, DELETED)
-        node.children = {}
+        for name in list(kids):
+            self._remove(f"{path}/{name}" if path else name, by, DELETED)
+        kids.clear()
 
     def add(self, entry: Entry, layer: int) -> None:
         """Put ``entry`` of ``layer`` in place, shadowing what was there."""
-        parent = self._parent(entry.path, layer, create=True)
-        assert parent is not None
-        if parent.children is None:
-            parent.children = {}
-        name = entry.path.rsplit("/", 1)[-1]
-        node = parent.children.get(name)
-        if node is None:
-            node = parent.children[name] = _Node()
-        else:
-            old = node.version
-            if old is not None:
-                self.shadowed.append(Shadowed(entry.path, old.layer, old.entry, layer, OVERWRITTEN))
-            if entry.kind != DIR and node.children:
-                for cname, child in node.children.items():
-                    self._hide(f"{entry.path}/{cname}", child, layer, OVERWRITTEN)
-                node.children = None
-        node.version = Version(layer, entry)
+        path = entry.path
+        parent, _, name = path.rpartition("/")
+        kids = self._dirs.get(parent)
+        if kids is None:
+            kids = self._ensure_dir(parent, layer)
+        old = self.final.get(path)
+        if old is not None:
+            self.shadowed.append(Shadowed(path, old.layer, old.entry, layer, OVERWRITTEN))
+        if entry.kind == DIR:
+            if path not in self._dirs:
+                self._dirs[path] = set()
+        elif path in self._dirs:
+            below = self._dirs.pop(path)
+            for child in below:
+                self._remove(f"{path}/{child}", layer, OVERWRITTEN)
+        kids.add(name)
+        self.final[path] = Version(layer, entry)
 
 
 def apply_layer(fs: MergedFS, layer: Layer, index: int) -> None:

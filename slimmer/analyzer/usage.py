@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import re
 from dataclasses import dataclass
 
@@ -75,9 +76,10 @@ def summary(image: Image, fs: MergedFS) -> Summary:
     final = 0
     count = 0
     for _path, version in fs.files():
-        if version.entry.kind != DIR:
+        entry = version.entry
+        if entry.kind != DIR:
             count += 1
-            final += version.entry.size
+            final += entry.size
     return Summary(
         tags=image.tags, platform=platform(image), created=str(image.config.get("created", "") or ""),
         entrypoint=_strings(cfg.get("Entrypoint")), cmd=_strings(cfg.get("Cmd")), user=str(cfg.get("User", "") or ""),
@@ -113,26 +115,27 @@ def _row(image: Image, i: int, step: str, created: str) -> LayerRow:
 
 def largest_files(fs: MergedFS, n: int = 20) -> list[PathSize]:
     """Return the ``n`` largest regular files of the merged filesystem."""
-    files = [PathSize(p, v.entry.size, v.layer) for p, v in fs.files() if v.entry.kind == FILE]
-    files.sort(key=lambda f: (-f.size, f.path))
-    return files[:n]
+    top = heapq.nsmallest(n, ((-v.entry.size, p, v.layer) for p, v in fs.files() if v.entry.kind == FILE))
+    return [PathSize(p, -neg, layer) for neg, p, layer in top]
 
 
 def directory_sizes(fs: MergedFS) -> dict[str, int]:
     """Return the total file bytes below every directory of the merged filesystem."""
-    sizes: dict[str, int] = {}
+    direct: dict[str, int] = {}
     for path, version in fs.files():
-        if version.entry.kind == DIR or not version.entry.size:
-            continue
-        parts = path.split("/")[:-1]
-        for i in range(1, len(parts) + 1):
-            d = "/".join(parts[:i])
-            sizes[d] = sizes.get(d, 0) + version.entry.size
+        size = version.entry.size
+        if size:
+            d = path.rpartition("/")[0]
+            direct[d] = direct.get(d, 0) + size
+    sizes: dict[str, int] = {}
+    for d, size in direct.items():
+        while d:
+            sizes[d] = sizes.get(d, 0) + size
+            d = d.rpartition("/")[0]
     return sizes
 
 
 def largest_dirs(fs: MergedFS, n: int = 20, max_depth: int = 3) -> list[PathSize]:
     """Return the ``n`` largest directories no deeper than ``max_depth``."""
-    dirs = [PathSize(d, s, None) for d, s in directory_sizes(fs).items() if d.count("/") < max_depth]
-    dirs.sort(key=lambda d: (-d.size, d.path))
-    return dirs[:n]
+    top = heapq.nsmallest(n, ((-s, d) for d, s in directory_sizes(fs).items() if d.count("/") < max_depth))
+    return [PathSize(d, -neg, None) for neg, d in top]

@@ -40,67 +40,59 @@ class DiveEfficiency:
     paths: tuple[WastedPath, ...]  # largest first
 
 
-class _DNode:
-    __slots__ = ("children", "size", "is_dir", "whiteout")
+class _DiveStack:
+    """dive's stacked tree of the layers seen so far (filetree.StackTreeRange): paths with
+    (size, is_dir); intermediate nodes dive creates carry an empty payload (0, False)."""
 
     def __init__(self) -> None:
-        self.children: dict[str, _DNode] = {}
-        self.size = 0
-        self.is_dir = False
-        self.whiteout = False
+        self.info: dict[str, tuple[int, bool]] = {}
+        self.kids: dict[str, set[str]] = {"": set()}
+
+    def _node(self, path: str) -> None:
+        parent, _, name = path.rpartition("/")
+        if parent and parent not in self.info:
+            self._node(parent)
+            self.info[parent] = (0, False)
+        self.kids.setdefault(parent, set()).add(name)
+
+    def add(self, path: str, info: tuple[int, bool]) -> None:
+        if path not in self.info:
+            self._node(path)
+        self.info[path] = info
+
+    def remove(self, path: str) -> None:
+        parent, _, name = path.rpartition("/")
+        if parent in self.kids:
+            self.kids[parent].discard(name)
+        stack = [path]
+        while stack:
+            p = stack.pop()
+            self.info.pop(p, None)
+            stack.extend(f"{p}/{n}" for n in self.kids.pop(p, ()))
+
+    def subtree_size(self, path: str) -> int:
+        total, stack = 0, [path]
+        while stack:
+            p = stack.pop()
+            total += self.info.get(p, (0, False))[0]
+            stack.extend(f"{p}/{n}" for n in self.kids.get(p, ()))
+        return total
 
 
-def _layer_tree(layer) -> _DNode:
-    root = _DNode()
+def _layer_nodes(layer) -> tuple[dict[str, tuple[int, bool]], set[str]]:
+    """Return dive's tree of one layer: payload per listed path, and the set of inner nodes."""
+    nodes: dict[str, tuple[int, bool]] = {}
+    inner: set[str] = set()
     for entry in layer.entries:
-        parts = entry.path.split("/")
-        if any(p.startswith(".wh..wh.") for p in parts):
+        path = entry.path
+        if ".wh..wh." in path and any(p.startswith(".wh..wh.") for p in path.split("/")):
             continue  # dive never adds opaque markers (filetree.AddPath)
-        node = root
-        for part in parts:
-            nxt = node.children.get(part)
-            if nxt is None:
-                nxt = node.children[part] = _DNode()
-            node = nxt
-        node.size = entry.size
-        node.is_dir = entry.kind == DIR
-        node.whiteout = parts[-1].startswith(".wh.")
-    return root
-
-
-def _stack(root: _DNode, upper: _DNode) -> None:
-    """Stack one of dive's layer trees onto ``root`` (dive's StackTreeRange)."""
-    for name, child in upper.children.items():
-        if child.whiteout:
-            root.children.pop(name[4:], None)
-            continue
-        have = root.children.get(name)
-        if have is None:
-            have = root.children[name] = _DNode()
-        have.size, have.is_dir = child.size, child.is_dir
-        _stack(have, child)
-
-
-def _subtree_size(node: _DNode) -> int:
-    total, stack = 0, [node]
-    while stack:
-        n = stack.pop()
-        total += n.size
-        stack.extend(n.children.values())
-    return total
-
-
-def _find(root: _DNode, path: str) -> _DNode | None:
-    node = root
-    for part in path.split("/"):
-        node = node.children.get(part)
-        if node is None:
-            return None
-    return node
-
-
-class _Abort(Exception):
-    pass
+        nodes[path] = (entry.size, entry.kind == DIR)
+        parent = path.rpartition("/")[0]
+        while parent and parent not in inner:
+            inner.add(parent)
+            parent = parent.rpartition("/")[0]
+    return nodes, inner
 
 
 def dive_efficiency(image: Image) -> DiveEfficiency:
@@ -108,34 +100,41 @@ def dive_efficiency(image: Image) -> DiveEfficiency:
     cumulative: dict[str, int] = {}
     minimum: dict[str, int] = {}
     layers_of: dict[str, list[int]] = {}
-    stacked = _DNode()
+    stacked = _DiveStack()
     for idx, layer in enumerate(image.layers):
-        tree = _layer_tree(layer)
-
-        def visit(node: _DNode, prefix: str) -> None:
-            for name in sorted(node.children):
-                child = node.children[name]
-                path = f"{prefix}/{name}" if prefix else name
-                if child.children:
-                    visit(child, path)
-                    continue
-                if child.whiteout:
-                    path = f"{prefix}/{name[4:]}" if prefix else name[4:]
-                    previous = _find(stacked, path)
-                    if previous is None:
-                        raise _Abort
-                    size = _subtree_size(previous) if previous.is_dir else 0
-                else:
-                    size = child.size
-                cumulative[path] = cumulative.get(path, 0) + size
-                minimum[path] = min(minimum.get(path, size), size)
-                layers_of.setdefault(path, []).append(idx)
-
-        try:
-            visit(tree, "")
-        except _Abort:
-            pass
-        _stack(stacked, tree)
+        nodes, inner = _layer_nodes(layer)
+        leaves = [p for p in nodes if p not in inner]
+        whiteouts = [p for p in leaves if p.rpartition("/")[2].startswith(".wh.")]
+        if whiteouts:
+            # order matters only here: dive stops visiting a layer at a whiteout of a path the
+            # lower layers lack, walking children sorted by name
+            leaves.sort(key=lambda p: p.split("/"))
+        for path in leaves:
+            size, _is_dir = nodes[path]
+            parent, _, name = path.rpartition("/")
+            if name.startswith(".wh."):
+                path = f"{parent}/{name[4:]}" if parent else name[4:]
+                previous = stacked.info.get(path)
+                if previous is None:
+                    break
+                size = stacked.subtree_size(path) if previous[1] else 0
+            cumulative[path] = cumulative.get(path, 0) + size
+            if path in minimum:
+                if size < minimum[path]:
+                    minimum[path] = size
+                layers_of[path].append(idx)
+            else:
+                minimum[path] = size
+                layers_of[path] = [idx]
+        for path in whiteouts:
+            parent, _, name = path.rpartition("/")
+            stacked.remove(f"{parent}/{name[4:]}" if parent else name[4:])
+        for path in inner:
+            if path not in nodes:
+                stacked.add(path, (0, False))
+        for path, info in nodes.items():
+            if not path.rpartition("/")[2].startswith(".wh."):
+                stacked.add(path, info)
     discovered = sum(cumulative.values())
     efficiency = 1.0 if discovered == 0 else sum(minimum.values()) / discovered
     paths = sorted((WastedPath(p, len(ls), cumulative[p], tuple(ls)) for p, ls in layers_of.items() if len(ls) >= 2),

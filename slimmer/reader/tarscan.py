@@ -9,6 +9,7 @@ plain entries for ``slimmer.layers``. Imports only ``slimmer.model`` and ``slimm
 from __future__ import annotations
 
 import posixpath
+import struct
 
 from slimmer.errors import FormatError, TruncatedError
 from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry
@@ -22,6 +23,17 @@ _KINDS = {
 _HEADER_ONLY = {b"1", b"2", b"3", b"4", b"5", b"6"}
 _META = {b"L", b"K", b"x", b"g"}
 _MAX_META = 1 << 20
+
+
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s2x32x32x8x8x155s12x")
+
+
+def _num(field: bytes, what: str) -> int:
+    """Return a numeric header field (octal, or GNU base-256)."""
+    try:
+        return int(field.rstrip(b"\0 ") or b"0", 8)
+    except ValueError:
+        return _octal(field, what)
 
 
 def _octal(field: bytes, what: str) -> int:
@@ -120,18 +132,20 @@ class TarScanner:
         return self.entries
 
     def _header_block(self, block: bytes) -> None:
-        if block.count(0) == BLOCKSIZE:
-            self.ended = True
-            return
-        chksum = _octal(block[148:156], self.where)
-        if chksum != sum(block[:148]) + 256 + sum(block[156:]):
-            # historic tars summed signed chars
-            signed = sum(b - 256 if b > 127 else b for b in block[:148] + block[156:]) + 256
-            if chksum != signed:
-                raise FormatError(f"{self.where}: bad tar header checksum at byte {self.offset}")
+        (name_f, mode_f, uid_f, gid_f, size_f, mtime_f, chksum_f, typeflag, link_f,
+         magic, prefix_f) = _HEADER.unpack(block)
+        chksum = _num(chksum_f, self.where)
+        if chksum != sum(block) - sum(chksum_f) + 256:
+            if not block.count(0) == BLOCKSIZE:
+                # historic tars summed signed chars
+                signed = sum(b - 256 if b > 127 else b for b in block[:148] + block[156:]) + 256
+                if chksum != signed:
+                    raise FormatError(f"{self.where}: bad tar header checksum at byte {self.offset}")
+            else:
+                self.ended = True
+                return
         self.headers += 1
-        typeflag = block[156:157]
-        size = _octal(block[124:136], self.where)
+        size = _num(size_f, self.where)
         if size < 0:
             raise FormatError(f"{self.where}: negative member size in a tar header")
         if typeflag in _META:
@@ -145,45 +159,66 @@ class TarScanner:
                 self._finish_meta()
             return
         pax = self._pax
+        if pax or self._longname is not None or self._longlink is not None:
+            self._header_extended(block, typeflag, size, pax)
+            return
+        name = name_f.partition(b"\0")[0].decode("utf-8", "surrogateescape")
+        if magic == b"ustar\0" and prefix_f[0]:
+            name = prefix_f.partition(b"\0")[0].decode("utf-8", "surrogateescape") + "/" + name
+        link = link_f.partition(b"\0")[0].decode("utf-8", "surrogateescape") if link_f[0] else ""
+        self._add(name, link, typeflag, size, mode_f, uid_f, gid_f, mtime_f, None)
+
+    def _header_extended(self, block: bytes, typeflag: bytes, size: int, pax: dict) -> None:
+        (name_f, mode_f, uid_f, gid_f, _s, mtime_f, _c, _t, link_f, magic, prefix_f) = _HEADER.unpack(block)
         if "path" in pax:
             name = pax["path"]
         elif self._longname is not None:
             name = self._longname
         else:
-            name = block[0:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            if block[257:262] == b"ustar":
-                prefix = block[345:500].split(b"\0", 1)[0]
-                if prefix and block[257:263] == b"ustar\0":
-                    name = prefix.decode("utf-8", "surrogateescape") + "/" + name
+            name = name_f.partition(b"\0")[0].decode("utf-8", "surrogateescape")
+            if magic == b"ustar\0" and prefix_f[0]:
+                name = prefix_f.partition(b"\0")[0].decode("utf-8", "surrogateescape") + "/" + name
         if "linkpath" in pax:
             link = pax["linkpath"]
         elif self._longlink is not None:
             link = self._longlink
         else:
-            link = block[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            link = link_f.partition(b"\0")[0].decode("utf-8", "surrogateescape")
         if "size" in pax:
             try:
                 size = int(pax["size"])
             except ValueError:
                 raise FormatError(f"{self.where}: bad PAX size for {name!r}") from None
+        self._longname = self._longlink = None
+        self._pax = {}
+        self._add(name, link, typeflag, size, mode_f, uid_f, gid_f, mtime_f, pax)
+
+    def _add(self, name, link, typeflag, size, mode_f, uid_f, gid_f, mtime_f, pax) -> None:
         kind = _KINDS.get(typeflag, FILE)
         if kind == FILE and name.endswith("/") and typeflag in (b"0", b"\0"):
             kind = DIR
         data = 0 if typeflag in _HEADER_ONLY else size
         self._skip = data + (-data % BLOCKSIZE)
-        path = normalize(name, self.where)
-        if kind == HARDLINK:
-            link = normalize(link, self.where)
-        mode = _octal(block[100:108], self.where) & 0o7777
-        uid = int(pax["uid"]) if "uid" in pax else _octal(block[108:116], self.where)
-        gid = int(pax["gid"]) if "gid" in pax else _octal(block[116:124], self.where)
-        mtime = int(float(pax["mtime"])) if "mtime" in pax else _octal(block[136:148], self.where)
-        self._longname = self._longlink = None
-        if pax:
-            self._pax = {}
+        if name.startswith(("/", ".")) or "//" in name or "/." in name or "\0" in name:
+            path = normalize(name, self.where)
+        else:
+            path = name.rstrip("/")
         if not path:
             return  # the root directory itself
-        self.entries.append(Entry(path, kind, data if kind == FILE else 0, mode, uid, gid, link, mtime))
+        if kind == HARDLINK:
+            link = normalize(link, self.where)
+        where = self.where
+        try:
+            if pax:
+                uid = int(pax["uid"]) if "uid" in pax else _num(uid_f, where)
+                gid = int(pax["gid"]) if "gid" in pax else _num(gid_f, where)
+                mtime = int(float(pax["mtime"])) if "mtime" in pax else _num(mtime_f, where)
+            else:
+                uid, gid, mtime = _num(uid_f, where), _num(gid_f, where), _num(mtime_f, where)
+        except ValueError:
+            raise FormatError(f"{where}: bad PAX number for {name!r}") from None
+        self.entries.append(Entry(path, kind, data if kind == FILE else 0, _num(mode_f, where) & 0o7777,
+                                  uid, gid, link, mtime))
 
     def _finish_meta(self) -> None:
         raw = bytes(self._meta)

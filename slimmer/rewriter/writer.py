@@ -1,0 +1,447 @@
+"""Writers: a model Image back into bytes, as a ``docker save`` archive or an OCI image layout.
+
+Each layer's uncompressed tar comes from ``Layer.opener``. It is read once, in chunks: hashed
+(its *diff_id*), compressed and hashed again (its *digest*) into a temp file in a staging
+directory beside the output, so no layer is ever held in memory. The config written is the
+image's config with ``rootfs.diff_ids`` recomputed from those streams, so an Image whose layers
+were replaced still yields a consistent archive.
+
+Output is byte-reproducible: JSON is compact and keeps the config's key order, gzip carries
+mtime 0 and no file name, and the outer tar's members are sorted, with mtime 0, uid/gid 0 and
+no user names. Output is atomic: everything is written below the staging directory, fsynced,
+then moved into place with ``os.replace``; on any failure the staging directory is removed and
+the destination is left as it was.
+
+Imports only the model and the errors: never the reader or the analyzer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator, Mapping, Sequence
+
+import zstandard
+
+from slimmer.errors import OutputError, SlimmerError
+from slimmer.model import Image, Layer
+
+__all__ = ["write_docker_archive", "write_oci", "Written", "json_bytes", "config_with_diff_ids"]
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+EPOCH = "1970-01-01T00:00:00Z"
+OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
+INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
+LAYER_TYPES = {
+    "none": "application/vnd.oci.image.layer.v1.tar",
+    "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+}
+DOCKER_LAYOUTS = ("legacy", "oci")
+GZIP_LEVEL = 6
+ZSTD_LEVEL = 3
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A layer blob staged on disk: ``digest`` and ``size`` as stored, ``diff_id`` of its tar."""
+
+    path: Path
+    digest: str
+    size: int
+    diff_id: str
+    media_type: str
+
+    @property
+    def hex(self) -> str:
+        return self.digest.split(":", 1)[1]
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a writer emitted: the output path and the digests a reader will find there.
+
+    ``manifest_digest`` is "" for a legacy docker archive, which has no manifest blob.
+    """
+
+    path: Path
+    config_digest: str
+    manifest_digest: str
+    diff_ids: tuple[str, ...]
+    layer_digests: tuple[str, ...]
+
+
+# Members of an output, by archive-relative name: bytes (a small file), a staged Blob, or
+# None (a directory).
+Members = dict[str, "bytes | Blob | None"]
+
+
+def write_docker_archive(image: Image, out_path: str | os.PathLike, tags: Sequence[str] | None = None,
+                         layout: str = "legacy") -> Written:
+    """Write ``image`` as a ``docker save`` archive at ``out_path``; return what was written.
+
+    ``layout="legacy"`` writes ``<id>/layer.tar`` directories (Docker before 25);
+    ``layout="oci"`` writes the Docker 25+ form: an OCI layout plus ``manifest.json``.
+    Layers are stored uncompressed, as ``docker save`` does. ``tags`` defaults to the image's
+    own tags; ``()`` writes an untagged image. Raises OutputError if the output cannot be written.
+    """
+    if layout not in DOCKER_LAYOUTS:
+        raise ValueError(f"layout must be one of {DOCKER_LAYOUTS}, not {layout!r}")
+    out = Path(out_path)
+    refs = _refs(image.tags if tags is None else tags)
+    with _staging(out, as_dir=False) as stage:
+        layers = _stage_layers(image, stage, "none")
+        config = json_bytes(config_with_diff_ids(image.config, [b.diff_id for b in layers]))
+        if layout == "legacy":
+            members, manifest_digest = _docker_legacy(image.config, layers, config, refs), ""
+        else:
+            members, manifest_digest = _oci(image.config, layers, config, refs)
+            members["manifest.json"] = json_bytes([{
+                "Config": "blobs/sha256/" + _sha256_hex(config),
+                "RepoTags": refs or None,
+                "Layers": ["blobs/sha256/" + b.hex for b in layers],
+            }])
+            if refs and layers:
+                members["repositories"] = json_bytes(_repositories(refs, layers[-1].hex))
+        _commit_tar(stage, members, out)
+    return _written(out, config, manifest_digest, layers)
+
+
+def write_oci(image: Image, out_path: str | os.PathLike, tags: Sequence[str] | None = None,
+              compression: str = "gzip", as_dir: bool = False) -> Written:
+    """Write ``image`` as an OCI image layout at ``out_path``; return what was written.
+
+    The layout is a tar (``oci-archive``) or, with ``as_dir``, a directory, which must not exist
+    or be empty. Layers are compressed with ``compression`` ("gzip", "zstd" or "none").
+    ``index.json`` lists the manifest once per tag, annotated with the full reference
+    (``io.containerd.image.name``) and the tag (``org.opencontainers.image.ref.name``).
+    ``tags`` defaults to the image's own tags. Raises OutputError if the output cannot be written.
+    """
+    if compression not in LAYER_TYPES:
+        raise ValueError(f"compression must be one of {tuple(LAYER_TYPES)}, not {compression!r}")
+    out = Path(out_path)
+    refs = _refs(image.tags if tags is None else tags)
+    with _staging(out, as_dir) as stage:
+        layers = _stage_layers(image, stage, compression)
+        config = json_bytes(config_with_diff_ids(image.config, [b.diff_id for b in layers]))
+        members, manifest_digest = _oci(image.config, layers, config, refs)
+        if as_dir:
+            _commit_dir(stage, members, out)
+        else:
+            _commit_tar(stage, members, out)
+    return _written(out, config, manifest_digest, layers)
+
+
+def json_bytes(value) -> bytes:
+    """Return the compact UTF-8 JSON the writers emit for ``value`` (key order kept)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def config_with_diff_ids(config: Mapping, diff_ids: Sequence[str]) -> dict:
+    """Return a copy of ``config`` whose ``rootfs`` lists ``diff_ids``."""
+    out = dict(config)
+    out["rootfs"] = {"type": "layers", "diff_ids": list(diff_ids)}
+    return out
+
+
+# ---- layers -----------------------------------------------------------------------------
+
+
+class _Plain:
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def flush(self) -> bytes:
+        return b""
+
+
+def _compressor(compression: str):
+    if compression == "gzip":
+        # wbits 16+: zlib's own gzip wrapper has mtime 0 and no file name, so equal input
+        # gives equal bytes (gzip.GzipFile would record the time and the temp file's name).
+        return zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    if compression == "zstd":
+        return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).compressobj()
+    return _Plain()
+
+
+def _stage_layers(image: Image, stage: Path, compression: str) -> list[Blob]:
+    return [_stage_layer(layer, i, stage / f"layer-{i}", compression) for i, layer in enumerate(image.layers)]
+
+
+def _stage_layer(layer: Layer, index: int, dest: Path, compression: str) -> Blob:
+    """Compress layer ``index``'s tar stream into ``dest``, hashing both sides on the way."""
+    plain, stored = hashlib.sha256(), hashlib.sha256()
+    size = 0
+    pack = _compressor(compression)
+    with open(dest, "xb") as out, _open_layer(layer, index) as src:
+        while True:
+            chunk = _read_layer(src, layer, index)
+            if not chunk:
+                break
+            plain.update(chunk)
+            data = pack.compress(chunk)
+            if data:
+                stored.update(data)
+                out.write(data)
+                size += len(data)
+        data = pack.flush()
+        stored.update(data)
+        out.write(data)
+        size += len(data)
+        out.flush()
+        os.fsync(out.fileno())
+    diff_id = "sha256:" + plain.hexdigest()
+    if diff_id != layer.diff_id:
+        log.debug("layer %d: stream has diff_id %s, the model said %s", index, diff_id, layer.diff_id)
+    return Blob(dest, "sha256:" + stored.hexdigest(), size, diff_id, LAYER_TYPES[compression])
+
+
+def _open_layer(layer: Layer, index: int) -> BinaryIO:
+    try:
+        return layer.opener()
+    except OSError as err:
+        raise SlimmerError(f"cannot read layer {index} ({layer.diff_id}): {err.strerror or err}") from err
+
+
+def _read_layer(src: BinaryIO, layer: Layer, index: int) -> bytes:
+    try:
+        return src.read(CHUNK)
+    except OSError as err:
+        raise SlimmerError(f"cannot read layer {index} ({layer.diff_id}): {err.strerror or err}") from err
+
+
+# ---- archive layouts --------------------------------------------------------------------
+
+
+def _docker_legacy(config: Mapping, layers: list[Blob], config_bytes: bytes, refs: list[str]) -> Members:
+    members: Members = {}
+    created = str(config.get("created") or EPOCH)
+    parent = ""
+    ids = []
+    for blob in layers:
+        # Docker's v1 layer id: sha256 of the v1 JSON with the layer's diff_id and parent
+        # (distribution/daemon v1.CreateID), so equal stacks get equal ids.
+        v1 = {"created": created, "layer_id": blob.diff_id, "parent": parent}
+        layer_id = _sha256_hex(json_bytes(v1))
+        legacy = {"id": layer_id, **({"parent": parent} if parent else {}), "created": created}
+        members[layer_id] = None
+        members[f"{layer_id}/VERSION"] = b"1.0"
+        members[f"{layer_id}/json"] = json_bytes(legacy)
+        members[f"{layer_id}/layer.tar"] = blob
+        ids.append(layer_id)
+        parent = layer_id
+    config_name = _sha256_hex(config_bytes) + ".json"
+    members[config_name] = config_bytes
+    members["manifest.json"] = json_bytes([{
+        "Config": config_name,
+        "RepoTags": refs or None,
+        "Layers": [f"{i}/layer.tar" for i in ids],
+    }])
+    if refs and ids:
+        members["repositories"] = json_bytes(_repositories(refs, ids[-1]))
+    return members
+
+
+def _oci(config: Mapping, layers: list[Blob], config_bytes: bytes, refs: list[str]) -> tuple[Members, str]:
+    manifest = json_bytes({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": _descriptor(CONFIG_TYPE, config_bytes),
+        "layers": [{"mediaType": b.media_type, "digest": b.digest, "size": b.size} for b in layers],
+    })
+    desc = _descriptor(MANIFEST_TYPE, manifest)
+    plat = _platform(config)
+    if plat:
+        desc["platform"] = plat
+    entries = [{**desc, "annotations": {"io.containerd.image.name": ref,
+                                        "org.opencontainers.image.ref.name": _split_ref(ref)[1]}}
+               for ref in refs]
+    index = {"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": entries or [desc]}
+    members: Members = {"blobs": None, "blobs/sha256": None}
+    for blob in layers:
+        members["blobs/sha256/" + blob.hex] = blob
+    members["blobs/sha256/" + _sha256_hex(config_bytes)] = config_bytes
+    members["blobs/sha256/" + _sha256_hex(manifest)] = manifest
+    members["index.json"] = json_bytes(index)
+    members["oci-layout"] = json_bytes(OCI_LAYOUT)
+    return members, desc["digest"]
+
+
+def _descriptor(media_type: str, data: bytes) -> dict:
+    return {"mediaType": media_type, "digest": "sha256:" + _sha256_hex(data), "size": len(data)}
+
+
+def _platform(config: Mapping) -> dict | None:
+    if not config.get("os") or not config.get("architecture"):
+        return None
+    plat = {"architecture": str(config["architecture"]), "os": str(config["os"])}
+    if config.get("variant"):
+        plat["variant"] = str(config["variant"])
+    return plat
+
+
+def _repositories(refs: list[str], top: str) -> dict:
+    repos: dict[str, dict[str, str]] = {}
+    for ref in refs:
+        repo, tag = _split_ref(ref)
+        repos.setdefault(repo, {})[tag] = top
+    return repos
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    repo, _, tag = ref.rpartition(":")
+    return repo, tag
+
+
+def _refs(tags: Sequence[str]) -> list[str]:
+    """Return ``tags`` as ``name:tag`` references (``name`` means ``name:latest``), deduplicated."""
+    refs: list[str] = []
+    for tag in tags:
+        if not tag or "@" in tag or any(c.isspace() for c in tag) or tag.endswith(":"):
+            raise OutputError(f"cannot tag the output {tag!r}: expected NAME[:TAG]")
+        ref = tag if ":" in tag.rsplit("/", 1)[-1] else tag + ":latest"
+        if ref not in refs:
+            refs.append(ref)
+    return refs
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _written(out: Path, config: bytes, manifest_digest: str, layers: list[Blob]) -> Written:
+    return Written(out, "sha256:" + _sha256_hex(config), manifest_digest,
+                   tuple(b.diff_id for b in layers), tuple(b.digest for b in layers))
+
+
+# ---- atomic output ----------------------------------------------------------------------
+
+
+def _output_error(out: Path, err: OSError) -> OutputError:
+    return OutputError(f"cannot write {out}: {err.strerror or err}")
+
+
+def _check_destination(out: Path, as_dir: bool) -> None:
+    if as_dir:
+        if out.is_symlink() or (out.exists() and not out.is_dir()):
+            raise OutputError(f"cannot write {out}: it exists and is not a directory")
+        if out.is_dir() and any(out.iterdir()):
+            raise OutputError(f"cannot write {out}: the directory exists and is not empty")
+    elif out.is_dir():
+        raise OutputError(f"cannot write {out}: it is a directory, expected a file name")
+
+
+@contextlib.contextmanager
+def _staging(out: Path, as_dir: bool) -> Iterator[Path]:
+    """Yield a fresh staging directory beside ``out``; remove it however the block ends."""
+    _check_destination(out, as_dir)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as err:
+        raise _output_error(out, err) from err
+    try:
+        yield stage
+    except OSError as err:
+        raise _output_error(out, err) from err
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _member_order(name: str) -> tuple[str, ...]:
+    # by path components, so a directory comes right before its contents
+    return tuple(name.split("/"))
+
+
+def _commit_tar(stage: Path, members: Members, out: Path) -> None:
+    tmp = stage / "archive.tar"
+    with open(tmp, "xb") as raw:
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            for name in sorted(members, key=_member_order):
+                _add_member(tf, name, members[name], out)
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.replace(tmp, out)
+    _fsync_dir(out.parent)
+
+
+def _add_member(tf: tarfile.TarFile, name: str, src: bytes | Blob | None, out: Path) -> None:
+    info = tarfile.TarInfo(name)
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+    if src is None:
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tf.addfile(info)
+    elif isinstance(src, bytes):
+        info.size, info.mode = len(src), 0o644
+        tf.addfile(info, io.BytesIO(src))
+    else:
+        info.size, info.mode = src.size, 0o644
+        with open(src.path, "rb") as f:
+            reader = _HashingFile(f)
+            tf.addfile(info, reader)
+        if reader.digest() != src.digest:
+            raise OutputError(f"cannot write {out}: staged layer {src.path.name} changed while it was "
+                              f"copied (digest {reader.digest()}, expected {src.digest})")
+
+
+class _HashingFile:
+    """A read-only file wrapper that hashes every byte read through it."""
+
+    def __init__(self, f: BinaryIO):
+        self.f = f
+        self.sha = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.sha.update(data)
+        return data
+
+    def digest(self) -> str:
+        return "sha256:" + self.sha.hexdigest()
+
+
+def _commit_dir(stage: Path, members: Members, out: Path) -> None:
+    root = stage / "layout"
+    root.mkdir(mode=0o755)
+    dirs = [root]
+    for name in sorted(members, key=_member_order):
+        src, target = members[name], root / name
+        if src is None:
+            target.mkdir(mode=0o755)
+            dirs.append(target)
+        elif isinstance(src, bytes):
+            with open(target, "xb") as f:
+                f.write(src)
+                f.flush()
+                os.fsync(f.fileno())
+        else:
+            os.replace(src.path, target)  # staged and fsynced already
+        if src is not None:
+            os.chmod(target, 0o644)
+    for d in dirs:
+        os.chmod(d, 0o755)
+        _fsync_dir(d)
+    os.replace(root, out)
+    _fsync_dir(out.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
