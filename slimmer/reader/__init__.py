@@ -22,10 +22,24 @@ __all__ = ["open_image", "Options", "FORMATS"]
 FORMATS = (docker_archive, oci_layout)
 
 
+F_SETPIPE_SZ = 1031  # Linux fcntl: a 1 MiB pipe buffer takes several times fewer wake-ups
+
+
+def _widen_pipe(fd: int) -> None:
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, F_SETPIPE_SZ, 1 << 20)
+    except (OSError, ImportError):
+        pass  # not a pipe, or not Linux: reading works the same, only slower
+
+
 def open_store(source: str | os.PathLike, options: Options, stdin: BinaryIO | None = None) -> Store:
     """Return the store for a path, a directory, or ``-`` (standard input)."""
     if str(source) == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
+        if stdin is None:
+            _widen_pipe(0)
         return PipeStore(stream, "<stdin>", options.max_layer_size, options.progress)
     path = Path(source)
     try:
@@ -36,6 +50,7 @@ def open_store(source: str | os.PathLike, options: Options, stdin: BinaryIO | No
         return DirStore(path)
     if stat.S_ISFIFO(st.st_mode):
         with open(path, "rb") as f:
+            _widen_pipe(f.fileno())
             return PipeStore(f, str(path), options.max_layer_size, options.progress)
     if not stat.S_ISREG(st.st_mode):
         raise SlimmerError(f"{path} is not a regular file, a directory or a pipe")

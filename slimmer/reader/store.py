@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import os
+import queue
+import threading
 import posixpath
 import stat
 import tarfile
@@ -274,6 +276,61 @@ def _looks_like_tar(block: bytes) -> bool:
         return False
 
 
+class Prefetcher(io.RawIOBase):
+    """Reads a stream ahead in a thread, so that waiting on the pipe overlaps hashing and
+    parsing; at most ``depth`` chunks are held."""
+
+    def __init__(self, raw: BinaryIO, depth: int = 8):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._buf = b""
+        self._eof = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._pump, args=(raw,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, raw: BinaryIO) -> None:
+        try:
+            while True:
+                data = raw.read(CHUNK)
+                self._queue.put(data)
+                if not data:
+                    return
+        except BaseException as err:  # handed to the reading thread, raised there
+            self._error = err
+            self._queue.put(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        if not self._buf:
+            if self._eof:
+                return 0
+            self._buf = self._queue.get()
+            if not self._buf:
+                self._eof = True
+                if self._error is not None:
+                    raise self._error
+                return 0
+        n = min(len(buf), len(self._buf))
+        buf[:n] = memoryview(self._buf)[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            return self.readall()
+        if not self._buf and not self._eof:
+            self._buf = self._queue.get()
+            if not self._buf:
+                self._eof = True
+                if self._error is not None:
+                    raise self._error
+                return b""
+        data, self._buf = self._buf[:n], self._buf[n:]
+        return data
+
+
 class PipeStore(Store):
     """A tar archive read once from a stream (``docker save app | slimmer analyze -``)."""
 
@@ -286,7 +343,7 @@ class PipeStore(Store):
         self.links: dict[str, str] = {}
         self._names: set[str] = set()
         try:
-            with tarfile.open(fileobj=stream, mode="r|") as tf:
+            with tarfile.open(fileobj=Prefetcher(stream), mode="r|", bufsize=CHUNK) as tf:
                 for info in tf:
                     name = clean_name(info.name, where).rstrip("/")
                     self._names.add(name)
@@ -362,8 +419,7 @@ class PipeStore(Store):
 
 
 class _Prefetched:
-    """A member stream with a peekable head, read ahead in a thread so that the pipe read
-    overlaps hashing and parsing."""
+    """A member stream with a peekable head."""
 
     def __init__(self, f: BinaryIO):
         self.f = f

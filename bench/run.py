@@ -1,0 +1,146 @@
+"""Benchmark slimmer against dive and the cost of reading the archive once.
+
+    python bench/run.py                 # generate bench/out/bench.tar (2 GB) and measure it
+    python bench/run.py ARCHIVE ...     # measure the given docker-archive files instead
+    python bench/run.py --reps 5 --scale 0.25
+
+For each archive, side by side in one run and interleaved (this machine is noisy, so compare
+ratios): `slimmer analyze --json`, `dive --source docker-archive ARCHIVE --json OUT`, the
+physical baseline `openssl dgst -sha256 ARCHIVE` (one SHA-256 pass over every byte),
+`slimmer analyze -` reading the archive from a pipe, and `slimmer slim` against `cp` when
+slim exists. Wall time (min and median) and peak RSS come from /usr/bin/time. Results go to
+bench/out/results.json and a table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+sys.path.insert(0, str(HERE))
+
+
+def timed(cmd: str) -> tuple[float, int]:
+    """Run ``cmd`` in a shell; return (wall seconds, peak RSS in KiB)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        proc = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tf.name, "bash", "-c", cmd],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"benchmark command failed ({proc.returncode}): {cmd}\n{proc.stderr[-2000:]}")
+        wall, rss = tf.read().split()[-2:]
+    return float(wall), int(rss)
+
+
+def tools(archive: Path, work: Path) -> dict[str, str]:
+    a = str(archive)
+    cmds = {
+        "slimmer": f"slimmer analyze --no-cache {a} --json > {work}/slimmer.json",
+        "slimmer-stdin": f"cat {a} | slimmer analyze --no-cache - --json > {work}/slimmer-stdin.json",
+        "openssl": f"openssl dgst -sha256 {a}",
+    }
+    if subprocess.run(["slimmer", "analyze", "--help"], capture_output=True, text=True).stdout.find("--no-cache") < 0:
+        cmds = {k: v.replace(" --no-cache", "") for k, v in cmds.items()}
+    if shutil.which("dive"):
+        cmds["dive"] = f"dive --source docker-archive {a} --json {work}/dive.json"
+    if subprocess.run(["slimmer", "slim", "--help"], capture_output=True).returncode == 0:
+        cmds["slimmer-slim"] = f"slimmer slim {a} -o {work}/slim.tar"
+        cmds["cp"] = f"cp {a} {work}/copy.tar && rm -f {work}/copy.tar"
+    return cmds
+
+
+def measure(archive: Path, reps: int) -> dict:
+    work = Path(tempfile.mkdtemp(dir=OUT))
+    try:
+        cmds = tools(archive, work)
+        runs: dict[str, list[tuple[float, int]]] = {name: [] for name in cmds}
+        subprocess.run(["cat", str(archive)], stdout=subprocess.DEVNULL)  # warm the page cache
+        for _ in range(reps):
+            for name, cmd in cmds.items():
+                runs[name].append(timed(cmd))
+        result = {"archive": str(archive), "bytes": archive.stat().st_size, "reps": reps, "tools": {}}
+        for name, rs in runs.items():
+            walls = [w for w, _ in rs]
+            result["tools"][name] = {"min_s": min(walls), "median_s": statistics.median(walls),
+                                     "peak_rss_kib": max(r for _, r in rs)}
+        if (work / "slimmer.json").exists():
+            mine = json.loads((work / "slimmer.json").read_text())
+            result["files"] = mine["sizes"]["file_count"]
+            result["layers"] = mine["sizes"]["layer_count"]
+            if (work / "dive.json").exists():
+                dive = json.loads((work / "dive.json").read_text())["image"]
+                result["agreement"] = {
+                    "slimmer_dive_wasted_bytes": mine["waste"]["dive_wasted_bytes"],
+                    "dive_inefficient_bytes": dive["inefficientBytes"],
+                    "slimmer_dive_efficiency": mine["waste"]["dive_efficiency"],
+                    "dive_efficiency": dive["efficiencyScore"],
+                }
+        t = result["tools"]
+
+        def ratio(a: str, b: str, key: str = "median_s"):
+            return round(t[a][key] / t[b][key], 3) if a in t and b in t and t[b][key] else None
+
+        result["ratios"] = {
+            "slimmer/dive time": ratio("slimmer", "dive"),
+            "slimmer/openssl time": ratio("slimmer", "openssl"),
+            "stdin/file time": ratio("slimmer-stdin", "slimmer"),
+            "slimmer/dive peak RSS": ratio("slimmer", "dive", "peak_rss_kib"),
+            "slim/cp time": ratio("slimmer-slim", "cp"),
+        }
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def table(results: list[dict]) -> str:
+    from tabulate import tabulate
+
+    lines = []
+    for r in results:
+        lines.append(f"{r['archive']}: {r['bytes'] / 1e9:.2f} GB, {r.get('files', '?')} files, "
+                     f"{r.get('layers', '?')} layers, {r['reps']} reps")
+        rows = [[name, f"{v['min_s']:.2f}", f"{v['median_s']:.2f}", f"{v['peak_rss_kib'] / 1024:.0f}"]
+                for name, v in r["tools"].items()]
+        lines.append(tabulate(rows, ["tool", "min s", "median s", "peak RSS MiB"], colalign=("left",) + ("right",) * 3))
+        lines.append("ratios: " + ", ".join(f"{k} = {v}" for k, v in r["ratios"].items() if v is not None))
+        if "agreement" in r:
+            lines.append("agreement with dive: " + json.dumps(r["agreement"]))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Benchmark slimmer against dive and openssl.")
+    ap.add_argument("archives", nargs="*", type=Path)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--scale", type=float, default=1.0, help="size of the generated archive (1.0 = 2 GB)")
+    args = ap.parse_args()
+    OUT.mkdir(exist_ok=True)
+    archives = args.archives
+    if not archives:
+        from generate import write_archive
+
+        target = OUT / f"bench-{args.scale:g}.tar"
+        if not target.exists():
+            print(f"generating {target} ...", file=sys.stderr)
+            write_archive(target, args.scale)
+        archives = [target]
+    results = [measure(a.resolve(), args.reps) for a in archives]
+    machine = {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+               "kernel": platform.release()}
+    (OUT / "results.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    print(f"machine: {machine}")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
