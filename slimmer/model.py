@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Mapping
+from typing import BinaryIO, Callable, Mapping, NamedTuple
 
 FILE = "file"
 DIR = "dir"
@@ -31,10 +31,12 @@ FIFO = "fifo"
 KINDS = (FILE, DIR, SYMLINK, HARDLINK, CHAR, BLOCK, FIFO)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One tar member of a layer. ``size`` is the header's size (0 for dirs and links);
-    ``link`` is a symlink's target as written, or a hardlink's target path normalised."""
+    ``link`` is a symlink's target as written, or a hardlink's target path normalised.
+
+    A NamedTuple rather than a frozen dataclass: images hold hundreds of thousands of entries,
+    and a tuple is built four times faster (``entry._replace(...)`` returns a changed copy)."""
 
     path: str
     kind: str

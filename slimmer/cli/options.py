@@ -7,6 +7,7 @@ import sys
 import click
 
 from slimmer import reader
+from slimmer.reader.cache import LayerCache
 
 SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30,
               "ti": 2**40}
@@ -48,6 +49,8 @@ def read_options(f):
     f = click.option("--platform", metavar="OS/ARCH", help="Pick a platform of a multi-platform index.")(f)
     f = click.option("--max-layer-size", type=Size(), default="64GiB", show_default=True,
                      help="Refuse layers that expand past this (decompression bombs).")(f)
+    f = click.option("--no-cache", is_flag=True,
+                     help="Read and verify every layer; don't use or fill the layer cache.")(f)
     return f
 
 
@@ -58,10 +61,12 @@ def output_option(f):
     return f
 
 
-def load(archive: str, image_ref, platform, max_layer_size):
+def load(archive: str, image_ref, platform, max_layer_size, no_cache: bool = False):
+    """Read the image in ``archive`` as the shared options ask."""
     progress = _progress()
-    img = reader.open_image(archive, reader.Options(image=image_ref, platform=platform,
-                                                    max_layer_size=max_layer_size, progress=progress))
+    cache = None if no_cache else LayerCache()
+    img = reader.open_image(archive, reader.Options(image=image_ref, platform=platform, max_layer_size=max_layer_size,
+                                                    progress=progress, cache=cache))
     if progress:
         sys.stderr.write("\r\033[K")
     return img

@@ -13,7 +13,8 @@ from typing import Callable
 
 from slimmer.errors import DigestMismatchError, FormatError
 from slimmer.model import HistoryStep, Image, Layer
-from slimmer.reader.blobs import open_uncompressed, parse_json
+from slimmer.reader.blobs import LayerScan, open_uncompressed, parse_json
+from slimmer.reader.cache import LayerCache
 from slimmer.reader.store import Store
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -34,6 +35,7 @@ class Options:
     platform: str | None = None
     max_layer_size: int = 64 << 30
     progress: Callable[[int], None] | None = None
+    cache: LayerCache | None = None
 
 
 @dataclass
@@ -99,7 +101,7 @@ def assemble(store: Store, chosen: Chosen, fmt: str, source: str, options: Optio
     if len(diff_ids) != len(chosen.layer_names):
         raise FormatError(f"{where}: config lists {len(diff_ids)} diff_ids but the manifest lists "
                           f"{len(chosen.layer_names)} layers")
-    scans = store.scan_layers(chosen.layer_names, options.max_layer_size, options.progress)
+    scans = _scan(store, chosen.layer_names, diff_ids, options)
     history = history_of(config, where)
     steps = steps_for_layers(history, len(scans))
     layers = []
@@ -118,6 +120,21 @@ def assemble(store: Store, chosen: Chosen, fmt: str, source: str, options: Optio
         ))
     return Image(config=config, layers=tuple(layers), history=history, tags=tuple(chosen.tags),
                  config_digest=config_digest, manifest_digest=chosen.manifest_digest, source=source, format=fmt)
+
+
+def _scan(store: Store, names: list[str], diff_ids: list[str], options: Options) -> list[LayerScan]:
+    """Scan the layers, taking what the layer cache already knows."""
+    cache = options.cache
+    if cache is None:
+        return store.scan_layers(names, options.max_layer_size, options.progress)
+    prints = [store.fingerprint(n) for n in names]
+    found = [cache.get(d, store.size(n), p) if p else None for n, d, p in zip(names, diff_ids, prints)]
+    todo = [i for i, f in enumerate(found) if f is None]
+    for i, scan in zip(todo, store.scan_layers([names[i] for i in todo], options.max_layer_size, options.progress)):
+        found[i] = scan
+        if prints[i] and scan.diff_id == diff_ids[i]:
+            cache.put(scan, prints[i])
+    return found
 
 
 def _legacy_config_digest(name: str) -> str | None:

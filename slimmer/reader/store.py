@@ -9,6 +9,10 @@ that looks like a layer as it passes, because the manifest may come last.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import marshal
+import multiprocessing
 import io
 import os
 import queue
@@ -16,11 +20,12 @@ import threading
 import posixpath
 import stat
 import tarfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
 from slimmer.errors import FormatError, SlimmerError, TruncatedError
+from slimmer.model import Entry
 from slimmer.reader.blobs import CHUNK, MAX_JSON, LayerScan, compression_of, scan_layer
 
 WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -91,17 +96,61 @@ class Store:
     def _resolve(self, name: str):
         raise NotImplementedError
 
+    def fingerprint(self, name: str) -> str | None:
+        """Return a cheap fingerprint of blob ``name`` (size, first and last 64 KiB), or None
+        where the blob cannot be sampled without reading it all (a pipe)."""
+        return None
+
     def missing(self, name: str, what: str) -> FormatError:
         return FormatError(f"{what} {name!r} is listed but missing from {self.where}")
 
 
-def _parallel(names: list[str], sizes: list[int], work: Callable[[str], LayerScan]) -> list[LayerScan]:
+def _fingerprint(pread: Callable[[int, int], bytes], size: int) -> str:
+    sample = 64 << 10
+    h = hashlib.sha256(str(size).encode())
+    h.update(pread(0, min(sample, size)))
+    if size > sample:
+        h.update(pread(max(sample, size - sample), sample))
+    return h.hexdigest()
+
+
+# Tar header parsing is Python and holds the GIL; above this many bytes, layers are scanned in
+# worker processes (fork) so that parsing, not only hashing, uses every core.
+PROCESS_THRESHOLD = 64 << 20
+
+
+def _scan_file_range(path: str, offset: int, size: int, where: str, max_layer_size: int):
+    """Worker: scan one stored blob of a file; return the scan with its entries marshalled."""
+    with open(path, "rb") as f:
+        scan = scan_layer(RangeReader(f.fileno(), offset, size, where), where, max_layer_size)
+    packed = marshal.dumps([tuple(e) for e in scan.entries])
+    return dataclasses.replace(scan, entries=()), packed
+
+
+def _unpack(result) -> LayerScan:
+    scan, packed = result
+    return dataclasses.replace(scan, entries=tuple(map(Entry._make, marshal.loads(packed))))
+
+
+def _parallel(names: list[str], sizes: list[int], work: Callable[[str], LayerScan],
+              ranges: Callable[[str], tuple[str, int, int, str]] | None = None,
+              max_layer_size: int = 0) -> list[LayerScan]:
     if len(names) <= 1:
         return [work(n) for n in names]
     order = sorted(range(len(names)), key=lambda i: -sizes[i])
-    with ThreadPoolExecutor(max_workers=min(WORKERS, len(names))) as pool:
+    workers = min(WORKERS, len(names))
+    if ranges is not None and sum(sizes) >= PROCESS_THRESHOLD and _can_fork():
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = {i: pool.submit(_scan_file_range, *ranges(names[i]), max_layer_size) for i in order}
+            return [_unpack(futures[i].result()) for i in range(len(names))]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {i: pool.submit(work, names[i]) for i in order}
         return [futures[i].result() for i in range(len(names))]
+
+
+def _can_fork() -> bool:
+    return (os.cpu_count() or 1) > 1 and "fork" in multiprocessing.get_all_start_methods()
 
 
 class TarStore(Store):
@@ -167,6 +216,10 @@ class TarStore(Store):
             raise FormatError(f"{self.where}: {name!r} is {info.size} bytes, too large for a JSON document")
         return RangeReader(self.fd, info.offset_data, info.size, self.where).read()
 
+    def fingerprint(self, name: str) -> str | None:
+        info = self._info(name, "layer")
+        return _fingerprint(lambda off, n: os.pread(self.fd, n, info.offset_data + off), info.size)
+
     def opener(self, name: str) -> Callable[[], BinaryIO]:
         info = self._info(name, "layer")
         path, offset, size, where = self.path, info.offset_data, info.size, f"{self.where}:{name}"
@@ -188,7 +241,14 @@ class TarStore(Store):
                 progress(info.size)
             return scan
 
-        return _parallel(names, [i.size for i in infos], work)
+        def ranges(name: str):
+            info = self._info(name, "layer")
+            return str(self.path), info.offset_data, info.size, f"{self.where}: layer {name}"
+
+        scans = _parallel(names, [i.size for i in infos], work, ranges, max_layer_size)
+        if progress:
+            progress(0)
+        return scans
 
 
 class _OwnedRange(RangeReader):
@@ -246,6 +306,11 @@ class DirStore(Store):
         except OSError as err:
             raise SlimmerError(f"cannot read {full}: {err.strerror}") from err
 
+    def fingerprint(self, name: str) -> str | None:
+        full = self._full(name, "layer")
+        with open(full, "rb") as f:
+            return _fingerprint(lambda off, n: os.pread(f.fileno(), n, off), os.fstat(f.fileno()).st_size)
+
     def opener(self, name: str) -> Callable[[], BinaryIO]:
         full = self._full(name, "layer")
         return lambda: open(full, "rb")
@@ -263,7 +328,10 @@ class DirStore(Store):
                 progress(scan.stored_size)
             return scan
 
-        return _parallel(names, [os.stat(fulls[n]).st_size for n in names], work)
+        def ranges(name: str):
+            return fulls[name], 0, os.stat(fulls[name]).st_size, f"{self.where}: layer {name}"
+
+        return _parallel(names, [os.stat(fulls[n]).st_size for n in names], work, ranges, max_layer_size)
 
 
 def _looks_like_tar(block: bytes) -> bool:

@@ -1,0 +1,94 @@
+"""A layer cache: scans of layers already read, kept in SQLite and keyed by diff_id.
+
+A base layer shared by many images is then read once. A hit also needs the same stored size
+and the same fingerprint (SHA-256 of the blob's first and last 64 KiB), so a truncated or
+replaced blob is read again; a change in the middle of a blob that keeps its size is not seen
+on a hit: ``--no-cache`` verifies every byte. Safe for several processes (WAL, busy timeout);
+any SQLite failure turns the cache off for the run instead of failing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import marshal
+import os
+import sqlite3
+import zlib
+from pathlib import Path
+
+from slimmer.model import Entry
+from slimmer.reader.blobs import LayerScan
+
+log = logging.getLogger(__name__)
+SCHEMA = 1
+SAMPLE = 64 << 10
+
+
+def default_path() -> Path:
+    """Return the cache file: $SLIMMER_CACHE_DIR, else $XDG_CACHE_HOME/slimmer, else ~/.cache/slimmer."""
+    base = os.environ.get("SLIMMER_CACHE_DIR")
+    if not base:
+        base = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "slimmer")
+    return Path(base) / f"layers-v{SCHEMA}.sqlite"
+
+
+class LayerCache:
+    """Layer scans by diff_id. Open lazily; every method degrades to a miss on SQLite errors."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or default_path()
+        self._db: sqlite3.Connection | None = None
+        self._broken = False
+        self.hits = 0
+        self.misses = 0
+
+    def _conn(self) -> sqlite3.Connection | None:
+        if self._db is None and not self._broken:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("CREATE TABLE IF NOT EXISTS layers (diff_id TEXT PRIMARY KEY, stored_size INTEGER, "
+                           "fingerprint TEXT, digest TEXT, compression TEXT, uncompressed_size INTEGER, "
+                           "entries BLOB)")
+                self._db = db
+            except (sqlite3.Error, OSError) as err:
+                log.warning("layer cache %s unusable, going on without it: %s", self.path, err)
+                self._broken = True
+        return self._db
+
+    def get(self, diff_id: str, stored_size: int, fingerprint: str) -> LayerScan | None:
+        db = self._conn()
+        if db is None:
+            return None
+        try:
+            row = db.execute("SELECT digest, compression, uncompressed_size, entries FROM layers "
+                             "WHERE diff_id=? AND stored_size=? AND fingerprint=?",
+                             (diff_id, stored_size, fingerprint)).fetchone()
+            if row is None:
+                self.misses += 1
+                return None
+            entries = tuple(map(Entry._make, marshal.loads(zlib.decompress(row[3]))))
+        except (sqlite3.Error, ValueError, EOFError, TypeError, zlib.error) as err:
+            log.warning("layer cache read failed: %s", err)
+            return None
+        self.hits += 1
+        return LayerScan(row[0], stored_size, diff_id, row[2], row[1], entries)
+
+    def put(self, scan: LayerScan, fingerprint: str) -> None:
+        db = self._conn()
+        if db is None:
+            return
+        blob = zlib.compress(marshal.dumps([tuple(e) for e in scan.entries]), 1)
+        try:
+            with db:
+                db.execute("INSERT OR REPLACE INTO layers VALUES (?,?,?,?,?,?,?)",
+                           (scan.diff_id, scan.stored_size, fingerprint, scan.digest, scan.compression,
+                            scan.uncompressed_size, blob))
+        except sqlite3.Error as err:
+            log.warning("layer cache write failed: %s", err)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
