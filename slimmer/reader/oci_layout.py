@@ -135,7 +135,7 @@ def read(store: Store, options: Options) -> Image:
     chosen = Chosen(
         config_name=blob_name(cfg, where),
         layer_names=[blob_name(x, where) for x in layers],
-        tags=sorted({_full_ref(n) for n in names}),
+        tags=sorted(set(names)),
         manifest_digest=desc["digest"],
         expected_digests=[x["digest"] for x in layers],
         media_types=[x["mediaType"] for x in layers],
@@ -143,12 +143,8 @@ def read(store: Store, options: Options) -> Image:
     for x, name in zip(layers, chosen.layer_names):
         if isinstance(x.get("size"), int) and x["size"] != store.size(name):
             raise FormatError(f"{where}: layer {name} is {store.size(name)} bytes, the manifest says {x['size']}")
-    fmt = FORMAT if not store.where.endswith(".tar") and store.__class__.__name__ == "DirStore" else "oci-archive"
+    fmt = FORMAT if store.kind == "dir" else "oci-archive"
     return assemble(store, chosen, fmt, store.where, options)
-
-
-def _full_ref(name: str) -> str:
-    return name if (":" in name.rsplit("/", 1)[-1] or "/" in name) else name
 
 
 def _ref_matches(names: list[str], wanted: str) -> bool:

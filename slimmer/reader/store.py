@@ -22,7 +22,7 @@ import stat
 import tarfile
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable
 
 from slimmer.errors import FormatError, SlimmerError, TruncatedError
 from slimmer.model import Entry
@@ -69,9 +69,11 @@ class RangeReader(io.RawIOBase):
 
 
 class Store:
-    """Base of the stores; ``where`` names the archive in messages."""
+    """Base of the stores; ``where`` names the archive in messages, ``kind`` is "tar", "dir"
+    or "pipe"."""
 
     where = ""
+    kind = ""
 
     def names(self) -> set[str]:
         raise NotImplementedError
@@ -155,6 +157,8 @@ def _can_fork() -> bool:
 
 class TarStore(Store):
     """A tar archive on disk (docker save, oci-archive): members found by header seeks."""
+
+    kind = "tar"
 
     def __init__(self, path: Path):
         self.path = path
@@ -263,6 +267,8 @@ class _OwnedRange(RangeReader):
 
 class DirStore(Store):
     """An OCI image layout directory (``skopeo copy ... oci:DIR``)."""
+
+    kind = "dir"
 
     def __init__(self, path: Path):
         self.path = path
@@ -402,6 +408,8 @@ class Prefetcher(io.RawIOBase):
 class PipeStore(Store):
     """A tar archive read once from a stream (``docker save app | slimmer analyze -``)."""
 
+    kind = "pipe"
+
     def __init__(self, stream: BinaryIO, where: str, max_layer_size: int,
                  progress: Callable[[int], None] | None = None):
         self.where = where
@@ -516,11 +524,3 @@ class _Prefetched:
     def drain(self) -> None:
         while self.read(CHUNK):
             pass
-
-
-def chunks_of(f: BinaryIO) -> Iterable[bytes]:
-    while True:
-        data = f.read(CHUNK)
-        if not data:
-            return
-        yield data
