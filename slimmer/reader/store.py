@@ -136,7 +136,7 @@ def _unpack(result) -> LayerScan:
 
 def _parallel(names: list[str], sizes: list[int], work: Callable[[str], LayerScan],
               ranges: Callable[[str], tuple[str, int, int, str]] | None = None,
-              max_layer_size: int = 0) -> list[LayerScan]:
+              max_layer_size: int = 0, progress: Callable[[int], None] | None = None) -> list[LayerScan]:
     if len(names) <= 1:
         return [work(n) for n in names]
     order = sorted(range(len(names)), key=lambda i: -sizes[i])
@@ -145,6 +145,10 @@ def _parallel(names: list[str], sizes: list[int], work: Callable[[str], LayerSca
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = {i: pool.submit(_scan_file_range, *ranges(names[i]), max_layer_size) for i in order}
+            if progress:
+                for i in order:
+                    futures[i].result()
+                    progress(sizes[i])
             return [_unpack(futures[i].result()) for i in range(len(names))]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {i: pool.submit(work, names[i]) for i in order}
@@ -249,10 +253,7 @@ class TarStore(Store):
             info = self._info(name, "layer")
             return str(self.path), info.offset_data, info.size, f"{self.where}: layer {name}"
 
-        scans = _parallel(names, [i.size for i in infos], work, ranges, max_layer_size)
-        if progress:
-            progress(0)
-        return scans
+        return _parallel(names, [i.size for i in infos], work, ranges, max_layer_size, progress)
 
 
 class _OwnedRange(RangeReader):
@@ -337,7 +338,7 @@ class DirStore(Store):
         def ranges(name: str):
             return fulls[name], 0, os.stat(fulls[name]).st_size, f"{self.where}: layer {name}"
 
-        return _parallel(names, [os.stat(fulls[n]).st_size for n in names], work, ranges, max_layer_size)
+        return _parallel(names, [os.stat(fulls[n]).st_size for n in names], work, ranges, max_layer_size, progress)
 
 
 def _looks_like_tar(block: bytes) -> bool:
