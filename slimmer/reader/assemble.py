@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from slimmer.errors import DigestMismatchError, FormatError
+from slimmer.errors import DigestMismatchError, FormatError, ImageSelectionError
 from slimmer.model import HistoryStep, Image, Layer
 from slimmer.reader.blobs import LayerScan, open_uncompressed, parse_json
 from slimmer.reader.cache import LayerCache
@@ -94,6 +94,14 @@ def assemble(store: Store, chosen: Chosen, fmt: str, source: str, options: Optio
         raise DigestMismatchError(f"{where}: config {chosen.config_name} has digest {config_digest}, "
                                   f"its name promises {promised}")
     config = parse_json(config_bytes, f"{where}: config {chosen.config_name}")
+    if options.platform:
+        from slimmer.reader.oci_layout import platform_matches
+
+        parts = [str(config.get("os", "")), str(config.get("architecture", ""))]
+        if config.get("variant"):
+            parts.append(str(config["variant"]))
+        if not platform_matches("/".join(parts), options.platform):
+            raise ImageSelectionError(f"{where}: the image is for {'/'.join(parts)}, not {options.platform}")
     rootfs = config.get("rootfs")
     diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
     if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):

@@ -173,7 +173,7 @@ def scan_layer(raw: BinaryIO, where: str, max_layer_size: int = DEFAULT_MAX_LAYE
     if compression != "none":
         src.drain()
     entries = scanner.finish()
-    if total and not scanner.headers:
+    if total and not scanner.headers and not scanner.ended:
         raise FormatError(f"{where}: layer is not a tar stream")
     digest = src.digest()
     diff_id = digest if compression == "none" else "sha256:" + plain.hexdigest()

@@ -50,10 +50,19 @@ def pick(images: list[Chosen], wanted: str | None, where: str) -> Chosen:
         choices = "; ".join(describe(c) for c in images)
         raise ImageSelectionError(f"{where} holds {len(images)} images, pick one with --image: {choices}")
     for c in images:
-        if matches(c.tags, wanted) or (len(wanted) >= 6 and wanted.removeprefix("sha256:") in c.config_name):
+        if matches(c.tags, wanted) or _is_config_prefix(wanted, c.config_name):
             return c
     choices = "; ".join(describe(c) for c in images)
     raise ImageSelectionError(f"{where}: no image {wanted!r}; the archive holds: {choices}")
+
+
+def _is_config_prefix(wanted: str, config_name: str) -> bool:
+    """Return whether ``wanted`` is an image ID prefix (12+ hex digits) of this config."""
+    hexpart = wanted.removeprefix("sha256:")
+    if len(hexpart) < 12 or not all(ch in "0123456789abcdef" for ch in hexpart):
+        return False
+    base = config_name.rsplit("/", 1)[-1].removesuffix(".json")
+    return base.startswith(hexpart)
 
 
 def matches(tags: list[str], wanted: str) -> bool:

@@ -37,6 +37,16 @@ def detect(store: Store) -> bool:
     return store.has("index.json") and store.has("oci-layout")
 
 
+def _names(ann: dict) -> list[str]:
+    """Return the references an index descriptor's annotations give it: containerd's full name
+    where present, else the OCI ref name (a tag, or a full reference)."""
+    if "io.containerd.image.name" in ann:
+        return [str(ann["io.containerd.image.name"])]
+    if "org.opencontainers.image.ref.name" in ann:
+        return [str(ann["org.opencontainers.image.ref.name"])]
+    return []
+
+
 def host_platform() -> str:
     return "linux/" + _ARCH.get(host.machine(), host.machine())
 
@@ -80,7 +90,7 @@ def _candidates(store: Store, index: dict, where: str, refs: list[str], plat: st
         ann = desc.get("annotations") if isinstance(desc.get("annotations"), dict) else {}
         if ann.get("vnd.docker.reference.type") == "attestation-manifest":
             continue
-        names = refs + [str(ann[k]) for k in REF_KEYS if k in ann]
+        names = refs + _names(ann)
         p = _platform_of(desc) or plat
         media = desc.get("mediaType")
         if media in INDEX_TYPES:
@@ -92,11 +102,20 @@ def _candidates(store: Store, index: dict, where: str, refs: list[str], plat: st
             raise FormatError(f"{where}: unknown media type {media!r} in index")
 
 
-def _platform_matches(have: str | None, want: str) -> bool:
+def _norm_platform(text: str) -> list[str]:
+    parts = text.split("/")
+    # containerd's normalisation: arm64 means arm64/v8, arm means arm/v7, amd64 means amd64/v1
+    defaults = {"arm64": "v8", "arm": "v7", "amd64": "v1"}
+    if len(parts) == 2 and parts[1] in defaults:
+        parts.append(defaults[parts[1]])
+    return parts
+
+
+def platform_matches(have: str | None, want: str) -> bool:
+    """Return whether platform ``have`` (os/arch[/variant], None for any) satisfies ``want``."""
     if have is None:
         return True
-    h, w = have.split("/"), want.split("/")
-    return h[: len(w)] == w
+    return _norm_platform(have) == _norm_platform(want)
 
 
 def read(store: Store, options: Options) -> Image:
@@ -112,18 +131,22 @@ def read(store: Store, options: Options) -> Image:
             raise ImageSelectionError(f"{where}: no image {options.image!r} in the index")
     want = options.platform
     if want:
-        found = [f for f in found if _platform_matches(f[2], want)]
+        found = [f for f in found if platform_matches(f[2], want)]
         if not found:
             raise ImageSelectionError(f"{where}: no manifest for platform {want}")
     if len({f[2] for f in found}) > 1 and not want:
-        native = [f for f in found if _platform_matches(f[2], host_platform())]
+        native = [f for f in found if platform_matches(f[2], host_platform())]
         found = native or found
-    distinct = {f[0].get("digest") for f in found}
-    if len(distinct) > 1:
-        choices = "; ".join(f"{', '.join(n) or d['digest'][:19]} ({p or 'any platform'})" for d, n, p in found)
-        raise ImageSelectionError(f"{where} holds {len(distinct)} images, pick one with --image or --platform: "
+    merged: dict[str, tuple[dict, list[str], str | None]] = {}
+    for desc, names, plat in found:
+        have = merged.setdefault(desc.get("digest"), (desc, [], plat))
+        have[1].extend(n for n in names if n not in have[1])
+    if len(merged) > 1:
+        choices = "; ".join(f"{', '.join(n) or d['digest'][:19]} ({p or 'any platform'})"
+                            for d, n, p in merged.values())
+        raise ImageSelectionError(f"{where} holds {len(merged)} images, pick one with --image or --platform: "
                                   f"{choices}")
-    desc, names, _ = found[0]
+    desc, names, _ = next(iter(merged.values()))
     manifest, mname = read_blob_json(store, desc, where)
     cfg = manifest.get("config")
     layers = manifest.get("layers")
@@ -148,7 +171,11 @@ def read(store: Store, options: Options) -> Image:
 
 
 def _ref_matches(names: list[str], wanted: str) -> bool:
-    if not names:
-        return False
-    tag = wanted.rsplit(":", 1)[1] if ":" in wanted.rsplit("/", 1)[-1] else None
-    return matches(names, wanted) or wanted in names or (tag is not None and tag in names)
+    """Return whether ``wanted`` names a descriptor known by ``names``. A bare tag (what
+    ``skopeo copy ... oci:DIR:TAG`` records) also matches ``anything:TAG``."""
+    if wanted in names or matches(names, wanted):
+        return True
+    last = wanted.rsplit("/", 1)[-1]
+    tag = last.rsplit(":", 1)[1] if ":" in last else None
+    bare = [n for n in names if "/" not in n and ":" not in n]
+    return tag is not None and tag in bare

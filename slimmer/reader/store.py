@@ -177,9 +177,27 @@ class TarStore(Store):
             with tarfile.open(fileobj=self._file, mode="r:") as tf:
                 for info in tf:
                     self.members[clean_name(info.name, self.where).rstrip("/")] = info
+                stop = tf.offset
         except (tarfile.TarError, EOFError) as err:
+            self._check_sizes()
+            if "unexpected end of data" in str(err):
+                raise TruncatedError(f"{path}: archive is truncated") from err
             raise FormatError(f"{path}: not a readable tar archive ({err})") from err
         self._check_sizes()
+        self._check_end(stop)
+
+    def _check_end(self, stop: int) -> None:
+        """tarfile takes a bad or short header after the first as the end of the archive:
+        require the end-of-archive zero blocks there instead."""
+        end = os.fstat(self.fd).st_size
+        tail = os.pread(self.fd, 1024, stop)
+        if stop >= end:
+            raise TruncatedError(f"{self.where}: archive is truncated (no end-of-archive marker after "
+                                 f"byte {stop})")
+        if tail.strip(b"\0"):
+            if len(tail) < 512:
+                raise TruncatedError(f"{self.where}: archive is truncated inside a tar header at byte {stop}")
+            raise FormatError(f"{self.where}: bad tar header at byte {stop}")
 
     def _check_sizes(self) -> None:
         end = os.fstat(self.fd).st_size

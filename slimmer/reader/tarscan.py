@@ -84,6 +84,8 @@ class TarScanner:
         self._longname: str | None = None
         self._longlink: str | None = None
         self._pax: dict[str, str] = {}
+        self._sparse_ext = False
+        self._pending_skip = 0
         self.ended = False  # an end-of-archive zero block was seen
         self.headers = 0
 
@@ -121,6 +123,12 @@ class TarScanner:
             else:
                 block = view[pos:pos + BLOCKSIZE].tobytes()
                 pos += BLOCKSIZE
+            if self._sparse_ext:
+                # old GNU sparse: extension blocks of the sparse map sit before the data
+                if not block[504]:
+                    self._sparse_ext = False
+                    self._skip = self._pending_skip
+                continue
             self._header_block(block)
 
     def finish(self) -> list[Entry]:
@@ -159,6 +167,9 @@ class TarScanner:
                 self._finish_meta()
             return
         pax = self._pax
+        if typeflag == b"S":
+            self._header_sparse(block, size)
+            return
         if pax or self._longname is not None or self._longlink is not None:
             self._header_extended(block, typeflag, size, pax)
             return
@@ -168,9 +179,25 @@ class TarScanner:
         link = link_f.partition(b"\0")[0].decode("utf-8", "surrogateescape") if link_f[0] else ""
         self._add(name, link, typeflag, size, mode_f, uid_f, gid_f, mtime_f, None)
 
-    def _header_extended(self, block: bytes, typeflag: bytes, size: int, pax: dict) -> None:
+    def _header_sparse(self, block: bytes, size: int) -> None:
+        """An old GNU sparse member: ``size`` bytes stored, the real size at byte 483."""
+        real = _num(block[483:495], self.where)
+        if self._pax or self._longname is not None or self._longlink is not None:
+            self._header_extended(block, b"0", size, self._pax, real)
+        else:
+            name = block[:100].partition(b"\0")[0].decode("utf-8", "surrogateescape")
+            self._add(name, "", b"0", size, block[100:108], block[108:116], block[116:124], block[136:148], None,
+                      real)
+        if block[482]:
+            self._sparse_ext = True
+            self._pending_skip, self._skip = self._skip, 0
+
+    def _header_extended(self, block: bytes, typeflag: bytes, size: int, pax: dict,
+                         real: int | None = None) -> None:
         (name_f, mode_f, uid_f, gid_f, _s, mtime_f, _c, _t, link_f, magic, prefix_f) = _HEADER.unpack(block)
-        if "path" in pax:
+        if "GNU.sparse.name" in pax:
+            name = pax["GNU.sparse.name"]
+        elif "path" in pax:
             name = pax["path"]
         elif self._longname is not None:
             name = self._longname
@@ -189,11 +216,18 @@ class TarScanner:
                 size = int(pax["size"])
             except ValueError:
                 raise FormatError(f"{self.where}: bad PAX size for {name!r}") from None
+        for key in ("GNU.sparse.realsize", "GNU.sparse.size"):
+            if key in pax:
+                try:
+                    real = int(pax[key])
+                except ValueError:
+                    raise FormatError(f"{self.where}: bad PAX {key} for {name!r}") from None
+                break
         self._longname = self._longlink = None
         self._pax = {}
-        self._add(name, link, typeflag, size, mode_f, uid_f, gid_f, mtime_f, pax)
+        self._add(name, link, typeflag, size, mode_f, uid_f, gid_f, mtime_f, pax, real)
 
-    def _add(self, name, link, typeflag, size, mode_f, uid_f, gid_f, mtime_f, pax) -> None:
+    def _add(self, name, link, typeflag, size, mode_f, uid_f, gid_f, mtime_f, pax, real=None) -> None:
         kind = _KINDS.get(typeflag, FILE)
         if kind == FILE and name.endswith("/") and typeflag in (b"0", b"\0"):
             kind = DIR
@@ -217,6 +251,8 @@ class TarScanner:
                 uid, gid, mtime = _num(uid_f, where), _num(gid_f, where), _num(mtime_f, where)
         except ValueError:
             raise FormatError(f"{where}: bad PAX number for {name!r}") from None
+        if kind == FILE and real is not None:
+            data = real  # a sparse file: the size it has once extracted
         self.entries.append(Entry(path, kind, data if kind == FILE else 0, _num(mode_f, where) & 0o7777,
                                   uid, gid, link, mtime))
 

@@ -147,8 +147,11 @@ def write_oci(image: Image, out_path: str | os.PathLike, tags: Sequence[str] | N
 
 
 def json_bytes(value) -> bytes:
-    """Return the compact UTF-8 JSON the writers emit for ``value`` (key order kept)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Return the compact JSON the writers emit for ``value`` (key order kept).
+
+    ASCII with escapes: a config may hold lone surrogates (``"\\ud800"`` parses), which UTF-8
+    cannot encode."""
+    return json.dumps(value, separators=(",", ":")).encode("ascii")
 
 
 def config_with_diff_ids(config: Mapping, diff_ids: Sequence[str]) -> dict:

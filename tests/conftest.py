@@ -1,0 +1,29 @@
+"""Shared fixtures. Images are built in code by ``builders``."""
+
+import os
+import tempfile
+
+import pytest
+
+from builders import WHITEOUT, Dir, File, Hardlink, ImageSpec, Symlink, image, layer
+
+# The layer cache is on by default; tests (and the CLIs they start) get a fresh one of their own.
+os.environ["SLIMMER_CACHE_DIR"] = tempfile.mkdtemp(prefix="slimmer-test-cache-")
+
+
+@pytest.fixture(scope="session")
+def rich() -> ImageSpec:
+    """A three-layer image: files, dirs, a symlink and a hardlink, then a whiteout and an
+    opaque dir in the last layer, and empty-layer history steps between layers."""
+    return image(
+        layer({"bin": Dir(), "bin/sh": 2_000, "bin/bash": Hardlink("bin/sh"), "etc": Dir(),
+               "etc/os-release": b"ID=test\n", "lib": Dir(), "usr": Dir(), "usr/lib": Symlink("../lib"),
+               "tmp": Dir(mode=0o1777)}, created_by="ADD rootfs.tar /"),
+        layer({"app": Dir(), "app/big.bin": 300_000, "app/cache": Dir(), "app/cache/a": 10,
+               "app/cache/b": File(20, mode=0o600, uid=1000, gid=1000, mtime=1_700_000_000)},
+              created_by="COPY app /app"),
+        layer({"app/.wh.big.bin": WHITEOUT, "app/cache": Dir(), "app/cache/.wh..wh..opq": WHITEOUT,
+               "app/cache/c": 5}, created_by="RUN cleanup"),
+        entrypoint=["/bin/sh"], cmd=["-c", "true"],
+        empty_steps=[(1, "ENV APP=/app"), 'CMD ["-c", "true"]'],
+    )
