@@ -3,11 +3,14 @@
 dive (wagoodman/dive, dive/filetree/efficiency.go) visits the *leaf* nodes of every layer's
 tree, keyed by path (whiteouts by the path they delete). A whiteout is sized by the subtree it
 deletes when that was a directory in the layers below, and 0 when it was a file; a whiteout of
-a path the lower layers lack aborts dive's visit of that layer. A path met in two or more
-layers is "inefficient" and *all* its copies count as wasted, the kept copy too (dive issue
-#684). Efficiency = sum of each path's smallest copy / sum of all copies. dive ignores opaque
-markers (``.wh..wh..opq``). The true waste is what the layers hold but the merged filesystem
-does not: every version that a later layer overwrote or deleted.
+a path the lower layers lack aborts dive's visit of that layer (and, a quirk, lowers the sum of
+minimums by 1). Layers stack in dive's order: depth first, children before their directory,
+names sorted, starting from a copy of the first layer. A path met in two or more layers is
+"inefficient" and *all* its copies count as wasted, the kept copy too (dive issue #684).
+Efficiency = sum of each path's smallest copy / sum of all copies. dive ignores opaque markers
+(``.wh..wh..opq``). tests/test_dive.py checks all of this against the real dive. The true waste
+is what the layers hold but the merged filesystem does not: every version that a later layer
+overwrote or deleted.
 """
 
 from __future__ import annotations
@@ -86,13 +89,25 @@ def _layer_nodes(layer) -> tuple[dict[str, tuple[int, bool]], set[str]]:
     for entry in layer.entries:
         path = entry.path
         if ".wh..wh." in path and any(p.startswith(".wh..wh.") for p in path.split("/")):
-            continue  # dive never adds opaque markers (filetree.AddPath)
-        nodes[path] = (entry.size, entry.kind == DIR)
+            # dive never adds opaque markers, but AddPath has already created the parents
+            # above the marker: an unlisted parent becomes a node with an empty payload
+            parts = path.split("/")
+            path = "/".join(parts[:[p.startswith(".wh..wh.") for p in parts].index(True)])
+            if not path:
+                continue
+            nodes.setdefault(path, (0, False))
+        else:
+            nodes[path] = (entry.size, entry.kind == DIR)
         parent = path.rpartition("/")[0]
         while parent and parent not in inner:
             inner.add(parent)
             parent = parent.rpartition("/")[0]
     return nodes, inner
+
+
+def _post_order(path: str) -> list:
+    """Sort key: dive's depth-first walk, names in Go byte order, children before parents."""
+    return [(0, part.encode("utf-8", "surrogateescape")) for part in path.split("/")] + [(1,)]
 
 
 def dive_efficiency(image: Image) -> DiveEfficiency:
@@ -101,8 +116,16 @@ def dive_efficiency(image: Image) -> DiveEfficiency:
     minimum: dict[str, int] = {}
     layers_of: dict[str, list[int]] = {}
     stacked = _DiveStack()
-    for idx, layer in enumerate(image.layers):
-        nodes, inner = _layer_nodes(layer)
+    trees = [_layer_nodes(layer) for layer in image.layers]
+    if trees:
+        # StackTreeRange(trees, 0, idx-1) starts from a copy of the first layer's tree, so the
+        # first layer's whiteouts look up paths of that layer itself
+        nodes, inner = trees[0]
+        for path in inner:
+            stacked.add(path, nodes.get(path, (0, False)))
+        for path, info in nodes.items():
+            stacked.add(path, info)
+    for idx, (nodes, inner) in enumerate(trees):
         leaves = [p for p in nodes if p not in inner]
         whiteouts = [p for p in leaves if p.rpartition("/")[2].startswith(".wh.")]
         if whiteouts:
@@ -116,25 +139,29 @@ def dive_efficiency(image: Image) -> DiveEfficiency:
                 path = f"{parent}/{name[4:]}" if parent else name[4:]
                 previous = stacked.info.get(path)
                 if previous is None:
+                    # dive records the path (minimum -1, no copy) before the failed lookup
+                    # stops its visit of this layer; the -1 lowers the efficiency
+                    cumulative.setdefault(path, 0)
+                    minimum.setdefault(path, -1)
                     break
                 size = stacked.subtree_size(path) if previous[1] else 0
             cumulative[path] = cumulative.get(path, 0) + size
-            if path in minimum:
-                if size < minimum[path]:
-                    minimum[path] = size
-                layers_of[path].append(idx)
-            else:
+            if minimum.get(path, -1) < 0 or size < minimum[path]:
                 minimum[path] = size
-                layers_of[path] = [idx]
-        for path in whiteouts:
+            layers_of.setdefault(path, []).append(idx)
+        if whiteouts or any(p.rpartition("/")[2].startswith(".wh.") for p in inner):
+            # FileTree.Stack visits the layer's nodes children first, names sorted: a whiteout
+            # removes only what was stacked before it (a sibling that sorts before ".wh.NAME",
+            # such as "-d" or ".cache", is added and then removed)
+            order = sorted(inner | nodes.keys(), key=_post_order)
+        else:
+            order = list(inner) + list(nodes)
+        for path in order:
             parent, _, name = path.rpartition("/")
-            stacked.remove(f"{parent}/{name[4:]}" if parent else name[4:])
-        for path in inner:
-            if path not in nodes:
-                stacked.add(path, (0, False))
-        for path, info in nodes.items():
-            if not path.rpartition("/")[2].startswith(".wh."):
-                stacked.add(path, info)
+            if name.startswith(".wh."):
+                stacked.remove(f"{parent}/{name[4:]}" if parent else name[4:])
+            else:
+                stacked.add(path, nodes.get(path, (0, False)))
     discovered = sum(cumulative.values())
     efficiency = 1.0 if discovered == 0 else sum(minimum.values()) / discovered
     paths = sorted((WastedPath(p, len(ls), cumulative[p], tuple(ls)) for p, ls in layers_of.items() if len(ls) >= 2),
