@@ -46,6 +46,7 @@ class Entry(NamedTuple):
     gid: int = 0
     link: str = ""
     mtime: int = 0
+    offset: int = -1  # where the data starts in the layer's uncompressed tar stream (-1: unknown)
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ def table(rows: list[list], headers: list[str], colalign=None) -> str:
     return tabulate(rows, headers=headers, tablefmt="simple", colalign=colalign, disable_numparse=True)
 
 
-def analysis_json(a, source: str) -> dict:
+def analysis_json(a, source: str, top: int = 20) -> dict:
     """Return the documented JSON object for one analysis (schema ``slimmer.analyze/1``)."""
     s = a.summary
     d = a.dive
@@ -81,7 +81,7 @@ def analysis_json(a, source: str) -> dict:
             "dive_user_size_bytes": d.user_size_bytes,
             "true_wasted_bytes": a.true_wasted_bytes,
             "dive_paths": [{"path": "/" + w.path, "count": w.count, "size_bytes": w.size, "layers": list(w.layers)}
-                           for w in d.paths[: len(a.wasted) or 20]],
+                           for w in d.paths[:top]],
             "shadowed": [{"path": "/" + w.path, "size_bytes": w.size, "layer": w.layer, "by_layer": w.by_layer,
                           "how": w.how} for w in a.wasted],
         },

@@ -166,21 +166,25 @@ class LayerSpec:
 
     @property
     def entries(self) -> tuple[Entry, ...]:
-        """The entries a reader must report for this layer, in order."""
+        """The entries a reader must report for this layer, in order (with the offset of each
+        member's data in the layer tar, as tarfile finds it)."""
+        with tarfile.open(fileobj=io.BytesIO(self.tar)) as tf:
+            offsets = iter([m.offset_data for m in tf.getmembers() if _norm(m.name)])
         out = []
         for path, spec in self.files:
             item = _as_file(spec)
             if not _norm(path):
                 continue
+            at = next(offsets)
             if isinstance(item, Dir):
-                out.append(Entry(_norm(path), DIR, 0, item.mode, item.uid, item.gid, "", item.mtime))
+                out.append(Entry(_norm(path), DIR, 0, item.mode, item.uid, item.gid, "", item.mtime, at))
             elif isinstance(item, Symlink):
-                out.append(Entry(_norm(path), SYMLINK, 0, 0o777, 0, 0, item.target, 0))
+                out.append(Entry(_norm(path), SYMLINK, 0, 0o777, 0, 0, item.target, 0, at))
             elif isinstance(item, Hardlink):
-                out.append(Entry(_norm(path), HARDLINK, 0, 0o644, 0, 0, _norm(item.target), 0))
+                out.append(Entry(_norm(path), HARDLINK, 0, 0o644, 0, 0, _norm(item.target), 0, at))
             else:
                 size = item.content if isinstance(item.content, int) else len(item.content)
-                out.append(Entry(_norm(path), FILE, size, item.mode, item.uid, item.gid, "", item.mtime))
+                out.append(Entry(_norm(path), FILE, size, item.mode, item.uid, item.gid, "", item.mtime, at))
         return tuple(out)
 
 

@@ -60,7 +60,7 @@ RULES: tuple[Rule, ...] = (
        "**/.git", "**/.git/**", "**/.svn/**", "**/.hg/**", "**/.bzr/**"),
     _r("apt-lists", CACHE, "apt package lists are re-downloaded by `apt-get update`",
        "var/lib/apt/lists/**"),
-    _r("apt-cache", CACHE, "downloaded .deb files and apt's binary caches",
+    _r("apt-archives", CACHE, "downloaded .deb files and apt's binary caches",
        "var/cache/apt/**"),
     _r("apk-cache", CACHE, "downloaded apk packages", "var/cache/apk/**", "etc/apk/cache/**"),
     _r("dnf-yum-cache", CACHE, "dnf/yum metadata and downloaded rpms", "var/cache/dnf/**", "var/cache/yum/**",
@@ -221,22 +221,115 @@ def glob_regex(pattern: str) -> str:
     return "".join(out)
 
 
-def _compile(rules: tuple[Rule, ...]) -> re.Pattern:
-    # One alternation, each rule a named group: re tries alternatives in order, so the first
-    # matching rule wins with a single regex call per path.
-    parts = [f"(?P<r{i}>{'|'.join(glob_regex(p) for p in rule.patterns)})" for i, rule in enumerate(rules)]
-    return re.compile("(?:" + "|".join(parts) + r")\Z", re.DOTALL)
+class _Matcher:
+    """Finds the first matching rule fast by splitting each pattern into a directory part and a
+    base-name part: what the directory part says is worked out once per directory (images
+    have far fewer directories than files), leaving one base-name regex call per file.
+
+    A pattern ``D/**`` matches when the file's directory is ``D`` or below it; ``D/B`` (B
+    without ``**``) when the directory matches ``D`` and the base name matches ``B``; anything
+    else is matched against the whole path.
+    """
+
+    def __init__(self, rules: tuple[Rule, ...]):
+        self.rules = rules
+        # (rule index, kind, dir regex or None, base/whole regex or None, dir glob, literal the dir must hold)
+        self._all = [(i, *self._split(p)) for i, rule in enumerate(rules) for p in rule.patterns]
+        leads = {item[4].split("/", 1)[0] for item in self._all}
+        self._wild = [item for item in self._all if not self._literal_lead(item[4])]
+        self._by_first: dict[str, list] = {
+            lead: [item for item in self._all if not self._literal_lead(item[4]) or item[4].split("/", 1)[0] == lead]
+            for lead in leads if self._literal_lead(lead)}
+        self._dirs: dict[str, tuple] = {}
+        self._combined: dict[tuple, tuple] = {}
+
+    @staticmethod
+    def _literal_lead(glob: str) -> bool:
+        lead = glob.split("/", 1)[0]
+        return bool(lead) and "*" not in lead and "?" not in lead
+
+    @staticmethod
+    def _split(pattern: str):
+        if pattern.endswith("/**"):
+            d = pattern[:-3]
+            return "D", re.compile(glob_regex(d) + "(?:/.*)?", re.DOTALL), None, d, _literal(d)
+        d, _, b = pattern.rpartition("/")
+        if "**" in b:
+            return "G", None, re.compile(glob_regex(pattern), re.DOTALL), "*", ""
+        dir_rx = None if d == "**" else re.compile(glob_regex(d), re.DOTALL)
+        return "P", dir_rx, re.compile(glob_regex(b), re.DOTALL), d, _literal(d)
+
+    def _for_first(self, first: str) -> list:
+        """Return the patterns a directory whose first segment is ``first`` may match."""
+        return self._by_first.get(first, self._wild)
+
+    def _candidates(self, d: str) -> tuple:
+        cands = self._dirs.get(d)
+        if cands is not None:
+            return cands
+        out = []
+        for i, kind, dir_rx, rx, _glob, need in self._for_first(d.split("/", 1)[0]):
+            if need and need not in d:
+                continue
+            if kind == "D":
+                if dir_rx.fullmatch(d):
+                    out.append((i, None, False))
+                    break
+            elif kind == "P":
+                if dir_rx is None or dir_rx.fullmatch(d):
+                    out.append((i, rx, False))
+            else:
+                out.append((i, rx, True))
+        cands = self._combine(tuple(out))
+        if len(self._dirs) < 200_000:
+            self._dirs[d] = cands
+        return cands
+
+    def _combine(self, cands: tuple) -> tuple:
+        """Return (one regex over the base name for the base-name tests, in order, the rule index
+        per group, the rule of a trailing directory test, whole-path tests) for ``cands``."""
+        key = tuple((i, rx.pattern if rx is not None else None, whole) for i, rx, whole in cands)
+        found = self._combined.get(key)
+        if found is not None:
+            return found
+        if any(whole for _i, _rx, whole in cands):
+            found = (None, (), None, cands)  # rare: keep the plain ordered loop
+        else:
+            tail = cands[-1][0] if cands and cands[-1][1] is None else None
+            tests = [(i, rx) for i, rx, _w in cands if rx is not None]
+            combined = re.compile("|".join(f"(?P<g{k}>{rx.pattern})" for k, (_i, rx) in enumerate(tests)),
+                                  re.DOTALL) if tests else None
+            found = (combined, tuple(i for i, _rx in tests), tail, ())
+        self._combined[key] = found
+        return found
+
+    def first(self, path: str) -> Rule | None:
+        d, _, base = path.rpartition("/")
+        combined, groups, tail, loop = self._candidates(d)
+        if loop:
+            for i, rx, whole in loop:
+                if rx is None or rx.fullmatch(path if whole else base):
+                    return self.rules[i]
+            return None
+        if combined is not None:
+            m = combined.fullmatch(base)
+            if m is not None:
+                return self.rules[groups[int(m.lastgroup[1:])]]
+        return self.rules[tail] if tail is not None else None
 
 
-_RULES_RE = _compile(RULES)
+def _literal(glob: str) -> str:
+    """Return the longest run of literal characters a path matching ``glob`` must contain."""
+    runs = re.split(r"[*?/]", glob)
+    return max(runs, key=len) if runs else ""
+
+
+_MATCHER = _Matcher(RULES)
 
 
 def rule_for(path: str) -> Rule | None:
     """Return the first rule of ``RULES`` whose patterns match ``path``, or None."""
-    m = _RULES_RE.match(path)
-    if m is None:
-        return None
-    return RULES[int(m.lastgroup[1:])]
+    return _MATCHER.first(path)
 
 
 def is_ambiguous(path: str, entry: Entry) -> bool:

@@ -1,10 +1,10 @@
-"""The whole analysis of one image as one record, which the CLI renders as a table or JSON."""
+"""The whole analysis of one image as one record, which the CLI renders as a table, JSON or HTML."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from slimmer.analyzer import usage, waste
+from slimmer.analyzer import attribution, findings, usage, waste
 from slimmer.layers import merge
 from slimmer.model import Image
 
@@ -18,18 +18,45 @@ class Analysis:
     wasted: list[waste.TrueWaste]
     largest_files: list[usage.PathSize]
     largest_dirs: list[usage.PathSize]
+    categories: list[attribution.CategoryRow] = field(default_factory=list)
+    packages: list[attribution.PackageRow] = field(default_factory=list)
+    steps: list[attribution.StepRow] = field(default_factory=list)
+    dirs: list[attribution.DirRow] = field(default_factory=list)
+    findings: list[findings.Finding] = field(default_factory=list)
+    could_save_bytes: int = 0
+    could_save_by_fix: dict[str, int] = field(default_factory=dict)
+    estimated_size_after_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+    attribution: attribution.Attribution | None = field(default=None, compare=False, repr=False)
 
 
-def analyze(image: Image, top: int = 20) -> Analysis:
-    """Return the analysis of ``image``: summary, layers, waste and the largest paths."""
+def analyze(image: Image, top: int = 20, read_content: bool = True) -> Analysis:
+    """Return the analysis of ``image``: summary, layers, waste, the largest paths, and every
+    byte attributed to categories, packages and steps, with the findings and their savings.
+
+    ``read_content`` False skips the content pass (categories by path only, no packages)."""
     fs = merge(image)
     true = waste.true_waste(fs)
+    attr = attribution.attribute(image, fs, read=read_content)
+    found = findings.find(image, attr)
+    summary = usage.summary(image, fs)
+    saving = findings.could_save(found)
     return Analysis(
-        summary=usage.summary(image, fs),
+        summary=summary,
         layers=usage.layer_rows(image),
         dive=waste.dive_efficiency(image),
         true_wasted_bytes=sum(w.size for w in true),
         wasted=true[:top],
         largest_files=usage.largest_files(fs, top),
         largest_dirs=usage.largest_dirs(fs, top),
+        categories=attribution.by_category(attr),
+        packages=attribution.by_package(attr),
+        steps=attribution.by_step(image, attr),
+        dirs=attribution.by_dir(attr, top=top),
+        findings=found,
+        could_save_bytes=saving,
+        could_save_by_fix=findings.could_save_by_fix(found),
+        estimated_size_after_bytes=max(0, summary.total_size - saving),
+        notes=attr.notes,
+        attribution=attr,
     )

@@ -124,7 +124,7 @@ def assemble(store: Store, chosen: Chosen, fmt: str, source: str, options: Optio
         layers.append(Layer(
             diff_id=scan.diff_id, digest=scan.digest, stored_size=scan.stored_size, entries=scan.entries,
             uncompressed_size=scan.uncompressed_size, media_type=media or MEDIA_TYPES[scan.compression],
-            compression=scan.compression, history=steps[i], opener=_decompressing(store.opener(name), name),
+            compression=scan.compression, history=steps[i], opener=_content_opener(store, name, scan.compression),
         ))
     return Image(config=config, layers=tuple(layers), history=history, tags=tuple(chosen.tags),
                  config_digest=config_digest, manifest_digest=chosen.manifest_digest, source=source, format=fmt)
@@ -150,5 +150,10 @@ def _legacy_config_digest(name: str) -> str | None:
     return "sha256:" + m.group(1) if m else None
 
 
-def _decompressing(open_stored, name: str):
+def _content_opener(store: Store, name: str, compression: str):
+    """Return the layer's opener: the stored blob itself when it is an uncompressed tar (so it
+    can seek to an entry's ``offset``), else a decompressing stream."""
+    open_stored = store.opener(name)
+    if compression == "none":
+        return open_stored
     return lambda: open_uncompressed(open_stored(), name)

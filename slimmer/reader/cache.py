@@ -20,7 +20,7 @@ from slimmer.model import Entry
 from slimmer.reader.blobs import LayerScan
 
 log = logging.getLogger(__name__)
-SCHEMA = 1
+SCHEMA = 2
 SAMPLE = 64 << 10
 
 

@@ -46,9 +46,21 @@ class RangeReader(io.RawIOBase):
 
     def __init__(self, fd: int, offset: int, size: int, where: str):
         self.fd, self.pos, self.end, self.where = fd, offset, offset + size, where
+        self.start = offset
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos - self.start
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: self.start, io.SEEK_CUR: self.pos, io.SEEK_END: self.end}[whence]
+        self.pos = min(max(base + offset, self.start), self.end)
+        return self.pos - self.start
 
     def read(self, n: int = -1) -> bytes:
         left = self.end - self.pos

@@ -86,6 +86,7 @@ class TarScanner:
         self._pax: dict[str, str] = {}
         self._sparse_ext = False
         self._pending_skip = 0
+        self._data_at = 0
         self.ended = False  # an end-of-archive zero block was seen
         self.headers = 0
 
@@ -94,6 +95,7 @@ class TarScanner:
         view = memoryview(chunk)
         n = len(view)
         pos = 0
+        base = self.offset
         self.offset += n
         while pos < n:
             if self.ended:
@@ -129,6 +131,7 @@ class TarScanner:
                     self._sparse_ext = False
                     self._skip = self._pending_skip
                 continue
+            self._data_at = base + pos
             self._header_block(block)
 
     def finish(self) -> list[Entry]:
@@ -251,10 +254,12 @@ class TarScanner:
                 uid, gid, mtime = _num(uid_f, where), _num(gid_f, where), _num(mtime_f, where)
         except ValueError:
             raise FormatError(f"{where}: bad PAX number for {name!r}") from None
+        offset = self._data_at
         if kind == FILE and real is not None:
-            data = real  # a sparse file: the size it has once extracted
+            data = real  # a sparse file: the size it has once extracted; its data is a map
+            offset = -1
         self.entries.append(Entry(path, kind, data if kind == FILE else 0, _num(mode_f, where) & 0o7777,
-                                  uid, gid, link, mtime))
+                                  uid, gid, link, mtime, offset))
 
     def _finish_meta(self) -> None:
         raw = bytes(self._meta)
