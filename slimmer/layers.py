@@ -42,7 +42,9 @@ class Shadowed:
 
 def whiteout_target(path: str) -> tuple[str, str] | None:
     """Return ("opaque", dir) or ("whiteout", deleted_path) for a whiteout entry path, else None."""
-    base = posixpath.basename(path)
+    if WHITEOUT_PREFIX not in path:
+        return None
+    base = path.rpartition("/")[2]
     if not base.startswith(WHITEOUT_PREFIX):
         return None
     parent = posixpath.dirname(path)
@@ -58,7 +60,8 @@ def whiteout_target(path: str) -> tuple[str, str] | None:
 
 def is_whiteout(entry: Entry) -> bool:
     """Return whether ``entry`` is a whiteout or an opaque marker rather than a file."""
-    return posixpath.basename(entry.path).startswith(WHITEOUT_PREFIX)
+    path = entry.path
+    return WHITEOUT_PREFIX in path and path.rpartition("/")[2].startswith(WHITEOUT_PREFIX)
 
 
 class MergedFS:
@@ -177,6 +180,9 @@ def apply_layer(fs: MergedFS, layer: Layer, index: int) -> None:
     """Stack ``layer`` (the ``index``-th) onto ``fs``: its whiteouts first, then its entries."""
     adds = []
     for entry in layer.entries:
+        if WHITEOUT_PREFIX not in entry.path:
+            adds.append(entry)
+            continue
         target = whiteout_target(entry.path)
         if target is None:
             adds.append(entry)

@@ -317,16 +317,24 @@ def by_step(image: Image, a: Attribution) -> list[StepRow]:
 
 def by_dir(a: Attribution, max_depth: int = 3, top: int = 20) -> list[DirRow]:
     """Return the largest directories (no deeper than ``max_depth``) with their bytes by category."""
+    group_size: Counter = Counter()
+    group_count: Counter = Counter()
+    for f in a.files:  # one pass per file; the per-directory sums below run once per group
+        key = (f.path.rpartition("/")[0], f.category)
+        group_size[key] += f.size
+        group_count[key] += 1
     size: Counter = Counter()
     count: Counter = Counter()
     per_cat: dict[str, Counter] = defaultdict(Counter)
-    for f in a.files:
-        parts = f.path.split("/")[:-1]
-        for i in range(1, min(len(parts), max_depth) + 1):
-            d = "/".join(parts[:i])
-            size[d] += f.size
-            count[d] += 1
-            per_cat[d][f.category] += f.size
+    for (d, category), total in group_size.items():
+        if not d:
+            continue
+        parts = d.split("/")[:max_depth]
+        for i in range(1, len(parts) + 1):
+            dd = "/".join(parts[:i])
+            size[dd] += total
+            count[dd] += group_count[(d, category)]
+            per_cat[dd][category] += total
     rows = [DirRow(d, size[d], count[d], dict(per_cat[d].most_common())) for d in size]
     rows.sort(key=lambda r: (-r.size, r.path))
     return rows[:top]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from dataclasses import dataclass, field
+from typing import Callable
 
 from slimmer.analyzer import attribution, findings, usage, waste
 from slimmer.layers import merge
@@ -35,6 +38,7 @@ def analyze(image: Image, top: int = 20, read_content: bool = True) -> Analysis:
     byte attributed to categories, packages and steps, with the findings and their savings.
 
     ``read_content`` False skips the content pass (categories by path only, no packages)."""
+    dive = _in_background(waste.dive_efficiency, image, sum(len(layer.entries) for layer in image.layers))
     fs = merge(image)
     true = waste.true_waste(fs)
     attr = attribution.attribute(image, fs, read=read_content)
@@ -44,7 +48,7 @@ def analyze(image: Image, top: int = 20, read_content: bool = True) -> Analysis:
     return Analysis(
         summary=summary,
         layers=usage.layer_rows(image),
-        dive=waste.dive_efficiency(image),
+        dive=dive(),
         true_wasted_bytes=sum(w.size for w in true),
         wasted=true[:top],
         largest_files=usage.largest_files(fs, top),
@@ -60,3 +64,39 @@ def analyze(image: Image, top: int = 20, read_content: bool = True) -> Analysis:
         notes=attr.notes,
         attribution=attr,
     )
+
+
+# dive's figures need a second walk over every entry; on large images it runs in a forked
+# worker while this process merges and attributes, so both cores work.
+BACKGROUND_MIN_ENTRIES = 40_000
+
+
+def _in_background(fn: Callable, image: Image, entries: int) -> Callable:
+    """Start ``fn(image)``, in a forked worker when the image is large; return a function that
+    waits for and returns its result. The worker inherits ``image`` (nothing is pickled but
+    the result), and any failure there is redone here, so it raises where it would have."""
+    if entries < BACKGROUND_MIN_ENTRIES or (os.cpu_count() or 1) < 2 \
+            or "fork" not in multiprocessing.get_all_start_methods():
+        return lambda: fn(image)
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+
+    def work() -> None:
+        try:
+            send.send(fn(image))
+        except BaseException:  # the parent computes it again and raises there
+            send.send(None)
+
+    proc = ctx.Process(target=work, daemon=True)
+    proc.start()
+    send.close()
+
+    def result():
+        try:
+            value = receive.recv()
+        except (EOFError, OSError):
+            value = None
+        proc.join()
+        return value if value is not None else fn(image)
+
+    return result
