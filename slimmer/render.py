@@ -28,6 +28,11 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def clip_left(text: str, width: int) -> str:
+    """Return ``text`` cut to ``width`` from the left (paths: the file name is what counts)."""
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
 def safe(text: str) -> str:
     """Return ``text`` printable on any terminal (undecodable bytes shown as escapes)."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -240,3 +245,24 @@ def findings_text(a, top: int) -> str:
     if len(a.findings) > top:
         out.append(f"({len(a.findings) - top} more findings; --json for all)")
     return "\n".join(out)
+
+
+def fleet_json(rows) -> str:
+    """Return the JSON document for fleet rows (schema ``slimmer.fleet/1``)."""
+    return json.dumps({"schema": "slimmer.fleet/1", "images": to_jsonable(list(rows))}, indent=2)
+
+
+def fleet_text(rows) -> str:
+    """Return the fleet table: one row per image, largest possible saving first."""
+    ordered = sorted(rows, key=lambda r: (bool(r.error), -r.could_save_bytes, r.source))
+    table_rows = []
+    for r in ordered:
+        name = clip(safe(", ".join(r.tags)), 28) if r.tags else clip_left(safe(r.source), 28)
+        if r.error:
+            table_rows.append([name, "", "", "", "", clip(safe("error: " + r.error), 34)])
+            continue
+        worst = f"{clip(r.worst_finding, 24)} (-{human(r.worst_finding_bytes)})" if r.worst_finding else "-"
+        table_rows.append([name, human(r.total_bytes), f"{r.dive_efficiency * 100:.1f} %",
+                           human(r.true_wasted_bytes), human(r.could_save_bytes), clip(worst, 34)])
+    return table(table_rows, ["image", "size", "efficiency", "wasted", "could save", "worst finding"],
+                 colalign=("left", "right", "right", "right", "right", "left"))

@@ -8,13 +8,14 @@ import click
 
 from slimmer.analyzer.report import analyze as analyze_image
 from slimmer.cli.group import cli
-from slimmer.cli.options import load, output_option, read_options
+from slimmer import fleet
+from slimmer.cli.options import load, output_option, read_options, show_fleet
 from slimmer.html import write_html
 from slimmer.render import BY, analysis_json, analysis_text
 
 
 @cli.command()
-@click.argument("archive")
+@click.argument("archives", nargs=-1, required=True)
 @read_options
 @output_option
 @click.option("--top", default=20, show_default=True, help="How many paths to list.")
@@ -23,18 +24,27 @@ from slimmer.render import BY, analysis_json, analysis_text
               help="Also write a self-contained HTML report (treemap, layers, findings) to this file.")
 @click.option("--no-content", is_flag=True,
               help="Do not re-read file contents: categories by path only, no packages (faster).")
-def analyze(archive, image_ref, platform, max_layer_size, no_cache, output, as_json, top, by, html_path, no_content):
+@click.option("--jobs", "-j", default=1, show_default=True, help="With several archives: analyze this many at once.")
+def analyze(archives, image_ref, platform, max_layer_size, no_cache, output, as_json, top, by, html_path, no_content,
+            jobs):
     """Show where the bytes of the image in ARCHIVE go: layers, waste, categories, packages,
     Dockerfile steps, and findings with the bytes each fix would save.
 
     ARCHIVE is a `docker save` tar, an OCI layout (tar or directory), or - for standard input.
+    Given several archives, print one row per image instead (as `slimmer audit` does).
 
     \b
         slimmer analyze app.tar
+        slimmer analyze a.tar b.tar c.tar --jobs 2
         slimmer analyze app.tar --by package
         slimmer analyze app.tar --html report.html
         docker save app | slimmer analyze - --json
     """
+    if len(archives) > 1:
+        rows = fleet.audit(list(archives), jobs=jobs, use_cache=not no_cache, read_content=not no_content,
+                           max_layer_size=max_layer_size)
+        return show_fleet(rows, as_json or output == "json")
+    archive = archives[0]
     image = load(archive, image_ref, platform, max_layer_size, no_cache)
     result = analyze_image(image, top, read_content=not no_content)
     if html_path:

@@ -1,0 +1,33 @@
+"""`slimmer audit`: one row per image archive found below a directory."""
+
+from __future__ import annotations
+
+import click
+
+from slimmer import fleet
+from slimmer.cli.group import cli
+from slimmer.cli.options import Size, output_option, show_fleet
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@output_option
+@click.option("--jobs", "-j", default=1, show_default=True, help="Analyze this many images at once.")
+@click.option("--no-cache", is_flag=True, help="Read and verify every layer; don't use or fill the layer cache.")
+@click.option("--no-content", is_flag=True, help="Do not re-read file contents (faster, categories by path only).")
+@click.option("--max-layer-size", type=Size(), default="64GiB", show_default=True,
+              help="Refuse layers that expand past this (decompression bombs).")
+def audit(directory, output, as_json, jobs, no_cache, no_content, max_layer_size):
+    """Audit every image archive (docker save tars, OCI layouts) below DIRECTORY: size,
+    efficiency, wasted bytes, what slimming could save and the worst finding of each.
+
+    Layers shared between images (a common base) are read once, through the layer cache.
+    Exit status 2 if an archive could not be read (the others are still listed).
+
+    \b
+        slimmer audit ./images --jobs 2
+        slimmer audit ./images --json > fleet.json
+    """
+    rows = fleet.audit([str(p) for p in fleet.find_archives(directory)], jobs=jobs, use_cache=not no_cache,
+                       read_content=not no_content, max_layer_size=max_layer_size)
+    return show_fleet(rows, as_json or output == "json")
