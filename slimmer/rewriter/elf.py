@@ -66,7 +66,7 @@ class ElfInfo:
         """Whether the loader must run: an interpreter or shared objects are named."""
         return bool(self.interpreter or self.needed)
 
-    def matches(self, other: "ElfInfo") -> bool:
+    def matches(self, other: ElfInfo) -> bool:
         """Return whether ``other`` can be loaded into the same process as this file."""
         return (self.bits, self.little_endian, self.machine) == (other.bits, other.little_endian, other.machine)
 
@@ -88,14 +88,10 @@ def read_elf(f: BinaryIO, size: int, where: str) -> ElfInfo | None:
     bits = 32 if ident[4] == 1 else 64
     end = "<" if ident[5] == 1 else ">"
     reader = _Reader(f, size, where)
-    if bits == 64:
-        (e_type, e_machine, _ver, _entry, phoff, _shoff, _flags, _ehsize, phentsize, phnum) = struct.unpack(
-            end + "HHIQQQIHHH", reader.read(16, 42))
-        ph_fmt = end + "IIQQQQQQ"
-    else:
-        (e_type, e_machine, _ver, _entry, phoff, _shoff, _flags, _ehsize, phentsize, phnum) = struct.unpack(
-            end + "HHIIIIIHHH", reader.read(16, 26))
-        ph_fmt = end + "IIIIIIII"
+    head_fmt = end + ("HHIQQQIHHH" if bits == 64 else "HHIIIIIHHH")
+    ph_fmt = end + ("IIQQQQQQ" if bits == 64 else "IIIIIIII")
+    (e_type, e_machine, _ver, _entry, phoff, _shoff, _flags, _ehsize, phentsize, phnum) = struct.unpack(
+        head_fmt, reader.read(16, struct.calcsize(head_fmt)))
     if phnum > MAX_PHNUM:
         raise ElfError(f"{where}: ELF file claims {phnum} program headers")
     if phnum and phentsize < struct.calcsize(ph_fmt):
@@ -121,7 +117,7 @@ def read_elf(f: BinaryIO, size: int, where: str) -> ElfInfo | None:
     return _with_dynamic(info, reader, dynamic, loads, end, where)
 
 
-def _with_dynamic(info: ElfInfo, reader: "_Reader", dynamic: tuple[int, int], loads, end: str,
+def _with_dynamic(info: ElfInfo, reader: _Reader, dynamic: tuple[int, int], loads, end: str,
                   where: str) -> ElfInfo:
     fmt = end + ("qQ" if info.bits == 64 else "iI")
     width = struct.calcsize(fmt)
@@ -142,12 +138,10 @@ def _with_dynamic(info: ElfInfo, reader: "_Reader", dynamic: tuple[int, int], lo
     if strtab is None:
         raise ElfError(f"{where}: ELF dynamic segment names libraries but has no string table")
     table_off = _file_offset(strtab, loads, where)
-    if strsz is None or strsz > reader.size - table_off:
-        strsz = reader.size - table_off
-    table = reader.read(table_off, strsz)
+    table_end = reader.size if strsz is None else min(reader.size, table_off + strsz)
     needed, rpath, runpath, soname = [], [], [], ""
     for tag, val in wanted:
-        text = _cstring(table, val, where)
+        text = _dynstr(reader, table_off + val, table_end, where)
         if tag == DT_NEEDED:
             needed.append(text)
         elif tag == DT_SONAME:
@@ -158,6 +152,14 @@ def _with_dynamic(info: ElfInfo, reader: "_Reader", dynamic: tuple[int, int], lo
             runpath.extend(p for p in text.split(":") if p)
     return ElfInfo(info.bits, info.little_endian, info.machine, info.elf_type, info.interpreter,
                    tuple(needed), tuple(rpath), tuple(runpath), soname)
+
+
+def _dynstr(reader: _Reader, start: int, table_end: int, where: str) -> str:
+    """Read one string of the dynamic string table on its own, at most MAX_STRING bytes: a
+    hostile DT_STRSZ never makes a large read."""
+    if start >= table_end:
+        raise ElfError(f"{where}: ELF string at byte {start} lies outside the string table")
+    return _cstring(reader.read(start, min(MAX_STRING, table_end - start)), 0, where)
 
 
 def _file_offset(vaddr: int, loads: list[tuple[int, int, int]], where: str) -> int:

@@ -354,7 +354,8 @@ def _staging(out: Path, as_dir: bool) -> Iterator[Path]:
     """Yield a fresh staging directory beside ``out``; remove it however the block ends."""
     _check_destination(out, as_dir)
     try:
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        # named like every slimmer temporary, so a later run can remove it if this one is killed
+        stage = Path(tempfile.mkdtemp(prefix=f".slimmer-tmp-{os.getpid()}-{out.name}.", suffix=".tmp", dir=out.parent))
     except OSError as err:
         raise _output_error(out, err) from err
     try:

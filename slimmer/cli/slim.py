@@ -1,0 +1,124 @@
+"""`slimmer slim`: write a pruned or distroless-style copy of an image that still runs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from slimmer.cli.group import cli
+from slimmer.cli.options import load, read_options
+from slimmer.render import clip, human, safe, table
+from slimmer.rewriter.plan import MODES, PRUNE
+from slimmer.rewriter.settings import slim_globs
+from slimmer.rewriter.slim import FORMATS, SlimOptions, SlimResult, plan_slim, reproducible_epoch, slim as slim_image
+
+SHOWN = 20
+
+
+@cli.command()
+@click.argument("archive")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the slim image here (a tar).")
+@read_options
+@click.option("--mode", type=click.Choice(MODES), default=PRUNE, show_default=True,
+              help="prune: drop caches, docs, toolchains...; distroless: keep only what the entrypoint needs.")
+@click.option("--keep", multiple=True, metavar="GLOB", help="Always keep paths matching GLOB (repeatable).")
+@click.option("--drop", multiple=True, metavar="GLOB", help="Drop paths matching GLOB (repeatable).")
+@click.option("--user", metavar="nonroot|UID", help="Run as this user (nonroot = 65532, added to /etc/passwd).")
+@click.option("--no-tzdata", is_flag=True, help="distroless: leave out the time zone database.")
+@click.option("--dry-run", is_flag=True, help="Print what would go and the size after; write nothing.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="docker", show_default=True,
+              help="docker: a `docker load` archive; oci: an OCI image layout tar.")
+@click.option("--compression", type=click.Choice(["gzip", "zstd"]), default="gzip", show_default=True,
+              help="Layer compression of --format oci (docker archives store layers as plain tars).")
+@click.option("--tag", "tags", multiple=True, metavar="NAME:TAG", help="Tag the output (default: input tag + -slim).")
+@click.option("--reproducible", is_flag=True,
+              help="Byte-identical output across runs (timestamps from SOURCE_DATE_EPOCH or the input).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Settings file for slim.keep/slim.drop (default: the nearest .slimmer.toml or pyproject.toml).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def slim(archive, out, image_ref, platform, max_layer_size, no_cache, mode, keep, drop, user, no_tzdata, dry_run,
+         fmt, compression, tags, reproducible, config_path, as_json):
+    """Write a slimmer copy of the image in ARCHIVE that still runs: flattened, with what the
+    mode deems unneeded left out, and a summary of the bytes removed by category.
+
+    Globs are absolute paths (`/usr/share/zoneinfo/**`); `*` stays in one path segment, `**`
+    spans segments, a glob without `/` matches names anywhere (`*.pyc`); a directory match
+    covers its contents. --keep wins over --drop and over the mode's rules.
+
+    \b
+        slimmer slim app.tar -o app-slim.tar
+        slimmer slim app.tar -o app-slim.tar --mode distroless --user nonroot
+        slimmer slim app.tar --mode distroless --dry-run --keep '/app/plugins/**'
+    """
+    if not out and not dry_run:
+        raise click.UsageError("give -o OUT.tar, or --dry-run")
+    file_keep, file_drop, _source = slim_globs(config_path)
+    image = load(archive, image_ref, platform, max_layer_size, no_cache)
+    options = SlimOptions(mode=mode, keep=file_keep + keep, drop=file_drop + drop, user=user, tzdata=not no_tzdata,
+                          epoch=reproducible_epoch(image, os.environ.get("SOURCE_DATE_EPOCH"), reproducible))
+    if dry_run:
+        result = plan_slim(image, options, out, tags or None)
+    else:
+        result = slim_image(image, options, out, fmt, compression, tags or None)
+    if as_json:
+        click.echo(json.dumps(slim_json(result, archive, dry_run), indent=2))
+    else:
+        click.echo(slim_text(result, archive, dry_run))
+
+
+def slim_json(r: SlimResult, source: str, dry_run: bool) -> dict:
+    """Return the documented JSON object for one slim run (schema ``slimmer.slim/1``)."""
+    out = {
+        "schema": "slimmer.slim/1",
+        "mode": r.plan.mode,
+        "dry_run": dry_run,
+        "input": source,
+        "command": list(r.plan.argv),
+        "output": None if dry_run else {"path": r.output, "format": r.format, "tags": list(r.tags),
+                                        "config_digest": r.config_digest, "manifest_digest": r.manifest_digest or None},
+        "sizes": {"before_bytes": r.before_bytes, "after_bytes": r.after_bytes, "removed_bytes": r.removed_bytes,
+                  "added_bytes": r.added_bytes},
+        "removed_by_category": [{"category": c.category, "files": c.files, "bytes": c.bytes} for c in r.by_category],
+        "kept": [{"path": "/" + k.path, "why": k.why} for k in r.plan.reasons],
+        "notes": list(r.plan.notes),
+    }
+    if dry_run:
+        out["removed"] = [{"path": "/" + x.path, "kind": x.kind, "bytes": x.size, "category": x.category}
+                          for x in sorted(r.plan.removed, key=lambda x: (-x.size, x.path))]
+    return out
+
+
+def slim_text(r: SlimResult, source: str, dry_run: bool) -> str:
+    """Return the human summary of one slim run."""
+    lines = []
+    tags = ", ".join(r.tags) or "untagged"
+    if dry_run:
+        lines.append(f"dry run: {source} ({r.plan.mode}) would become {tags}; nothing written")
+    else:
+        lines.append(f"wrote {r.output} ({r.format}, {tags}) from {source} ({r.plan.mode})")
+    share = f" ({r.removed_bytes / r.before_bytes * 100:.1f} %)" if r.before_bytes else ""
+    lines.append(f"size    before {human(r.before_bytes)}   after {human(r.after_bytes)}   "
+                 f"removed {human(r.removed_bytes)}{share}   added {human(r.added_bytes)}")
+    lines.append("")
+    rows = [[c.category, c.files, human(c.bytes)] for c in r.by_category if c.bytes or c.files]
+    lines.append(table(rows, ["removed", "files", "bytes"], colalign=("left", "right", "right")))
+    if dry_run and r.plan.removed:
+        lines.append("")
+        lines.append(f"largest paths that would go ({len(r.plan.removed)} in all)")
+        biggest = sorted(r.plan.removed, key=lambda x: (-x.size, x.path))[:SHOWN]
+        rows = [[human(x.size), x.category, clip(safe("/" + x.path), 70)] for x in biggest]
+        lines.append(table(rows, ["bytes", "category", "path"], colalign=("right", "left", "left")))
+    if r.plan.reasons:
+        lines.append("")
+        command = " ".join(r.plan.argv) or "-"
+        lines.append(f"kept, and why (entrypoint: {clip(safe(command), 60)})")
+        rows = [[clip(safe("/" + k.path), 48), clip(safe(k.why), 50)] for k in r.plan.reasons]
+        lines.append(table(rows, ["path", "why"]))
+    if r.plan.notes:
+        lines.append("")
+        lines.append("notes")
+        lines += [f"  - {safe(n)}" for n in r.plan.notes]
+    return "\n".join(lines)

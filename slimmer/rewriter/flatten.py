@@ -1,0 +1,258 @@
+"""Flattening: one new layer holding the kept paths of the merged filesystem, each in its
+final version, so deleted and overwritten bytes are gone.
+
+``layout`` decides, without reading any bytes, which tar member each kept path is copied from
+and what becomes of hard links: a link whose file is kept stays a link; a link whose file is
+dropped (or was replaced after the link was made) becomes a regular file with that file's
+bytes, and further links to the same bytes link to it. ``write_layer`` streams each needed
+layer once, in order, copying members with their headers (mode, owner, names, mtime,
+device numbers, PAX records such as ``SCHILY.xattr.*``), and appends the files slimmer writes
+itself. The tar goes to a file the caller names (beside the output), hashed as it is written;
+nothing is held in memory. Imports the model, ``slimmer.layers`` and rewriter modules.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import shutil
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterable
+
+from slimmer.errors import FormatError, OutputError
+from slimmer.layers import MergedFS
+from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, HistoryStep, Image, Layer
+from slimmer.rewriter.members import Member, MemberIndex, stream, where
+from slimmer.rewriter.plan import Synthetic
+
+CHUNK = 1 << 20
+LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
+# PAX records that tarfile derives from the header fields it writes: copying them would let a
+# stale value (the old path, say) override the new header.
+_DERIVED = frozenset({"path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "hdrcharset"})
+_KINDS = {tarfile.DIRTYPE: DIR, tarfile.SYMTYPE: SYMLINK, tarfile.LNKTYPE: HARDLINK, tarfile.CHRTYPE: CHAR,
+          tarfile.BLKTYPE: BLOCK, tarfile.FIFOTYPE: FIFO}
+
+COPY = "copy"
+LINK = "link"  # a hard link to a path written earlier
+MATERIALIZE = "materialize"  # a hard link written as a regular file with its source's bytes
+RELINK = "relink"  # a hard link to a symlink (GNU tar makes these) written as that symlink
+
+
+@dataclass(frozen=True)
+class Action:
+    """What to write for one member: ``COPY`` it, a ``LINK`` to ``target``, or its bytes from
+    the spooled ``source`` member (``MATERIALIZE``)."""
+
+    kind: str
+    path: str
+    target: str = ""
+    source: Member | None = None
+
+
+@dataclass
+class Layout:
+    """The members the new layer is made of, by layer and entry index."""
+
+    actions: dict[int, dict[int, Action]] = field(default_factory=dict)
+    spool: dict[int, set[int]] = field(default_factory=dict)
+    file_bytes: int = 0  # bytes of regular files copied as they are
+    materialized_bytes: int = 0  # bytes of hard links turned into files
+
+    @property
+    def layers(self) -> list[int]:
+        """The layers that must be streamed, in order."""
+        return sorted(set(self.actions) | set(self.spool))
+
+
+def layout(image: Image, fs: MergedFS, index: MemberIndex, keep: Iterable[str]) -> Layout:
+    """Return how the kept paths of ``fs`` are copied."""
+    out = Layout()
+    by_source: dict[Member, list[tuple[Member, str]]] = {}
+    keep = set(keep)
+    for path in keep:
+        version = fs.get(path)
+        if version is None:
+            continue  # a directory only implied by deeper entries: the new layer implies it too
+        member = index.final(version)
+        entry = version.entry
+        if entry.kind != HARDLINK:
+            out.actions.setdefault(member[0], {})[member[1]] = Action(COPY, path)
+            if entry.kind == FILE:
+                out.file_bytes += entry.size
+            continue
+        source = index.source_of(member)
+        source_entry = image.layers[source[0]].entries[source[1]]
+        source_path = source_entry.path
+        final = fs.get(source_path)
+        if source_path in keep and final is not None and index.final(final) == source:
+            out.actions.setdefault(member[0], {})[member[1]] = Action(LINK, path, target=source_path)
+        elif source_entry.kind == SYMLINK:
+            out.actions.setdefault(member[0], {})[member[1]] = Action(RELINK, path, target=source_entry.link)
+        elif source_entry.kind != FILE:
+            raise FormatError(f"{where(image, member[0])}: hard link {path!r} names {source_path!r}, "
+                              f"a {source_entry.kind}, not a file")
+        else:
+            by_source.setdefault(source, []).append((member, path))
+    for source, links in by_source.items():
+        links.sort()
+        (first_member, first_path), rest = links[0], links[1:]
+        out.actions.setdefault(first_member[0], {})[first_member[1]] = Action(MATERIALIZE, first_path, source=source)
+        out.spool.setdefault(source[0], set()).add(source[1])
+        out.materialized_bytes += image.layers[source[0]].entries[source[1]].size
+        for member, path in rest:
+            out.actions.setdefault(member[0], {})[member[1]] = Action(LINK, path, target=first_path)
+    return out
+
+
+class _HashingWriter:
+    """A write-only file wrapper that hashes and counts every byte written through it."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.raw.write(data)
+        self.sha.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+def _header(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(path)
+    info.type = member.type if member.type in _KINDS else tarfile.REGTYPE
+    info.mode = member.mode
+    info.uid, info.gid, info.uname, info.gname = member.uid, member.gid, member.uname, member.gname
+    info.mtime = member.mtime
+    info.linkname = member.linkname if info.type == tarfile.SYMTYPE else ""
+    info.devmajor, info.devminor = member.devmajor, member.devminor
+    info.size = member.size if info.type == tarfile.REGTYPE else 0
+    info.pax_headers = {k: v for k, v in member.pax_headers.items()
+                        if k not in _DERIVED and not k.startswith("GNU.sparse.")}
+    return info
+
+
+def _entry(info: tarfile.TarInfo) -> Entry:
+    kind = _KINDS.get(info.type, FILE)
+    link = info.linkname if kind in (SYMLINK, HARDLINK) else ""
+    return Entry(info.name.rstrip("/"), kind, info.size if kind == FILE else 0, info.mode & 0o7777, info.uid,
+                 info.gid, link, int(info.mtime))
+
+
+class _Out:
+    """The new layer's tar being written, and the entries it holds so far."""
+
+    def __init__(self, tar: tarfile.TarFile):
+        self.tar = tar
+        self.entries: list[Entry] = []
+
+    def add(self, info: tarfile.TarInfo, data: BinaryIO | None = None) -> None:
+        self.tar.addfile(info, data)
+        self.entries.append(_entry(info))
+
+
+def write_layer(image: Image, plan_layout: Layout, synthetic: Iterable[Synthetic], dest: Path,
+                history: HistoryStep | None = None) -> Layer:
+    """Write the new layer's tar to ``dest`` (which must not exist) and return it as a model
+    Layer whose opener reads ``dest``. Spooled hard-link sources go beside ``dest``."""
+    try:
+        return _write_layer(image, plan_layout, synthetic, dest, history)
+    except OSError as err:
+        raise OutputError(f"cannot write {dest}: {err.strerror or err}") from err
+
+
+def _write_layer(image: Image, plan_layout: Layout, synthetic: Iterable[Synthetic], dest: Path,
+                 history: HistoryStep | None) -> Layer:
+    scratch = dest.parent
+    with open(dest, "xb") as raw:
+        writer = _HashingWriter(raw)
+        with tarfile.open(fileobj=writer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            out = _Out(tar)
+            spooled: dict[Member, Path] = {}
+            for layer in plan_layout.layers:
+                _copy_layer(image, layer, plan_layout, out, spooled, scratch)
+            for item in sorted(synthetic, key=lambda s: s.path):
+                _add_synthetic(out, item)
+            for path in spooled.values():
+                path.unlink(missing_ok=True)
+        size = writer.size
+        digest = "sha256:" + writer.sha.hexdigest()
+    return Layer(diff_id=digest, digest=digest, stored_size=size, entries=tuple(out.entries),
+                 uncompressed_size=size, media_type=LAYER_TYPE, compression="none", history=history,
+                 opener=functools.partial(open, dest, "rb"))
+
+
+def _copy_layer(image: Image, layer: int, plan_layout: Layout, out: _Out, spooled: dict[Member, Path],
+                scratch: Path) -> None:
+    actions = plan_layout.actions.get(layer, {})
+    spool = plan_layout.spool.get(layer, set())
+    pending = set(actions) | spool
+    last = max(pending)
+    with stream(image, layer) as members:
+        for index, member, tar in members:
+            if index in spool:
+                dest = scratch / f".slim-link-{layer}-{index}"
+                with open(dest, "wb") as f:
+                    _copy_bytes(tar, member, f)
+                spooled[(layer, index)] = dest
+            action = actions.get(index)
+            if action is not None:
+                _write(out, action, member, tar, spooled.get((layer, index)), spooled)
+            pending.discard(index)
+            if index >= last:
+                break
+    if pending:
+        raise FormatError(f"{where(image, layer)}: the tar stream ended before member {min(pending)}")
+
+
+def _copy_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo, f: BinaryIO) -> None:
+    src = tar.extractfile(member)
+    if src is not None:
+        shutil.copyfileobj(src, f, CHUNK)
+
+
+def _write(out: _Out, action: Action, member: tarfile.TarInfo, tar: tarfile.TarFile, own_spool: Path | None,
+           spooled: dict[Member, Path]) -> None:
+    info = _header(member, action.path)
+    if action.kind == LINK:
+        info.type, info.linkname, info.size = tarfile.LNKTYPE, action.target, 0
+        out.add(info)
+    elif action.kind == RELINK:
+        info.type, info.linkname, info.size = tarfile.SYMTYPE, action.target, 0
+        out.add(info)
+    elif action.kind == MATERIALIZE:
+        source = spooled[action.source]
+        info.type, info.linkname, info.size = tarfile.REGTYPE, "", source.stat().st_size
+        with open(source, "rb") as f:
+            out.add(info, f)
+    elif info.type == tarfile.REGTYPE:
+        if own_spool is not None:
+            with open(own_spool, "rb") as f:
+                out.add(info, f)
+        else:
+            out.add(info, tar.extractfile(member))
+    else:
+        out.add(info)
+
+
+def _add_synthetic(out: _Out, item: Synthetic) -> None:
+    info = tarfile.TarInfo(item.path)
+    info.mode, info.uid, info.gid, info.mtime, info.uname, info.gname = (
+        item.mode, item.uid, item.gid, item.mtime, "", "")
+    if item.kind == DIR:
+        info.type = tarfile.DIRTYPE
+        out.add(info)
+    else:
+        info.size = len(item.data)
+        out.add(info, io.BytesIO(item.data))
