@@ -160,7 +160,7 @@ def scan_layer(raw: BinaryIO, where: str, max_layer_size: int = DEFAULT_MAX_LAYE
     src = HashingReader(raw)
     compression = compression_of(src.peek_head())
     plain = hashlib.sha256()
-    scanner = TarScanner(where)
+    scanner = TarScanner(where, max_layer_size)
     total = 0
     for chunk in _DECODERS[compression](src, where):
         total += len(chunk)
@@ -175,6 +175,10 @@ def scan_layer(raw: BinaryIO, where: str, max_layer_size: int = DEFAULT_MAX_LAYE
     entries = scanner.finish()
     if total and not scanner.headers and not scanner.ended:
         raise FormatError(f"{where}: layer is not a tar stream")
+    if not scanner.ended and (total or compression != "none"):
+        # Every tar writer ends a layer with zero blocks; python-zstandard ends a cut frame
+        # silently, so a missing marker is how a truncated stream shows.
+        raise TruncatedError(f"{where}: layer tar is truncated (no end-of-archive marker)")
     digest = src.digest()
     diff_id = digest if compression == "none" else "sha256:" + plain.hexdigest()
     return LayerScan(digest, src.size, diff_id, total, compression, tuple(entries))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import posixpath
 import struct
 
-from slimmer.errors import FormatError, TruncatedError
+from slimmer.errors import FormatError, LimitError, TruncatedError
 from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry
 
 BLOCKSIZE = 512
@@ -71,8 +71,9 @@ def normalize(name: str, where: str) -> str:
 class TarScanner:
     """Parses tar headers from chunks given to ``feed``; the entries land in ``entries``."""
 
-    def __init__(self, where: str):
+    def __init__(self, where: str, max_size: int | None = None):
         self.where = where
+        self.max_size = max_size  # a sparse member claiming more than this is refused
         self.entries: list[Entry] = []
         self.offset = 0  # stream offset of the next byte fed
         self._skip = 0  # data and padding still to pass over
@@ -190,6 +191,8 @@ class TarScanner:
     def _header_sparse(self, block: bytes, size: int) -> None:
         """An old GNU sparse member: ``size`` bytes stored, the real size at byte 483."""
         real = _num(block[483:495], self.where)
+        if real < 0:
+            raise FormatError(f"{self.where}: negative real size in a GNU sparse header")
         if self._pax or self._longname is not None or self._longlink is not None:
             self._header_extended(block, b"0", size, self._pax, real)
         else:
@@ -230,6 +233,8 @@ class TarScanner:
                     real = int(pax[key])
                 except ValueError:
                     raise FormatError(f"{self.where}: bad PAX {key} for {name!r}") from None
+                if real < 0:
+                    raise FormatError(f"{self.where}: negative PAX {key} for {name!r}")
                 break
         self._longname = self._longlink = None
         self._pax = {}
@@ -257,9 +262,12 @@ class TarScanner:
                 mtime = int(float(pax["mtime"])) if "mtime" in pax else _num(mtime_f, where)
             else:
                 uid, gid, mtime = _num(uid_f, where), _num(gid_f, where), _num(mtime_f, where)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise FormatError(f"{where}: bad PAX number for {name!r}") from None
         offset = self._data_at
+        if real is not None and self.max_size is not None and real > self.max_size:
+            raise LimitError(f"{where}: sparse member {path!r} claims {real} bytes, past --max-layer-size "
+                             f"({self.max_size} bytes)")
         if kind == FILE and real is not None:
             data = real  # a sparse file: the size it has once extracted; its data is a map
             offset = -1
