@@ -1,0 +1,220 @@
+"""The hostile corpus (tests/hostile.py) against `slimmer analyze`, `slimmer export` (to a
+directory and to a tar) and `slimmer slim`: each case gives its exact expected outcome, never a
+traceback, never a partial output, never a write outside the destination, and leaves its input
+unchanged."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import hostile
+import pytest
+from hostile import CASES, OK, OUTSIDE, SAME, Case, Fail, fingerprint, run_cli, temps_in, tree_of_dir, tree_of_tar
+
+from slimmer.reader import open_image
+
+
+def _slim_available() -> bool:
+    return run_cli("slim", "--help").code == 0
+
+
+SLIM = _slim_available()
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory):
+    """Each case's archive, built once (every run checks it is left unchanged)."""
+    built: dict[str, Path] = {}
+
+    def get(case: Case) -> Path:
+        if case.id not in built:
+            built[case.id] = case.build(tmp_path_factory.mktemp("case"))
+        return built[case.id]
+
+    return get
+
+
+@pytest.fixture(autouse=True)
+def cold_cache(tmp_path, monkeypatch):
+    """Every run starts with an empty layer cache of its own."""
+    monkeypatch.setenv("SLIMMER_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def outside():
+    """The directory outside every destination that hostile symlinks point at; must stay empty."""
+    path = Path(OUTSIDE)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir()
+    yield path
+    assert os.listdir(path) == [], f"something was written outside the destination: {os.listdir(path)}"
+    shutil.rmtree(path)
+
+
+class _Feeder(threading.Thread):
+    """Writes an archive into a FIFO once a reader opens it."""
+
+    def __init__(self, fifo: Path, data: bytes):
+        super().__init__(daemon=True)
+        self.fifo, self.data = fifo, data
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                time.sleep(0.005)
+                continue
+            os.set_blocking(fd, True)
+            try:
+                os.write(fd, self.data)
+            except BrokenPipeError:
+                pass
+            finally:
+                os.close(fd)
+            return
+
+
+def _source(case: Case, archives, tmp_path: Path) -> tuple[Path, _Feeder | None]:
+    path = archives(case)
+    if not case.fifo:
+        return path, None
+    fifo = tmp_path / "archive.fifo"
+    os.mkfifo(fifo)
+    feeder = _Feeder(fifo, path.read_bytes())
+    feeder.start()
+    return fifo, feeder
+
+
+def _run(case: Case, archives, tmp_path: Path, *args: str):
+    source, feeder = _source(case, archives, tmp_path)
+    before = fingerprint(archives(case))
+    run = run_cli(*args[:1], source, *args[1:], *case.args)
+    if feeder:
+        feeder.join(5)
+    if run.exc is not None:
+        raise run.exc
+    assert fingerprint(archives(case)) == before, "the input archive changed"
+    return run
+
+
+def _assert_failed(run, fail: Fail) -> None:
+    assert run.code == 2, (run.code, run.err)
+    assert len(run.err_lines) == 1, run.err
+    assert run.err_lines[0].startswith("slimmer: error: "), run.err
+    assert fail.fragment in run.err_lines[0], run.err
+    assert "Traceback" not in run.err
+
+
+def _params(command: str):
+    out = []
+    for case in CASES:
+        marks = []
+        if case.reader_bug and command in case.bug_in:
+            marks.append(pytest.mark.xfail(strict=True, reason=case.reader_bug))
+        if command == "slim" and case.skip_slim:
+            marks.append(pytest.mark.skip(reason=case.skip_slim))
+        out.append(pytest.param(case, id=case.id, marks=marks))
+    return out
+
+
+@pytest.mark.parametrize("case", _params("analyze"))
+def test_analyze(case, archives, tmp_path):
+    """`slimmer analyze` gives the case's outcome: a report with the right file count, or one error line."""
+    run = _run(case, archives, tmp_path, "analyze", "--json")
+    if isinstance(case.analyze, Fail):
+        _assert_failed(run, case.analyze)
+        assert run.out == b""
+        return
+    assert run.code == 0, run.err
+    report = json.loads(run.out)
+    if case.analyze.files is not None:
+        assert report["sizes"]["file_count"] == case.analyze.files
+
+
+@pytest.mark.parametrize("to", [pytest.param("dir", id="to a directory"), pytest.param("tar", id="to a tar")])
+@pytest.mark.parametrize("case", _params("export"))
+def test_export(case, to, archives, tmp_path, outside):
+    """`slimmer export` writes exactly the merged tree, or fails with one error line and writes nothing."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dest = out / ("root.tar" if to == "tar" else "root")
+    run = _run(case, archives, tmp_path, "export", dest, "--to", to)
+    expected = case.export_outcome
+    if isinstance(expected, OK) and to == "dir" and expected.dir_fails:
+        expected = Fail(expected.dir_fails)
+    if isinstance(expected, Fail):
+        _assert_failed(run, expected)
+        assert os.listdir(out) == [], "a failed export left output behind"
+        return
+    assert run.code == 0, run.err
+    assert temps_in(out) == []
+    if to == "dir":
+        tree, groups = tree_of_dir(dest)
+    else:
+        tree, groups = tree_of_tar(dest.read_bytes())
+    if expected.tree is not None:
+        assert tree == expected.tree
+    assert groups == {tuple(sorted(g)) for g in expected.links}
+
+
+@pytest.mark.skipif(not SLIM, reason="`slimmer slim` does not exist yet (issue 4); its cases run once it does")
+@pytest.mark.parametrize("case", _params("slim"))
+def test_slim(case, archives, tmp_path):
+    """`slimmer slim` gives the case's outcome: an archive slimmer reads back, or one error line and no file."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dest = out / "slim.tar"
+    run = _run(case, archives, tmp_path, "slim", "-o", dest)
+    expected = case.analyze if case.slim is SAME else case.slim
+    if isinstance(expected, Fail):
+        _assert_failed(run, expected)
+        assert os.listdir(out) == []
+        return
+    assert run.code == 0, run.err
+    open_image(dest)
+    assert [n for n in os.listdir(out) if n != "slim.tar"] == []
+
+
+def test_corpus_is_large_and_names_are_unique():
+    """The corpus holds at least 30 cases, each named once."""
+    ids = [c.id for c in CASES]
+    assert len(ids) >= 30 and len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("command", [pytest.param("analyze", id="analyze"), pytest.param("export", id="export")])
+@pytest.mark.parametrize("make, compression", [
+    pytest.param(hostile.zstd_bomb, "zstd", id="a zstd bomb"),
+    pytest.param(hostile.gzip_bomb, "gzip", id="a gzip bomb"),
+])
+def test_bomb_stops_quickly_in_little_memory(make, compression, command, tmp_path):
+    """A 4 GiB bomb in a tiny layer stops at --max-layer-size 50MB within seconds, in little memory, writing nothing."""
+    archive = hostile._bomb(make, compression)(tmp_path)
+    assert archive.stat().st_size < 5 << 20
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [sys.executable, "-m", "slimmer", command, str(archive)]
+    if command == "export":
+        args.append(str(out / "root"))
+    start = time.monotonic()
+    proc = subprocess.Popen(args + ["--max-layer-size", hostile.BOMB_LIMIT], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.monotonic() - start
+    err = proc.stderr.read().decode()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 2, err
+    assert err.startswith("slimmer: error: ") and "--max-layer-size" in err and err.count("\n") == 1
+    assert elapsed < 20
+    peak_mb = usage.ru_maxrss / 1024
+    assert peak_mb < 200, f"peak RSS {peak_mb:.0f} MB"
+    assert os.listdir(out) == []
+    print(f"{command} {compression} bomb: {elapsed:.2f} s, peak RSS {peak_mb:.0f} MB")
