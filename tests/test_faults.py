@@ -174,9 +174,7 @@ def test_unreadable_layer_blob_is_one_error_line(tmp_path, cache):
 
 
 @pytest.mark.parametrize("cache", [
-    pytest.param((), id="with the layer cache", marks=pytest.mark.xfail(strict=True, reason=(
-        "reader bug: DirStore.fingerprint (reader/store.py) opens the blob without turning OSError into a "
-        "SlimmerError, so the CLI prints the bare OSError ('[Errno 13] Permission denied: ...')"))),
+    pytest.param((), id="with the layer cache"),
     pytest.param(("--no-cache",), id="without the cache"),
 ])
 def test_unreadable_layer_blob_says_cannot_read(tmp_path, cache):

@@ -19,6 +19,7 @@ import zstandard
 from slimmer.errors import FormatError, LimitError, TruncatedError
 from slimmer.model import Entry
 from slimmer.reader.tarscan import TarScanner
+from slimmer.reader.zstdframes import TrackedSource, ZstdFrameTracker
 
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
@@ -113,7 +114,10 @@ def _gzip_chunks(src: HashingReader, where: str):
 
 
 def _zstd_chunks(src: HashingReader, where: str):
-    reader = zstandard.ZstdDecompressor().stream_reader(src, read_size=CHUNK, read_across_frames=True, closefd=False)
+    tracker = ZstdFrameTracker(where)
+    source = TrackedSource(src, tracker)
+    reader = zstandard.ZstdDecompressor().stream_reader(
+        source, read_size=CHUNK, read_across_frames=True, closefd=False)
     while True:
         try:
             out = reader.read(CHUNK)
@@ -122,8 +126,12 @@ def _zstd_chunks(src: HashingReader, where: str):
                 raise TruncatedError(f"{where}: zstd stream is truncated") from err
             raise FormatError(f"{where}: corrupt zstd stream ({err})") from err
         if not out:
-            return
+            break
         yield out
+    while source.read(CHUNK):  # the decoder stops at the input's end; anything left must be frames
+        pass
+    if not tracker.at_frame_end:
+        raise TruncatedError(f"{where}: zstd stream is truncated (it does not end on a frame boundary)")
 
 
 def _plain_chunks(src: HashingReader, where: str):

@@ -345,8 +345,11 @@ class DirStore(Store):
 
     def fingerprint(self, name: str) -> str | None:
         full = self._full(name, "layer")
-        with open(full, "rb") as f:
-            return _fingerprint(lambda off, n: os.pread(f.fileno(), n, off), os.fstat(f.fileno()).st_size)
+        try:
+            with open(full, "rb") as f:
+                return _fingerprint(lambda off, n: os.pread(f.fileno(), n, off), os.fstat(f.fileno()).st_size)
+        except OSError as err:
+            raise SlimmerError(f"cannot read {full}: {err.strerror}") from err
 
     def opener(self, name: str) -> Callable[[], BinaryIO]:
         full = self._full(name, "layer")
