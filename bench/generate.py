@@ -147,7 +147,7 @@ def build_layers(scale: float, tmpdir: str) -> list[tuple[str, str]]:
 
     for part in range(4):  # node_modules-like: many small files
         w = LayerWriter(content, tmpdir)
-        for i, size in enumerate(_sizes(rnd, s(31000), 2_500)):
+        for i, size in enumerate(_sizes(rnd, s(33000), 2_500)):
             w.file(f"app/node_modules/pkg{part}_{i // 40:04d}/lib/m{i:05d}.js", size)
         layers.append((w.close(), f"/bin/sh -c npm ci --workspace part{part}"))
 

@@ -323,3 +323,21 @@ def test_could_save_is_within_ten_percent_of_what_slim_removes(single_stage, tmp
     assert run.code == 0 and run.exc is None, run.err
     removed = result.summary.total_size - total_size(open_image(out))
     assert abs(result.could_save_bytes - removed) <= 0.1 * removed, (result.could_save_bytes, removed)
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_duplicates_are_confirmed_by_the_whole_content(tmp_path, compression):
+    """Large files of one size are first told apart by their first 64 KiB; those that agree
+    there are hashed whole, so a difference after the sample still separates them. Read from a
+    real archive: uncompressed layers are sampled and seeked, gzip ones hashed as they stream."""
+    head = bytes(range(256)) * 512  # 128 KiB, past the sample
+    same_a, same_b = head + b"tail-1" * 1000, head + b"tail-1" * 1000
+    late_diff = head + b"tail-2" * 1000
+    early_diff = b"X" + (head + b"tail-1" * 1000)[1:]
+    spec = image(layer({"a/one.bin": same_a, "b/two.bin": same_b}),
+                 layer({"c/three.bin": late_diff, "d/four.bin": early_diff}))
+    archive = write(spec, tmp_path / "img.tar", "docker-legacy", compression)
+    img = open_image(archive)
+    groups = attribute(img).duplicates
+    assert [[path for _layer, path, _final in g.copies] for g in groups] == [["a/one.bin", "b/two.bin"]]
+    assert groups[0].size == len(same_a)

@@ -13,8 +13,12 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
+import os
 import posixpath
 import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import BinaryIO, Mapping
 
@@ -28,6 +32,7 @@ MAX_DB_BYTES = 32 << 20  # a package database larger than this is not read
 GO_SEARCH_BYTES = 1 << 20  # how far into the writable segment the Go build info may start
 GO_MAX_OFFSET = 512 << 20  # do not stream past this to find Go build info
 CHUNK = 1 << 20
+SAMPLE_BYTES = 64 << 10  # HASH: members whose size and first SAMPLE_BYTES differ are not equal
 
 GO_MAGIC = b"\xff Go buildinf:"
 _GO_MODINFO_SENTINEL = 16
@@ -38,7 +43,7 @@ class Need(enum.IntFlag):
 
     HEAD = 1  # the first HEAD_BYTES, for libmagic
     FULL = 2  # the whole member (a package database), up to MAX_DB_BYTES
-    HASH = 4  # sha256 of the whole member
+    HASH = 4  # sha256 of the whole member, where another member may be equal (see read_content)
     GO = 8  # Go build info, if the member is a Go ELF binary
 
 
@@ -63,6 +68,8 @@ class Content:
     go: dict[tuple[int, str], GoBuildInfo] = field(default_factory=dict)
     too_large: list[tuple[int, str]] = field(default_factory=list)
     unreadable: dict[int, str] = field(default_factory=dict)  # layer index -> why
+    samples: dict[tuple[int, str], tuple[int, bytes]] = field(default_factory=dict)  # (size, head digest)
+    deferred: set[tuple[int, str]] = field(default_factory=set)  # sampled, full hash not yet read
     layers_read: int = 0
 
 
@@ -84,36 +91,84 @@ def read_content(image: Image, requests: Mapping[int, Mapping[str, Need]]) -> Co
     """Return what ``requests`` ask of the layers of ``image`` ({layer index: {path: Need}}).
 
     Each layer with a request is read once; a layer whose content cannot be re-read is listed
-    in ``Content.unreadable`` instead of failing the analysis.
+    in ``Content.unreadable`` instead of failing the analysis. Layers are read by two threads:
+    hashing, decompression and libmagic release the GIL, so one layer's hashing overlaps
+    another's libmagic calls (each thread has its own libmagic handle; it is not thread-safe).
     """
     out = Content()
-    describe = None
-    if any(need & Need.HEAD for wanted in requests.values() for need in wanted.values()):
-        describe = _magic_describer()
-    for index in sorted(requests):
-        wanted = dict(requests[index])
-        if not wanted:
-            continue
+    wants_magic = any(need & Need.HEAD for wanted in requests.values() for need in wanted.values())
+    local = threading.local()
+
+    def describer():
+        if not wants_magic:
+            return None
+        if not hasattr(local, "describe"):
+            local.describe = _magic_describer()
+        return local.describe
+
+    def read_one(index: int, wanted: Mapping[str, Need], defer: bool) -> bool:
+        wanted = dict(wanted)
         layer = image.layers[index]
         try:
             stream = layer.opener()
         except SlimmerError as err:
             out.unreadable[index] = str(err)
-            continue
+            return False
         try:
             where = f"layer {index} ({layer.diff_id[:19]})"
-            if not _read_by_offset(stream, layer.entries, index, wanted, out, describe):
-                _read_layer(stream, index, wanted, out, describe, where)
+            if not _read_by_offset(stream, layer.entries, index, wanted, out, describer(), defer):
+                _read_layer(stream, index, wanted, out, describer(), where)
         finally:
             stream.close()
-        out.layers_read += 1
+        return True
+
+    done = _each_layer(image, read_one, {i: w for i, w in requests.items() if w}, defer=True)
+    out.layers_read = len({i for i, ok in done if ok})
+    # Second pass, by seeking: the full hash of sampled members that may have an equal.
+    again: dict[int, dict[str, Need]] = defaultdict(dict)
+    for key in _maybe_equal(out.samples, out.deferred):
+        again[key[0]][key[1]] = Need.HASH
+    _each_layer(image, read_one, again, defer=False)
+    out.deferred.clear()
+    out.too_large.sort()
     return out
 
 
+WORKERS = 2
+SHARD_MIN = 64  # an uncompressed layer with this many wanted members is read by every worker
+
+
+def _each_layer(image: Image, read_one, requests: Mapping[int, Mapping[str, Need]],
+                defer: bool) -> list[tuple[int, bool]]:
+    """Run ``read_one`` over the layers of ``requests`` on the worker threads; an uncompressed
+    layer with many wanted members is split into one share per worker (each seeks its own)."""
+    tasks = []
+    for index in sorted(requests):
+        wanted = sorted(requests[index].items())
+        shards = WORKERS if image.layers[index].compression == "none" and len(wanted) >= SHARD_MIN else 1
+        tasks += [(index, dict(wanted[k::shards])) for k in range(shards)]
+    if len(tasks) > 1 and (os.cpu_count() or 1) > 1:
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            return list(pool.map(lambda t: (t[0], read_one(t[0], t[1], defer)), tasks))
+    return [(index, read_one(index, wanted, defer)) for index, wanted in tasks]
+
+
+def _maybe_equal(samples: Mapping[tuple[int, str], tuple[int, bytes]], deferred: set) -> list[tuple[int, str]]:
+    """Return the deferred members whose size and sampled head equal another member's."""
+    groups: dict[tuple[int, bytes], list] = defaultdict(list)
+    for key, sample in samples.items():
+        groups[sample].append(key)
+    return sorted(k for keys in groups.values() if len(keys) > 1 for k in keys if k in deferred)
+
+
 def _read_by_offset(stream: BinaryIO, entries, index: int, wanted: dict[str, Need], out: Content,
-                    describe) -> bool:
+                    describe, defer: bool = False) -> bool:
     """Read the wanted members by seeking to their data (an uncompressed layer stored in a file
-    or directory); return False, having read nothing, where the stream or an offset is missing."""
+    or directory); return False, having read nothing, where the stream or an offset is missing.
+
+    With ``defer``, a HASH member is only sampled (its size and first bytes): seeking back for
+    the few that may have an equal is cheaper than hashing every large file. A stream read
+    through (compressed) hashes in the first pass, where the bytes go by anyway."""
     if not stream.seekable():
         return False
     found = {e.path: e for e in entries if e.path in wanted}  # a later duplicate member wins
@@ -122,7 +177,7 @@ def _read_by_offset(stream: BinaryIO, entries, index: int, wanted: dict[str, Nee
     for path in sorted(wanted, key=lambda p: found[p].offset):
         entry = found[path]
         stream.seek(entry.offset)
-        _read_member(_Body(stream, entry.size), entry.size, (index, path), wanted[path], out, describe)
+        _read_member(_Body(stream, entry.size), entry.size, (index, path), wanted[path], out, describe, defer)
     return True
 
 
@@ -227,7 +282,8 @@ def _pax(data: bytes) -> dict[bytes, bytes]:
     return out
 
 
-def _read_member(f: BinaryIO, size: int, key: tuple[int, str], need: Need, out: Content, describe) -> None:
+def _read_member(f: BinaryIO, size: int, key: tuple[int, str], need: Need, out: Content, describe,
+                 defer: bool = False) -> None:
     if need & Need.FULL:
         if size > MAX_DB_BYTES:
             out.too_large.append(key)
@@ -235,14 +291,26 @@ def _read_member(f: BinaryIO, size: int, key: tuple[int, str], need: Need, out: 
             data = _read_exactly(f, size)
             out.data[key] = data
             if need & Need.HASH:
+                out.samples[key] = (size, hashlib.sha256(data[:SAMPLE_BYTES]).digest())
                 out.hashes[key] = hashlib.sha256(data).hexdigest()
             if need & Need.HEAD and describe:
                 out.magic[key] = describe(data[:HEAD_BYTES])
             return
-    head = _read_exactly(f, min(size, HEAD_BYTES)) if need & (Need.HEAD | Need.GO | Need.HASH) else b""
+    want = 0
+    if need & (Need.HEAD | Need.GO):
+        want = HEAD_BYTES
+    if need & Need.HASH:
+        want = SAMPLE_BYTES
+    head = _read_exactly(f, min(size, want))
     if need & Need.HEAD and describe and head:
-        out.magic[key] = describe(head)
-    digest = hashlib.sha256(head) if need & Need.HASH else None
+        out.magic[key] = describe(head[:HEAD_BYTES])
+    digest = None
+    if need & Need.HASH:
+        out.samples[key] = (size, hashlib.sha256(head).digest())
+        if defer and not need & Need.GO and size > len(head):
+            out.deferred.add(key)
+        else:
+            digest = hashlib.sha256(head)
     pos = len(head)
     if need & Need.GO:
         found, pos = _go_build_info(f, head, pos, size, digest)

@@ -14,6 +14,7 @@ from slimmer.cli import export  # noqa: F401
 from slimmer.cli import slim  # noqa: F401
 from slimmer.cli import diff  # noqa: F401
 from slimmer.cli.group import cli
+from slimmer.cli.options import run_gc
 from slimmer.errors import SlimmerError
 
 __all__ = ["cli", "main"]
@@ -22,7 +23,8 @@ __all__ = ["cli", "main"]
 def main() -> None:
     """Entry point: run the CLI; a SlimmerError is one line on stderr and exit status 2."""
     try:
-        rc = cli.main(standalone_mode=False)
+        with run_gc():
+            rc = cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         sys.stderr.write("slimmer: error: interrupted\n")
         sys.exit(130)
