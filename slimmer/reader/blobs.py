@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import queue
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
@@ -37,12 +39,51 @@ def compression_of(head: bytes) -> str:
     return "none"
 
 
+class Hasher:
+    """sha256 of bytes given in order, computed on a thread of its own once ``start`` is called.
+
+    hashlib releases the GIL on large buffers, so hashing a layer overlaps parsing its tar
+    headers (and, from a pipe, reading it). At most ``depth`` chunks wait, so memory stays
+    bounded however slow the hashing; ``close`` must be called (it joins the thread)."""
+
+    def __init__(self, depth: int = 4):
+        self.sha = hashlib.sha256()
+        self._depth = depth
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._queue = queue.Queue(maxsize=self._depth)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            self.sha.update(data)
+
+    def update(self, data: bytes) -> None:
+        if self._queue is None:
+            self.sha.update(data)
+        else:
+            self._queue.put(data)
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = self._thread = None
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self.sha.hexdigest()
+
+
 class HashingReader:
     """Wraps a binary stream; hashes and counts every byte read through it."""
 
     def __init__(self, raw: BinaryIO):
         self.raw = raw
-        self.sha = hashlib.sha256()
+        self.sha = Hasher()
         self.size = 0
         self._head = b""
 
@@ -163,11 +204,29 @@ class LayerScan:
     entries: tuple[Entry, ...]
 
 
-def scan_layer(raw: BinaryIO, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_SIZE) -> LayerScan:
-    """Read a stored layer blob once; return its digests, sizes and tar entries."""
+BACKGROUND_HASH_MIN = 4 << 20  # smaller layers are hashed inline: a thread costs more than it saves
+
+
+def scan_layer(raw: BinaryIO, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_SIZE,
+               size_hint: int = -1) -> LayerScan:
+    """Read a stored layer blob once; return its digests, sizes and tar entries.
+
+    ``size_hint`` is the stored size where known: from BACKGROUND_HASH_MIN bytes (or unknown)
+    the digests are computed on threads while this one parses."""
     src = HashingReader(raw)
+    plain = Hasher()
+    try:
+        if size_hint < 0 or size_hint >= BACKGROUND_HASH_MIN:
+            src.sha.start()
+            plain.start()
+        return _scan(src, plain, where, max_layer_size)
+    finally:
+        src.sha.close()
+        plain.close()
+
+
+def _scan(src: HashingReader, plain: Hasher, where: str, max_layer_size: int) -> LayerScan:
     compression = compression_of(src.peek_head())
-    plain = hashlib.sha256()
     scanner = TarScanner(where, max_layer_size)
     total = 0
     for chunk in _DECODERS[compression](src, where):

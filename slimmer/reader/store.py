@@ -26,6 +26,7 @@ from typing import BinaryIO, Callable
 
 from slimmer.errors import FormatError, SlimmerError, TruncatedError
 from slimmer.model import Entry
+from slimmer.reader.outer import iter_members
 from slimmer.reader.blobs import CHUNK, MAX_JSON, LayerScan, compression_of, scan_layer
 
 WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -136,7 +137,7 @@ PROCESS_THRESHOLD = 64 << 20
 def _scan_file_range(path: str, offset: int, size: int, where: str, max_layer_size: int):
     """Worker: scan one stored blob of a file; return the scan with its entries marshalled."""
     with open(path, "rb") as f:
-        scan = scan_layer(RangeReader(f.fileno(), offset, size, where), where, max_layer_size)
+        scan = scan_layer(RangeReader(f.fileno(), offset, size, where), where, max_layer_size, size)
     packed = marshal.dumps([tuple(e) for e in scan.entries])
     return dataclasses.replace(scan, entries=()), packed
 
@@ -274,7 +275,7 @@ class TarStore(Store):
         def work(name: str) -> LayerScan:
             info = self._info(name, "layer")
             scan = scan_layer(RangeReader(self.fd, info.offset_data, info.size, f"{self.where}:{name}"),
-                              f"{self.where}: layer {name}", max_layer_size)
+                              f"{self.where}: layer {name}", max_layer_size, info.size)
             if progress:
                 progress(info.size)
             return scan
@@ -361,7 +362,8 @@ class DirStore(Store):
         def work(name: str) -> LayerScan:
             try:
                 with open(fulls[name], "rb") as f:
-                    scan = scan_layer(f, f"{self.where}: layer {name}", max_layer_size)
+                    scan = scan_layer(f, f"{self.where}: layer {name}", max_layer_size,
+                                      os.fstat(f.fileno()).st_size)
             except OSError as err:
                 raise SlimmerError(f"cannot read {fulls[name]}: {err.strerror}") from err
             if progress:
@@ -390,7 +392,8 @@ class Prefetcher(io.RawIOBase):
 
     def __init__(self, raw: BinaryIO, depth: int = 8):
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._buf = b""
+        self._buf = memoryview(b"")
+        self._pos = 0
         self._eof = False
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._pump, args=(raw,), daemon=True)
@@ -410,32 +413,36 @@ class Prefetcher(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf) -> int:
-        if not self._buf:
+    def _current(self) -> memoryview | None:
+        """The unread part of the current chunk, fetching the next one if needed; None at the end."""
+        if self._pos >= len(self._buf):
             if self._eof:
-                return 0
-            self._buf = self._queue.get()
+                return None
+            self._buf, self._pos = memoryview(self._queue.get()), 0
             if not self._buf:
                 self._eof = True
                 if self._error is not None:
                     raise self._error
-                return 0
-        n = min(len(buf), len(self._buf))
-        buf[:n] = memoryview(self._buf)[:n]
-        self._buf = self._buf[n:]
+                return None
+        return self._buf[self._pos:]
+
+    def readinto(self, buf) -> int:
+        cur = self._current()
+        if cur is None:
+            return 0
+        n = min(len(buf), len(cur))
+        buf[:n] = cur[:n]
+        self._pos += n
         return n
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             return self.readall()
-        if not self._buf and not self._eof:
-            self._buf = self._queue.get()
-            if not self._buf:
-                self._eof = True
-                if self._error is not None:
-                    raise self._error
-                return b""
-        data, self._buf = self._buf[:n], self._buf[n:]
+        cur = self._current()
+        if cur is None:
+            return b""
+        data = cur[:n].tobytes()
+        self._pos += len(data)
         return data
 
 
@@ -452,29 +459,24 @@ class PipeStore(Store):
         self.sizes: dict[str, int] = {}
         self.links: dict[str, str] = {}
         self._names: set[str] = set()
-        try:
-            with tarfile.open(fileobj=Prefetcher(stream), mode="r|", bufsize=CHUNK) as tf:
-                for info in tf:
-                    name = clean_name(info.name, where).rstrip("/")
-                    self._names.add(name)
-                    if info.issym() or info.islnk():
-                        base = posixpath.dirname(name) if info.issym() else ""
-                        self.links[name] = posixpath.normpath(posixpath.join(base, info.linkname))
-                        continue
-                    if not info.isreg():
-                        continue
-                    self.sizes[name] = info.size
-                    f = tf.extractfile(info)
-                    self._take(name, info.size, _Prefetched(f), max_layer_size)
-                    if progress:
-                        progress(info.size)
-        except (tarfile.TarError, EOFError) as err:
-            raise FormatError(f"{where}: not a readable tar archive ({err})") from err
+        for info in iter_members(Prefetcher(stream), where):
+            name = clean_name(info.name, where).rstrip("/")
+            self._names.add(name)
+            if info.issym() or info.islnk():
+                base = posixpath.dirname(name) if info.issym() else ""
+                self.links[name] = posixpath.normpath(posixpath.join(base, info.linkname))
+                continue
+            if not info.isreg():
+                continue
+            self.sizes[name] = info.size
+            self._take(name, info.size, _Prefetched(info.data), max_layer_size)
+            if progress:
+                progress(info.size)
 
     def _take(self, name: str, size: int, f: "_Prefetched", max_layer_size: int) -> None:
         head = f.peek(512)
         if compression_of(head) != "none" or (size >= 1024 and _looks_like_tar(head)):
-            self.scans[name] = scan_layer(f, f"{self.where}: layer {name}", max_layer_size)
+            self.scans[name] = scan_layer(f, f"{self.where}: layer {name}", max_layer_size, size)
         elif size <= MAX_JSON:
             self.small[name] = f.read_all()
         else:
@@ -521,7 +523,7 @@ class PipeStore(Store):
                 if real in self.small:
                     # a tiny uncompressed layer (an empty tar is 1024 zero bytes)
                     self.scans[real] = scan_layer(io.BytesIO(self.small[real]), f"{self.where}: layer {name}",
-                                                  max_layer_size)
+                                                  max_layer_size, len(self.small[real]))
                 else:
                     raise FormatError(f"{self.where}: {name!r} is not a layer blob")
             out.append(self.scans[real])
