@@ -16,6 +16,7 @@ from pathlib import Path
 import hostile
 import pytest
 import zstandard
+from peak import run_slimmer
 from hostile import D, F, docker, fingerprint, run_cli, write_tar
 
 BIG_FILES = 4
@@ -93,19 +94,18 @@ def test_sigkill_leaves_nothing_at_dest_and_next_run_cleans_up(tmp_path, command
     assert fingerprint(archive) == before
 
 
-def _peak_rss_mb(*args) -> int:
-    proc = _slimmer(*args)
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read().decode()
-    return usage.ru_maxrss // 1024
+def _peak_rss_mb(tmp_path: Path, *args) -> float:
+    run = run_slimmer(*args, report=tmp_path / "maxrss")
+    assert run.returncode == 0, run.stderr.decode()
+    return run.peak_mb
 
 
 @pytest.mark.parametrize("to, name", [("dir", "root"), ("tar", "root.tar")], ids=["to a directory", "to a tar"])
 def test_export_streams_files_in_bounded_memory(tmp_path, to, name):
     """Exporting 256 MiB of files takes no more memory than reading the image (a file is never held whole)."""
     archive = big_archive(tmp_path)
-    reading = _peak_rss_mb("analyze", archive, "--no-cache")
-    exporting = _peak_rss_mb("export", archive, tmp_path / name, "--to", to, "--no-cache")
+    reading = _peak_rss_mb(tmp_path, "analyze", archive, "--no-cache")
+    exporting = _peak_rss_mb(tmp_path, "export", archive, tmp_path / name, "--to", to, "--no-cache")
     assert exporting < reading + 32, (reading, exporting)
     assert (tmp_path / name).exists()
 
