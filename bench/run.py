@@ -10,6 +10,9 @@ physical baseline `openssl dgst -sha256 ARCHIVE` (one SHA-256 pass over every by
 `slimmer analyze -` reading the archive from a pipe, and `slimmer slim` against `cp` when
 slim exists. Wall time (min and median) and peak RSS come from /usr/bin/time. Results go to
 bench/out/results.json and a table on stdout.
+
+For the generated archive it also measures the layer cache: a second image on the same base
+(only its last layer differs) analyzed after the first, against the same with --no-cache.
 """
 
 from __future__ import annotations
@@ -101,6 +104,36 @@ def measure(archive: Path, reps: int) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def measure_cache(first: Path, second: Path, reps: int) -> dict:
+    """The layer cache: analyze ``second`` (sharing all but its last layer with ``first``) with
+    a cache that ``first`` filled, against a cold cache and against --no-cache."""
+    work = Path(tempfile.mkdtemp(dir=OUT))
+    cache = work / "cache"
+    env = f"SLIMMER_CACHE_DIR={cache}"
+    out = f"> {work}/out.json"
+    cmds = {
+        "first image, cold cache": (f"rm -rf {cache}", f"{env} slimmer analyze {first} --json {out}"),
+        "second image, base cached": (f"rm -rf {cache} && {env} slimmer analyze {first} --json {out}",
+                                      f"{env} slimmer analyze {second} --json {out}"),
+        "second image, --no-cache": ("true", f"slimmer analyze --no-cache {second} --json {out}"),
+        "both as a fleet (--jobs 2), cold cache": (f"rm -rf {cache}",
+                                                   f"{env} slimmer analyze {first} {second} --jobs 2 --json {out}"),
+    }
+    try:
+        runs: dict[str, list[tuple[float, int]]] = {name: [] for name in cmds}
+        for _ in range(reps):
+            for name, (prepare, cmd) in cmds.items():
+                subprocess.run(["bash", "-c", prepare], check=True, stdout=subprocess.DEVNULL)
+                runs[name].append(timed(cmd))
+        tools = {name: {"min_s": min(w for w, _ in rs), "median_s": statistics.median(w for w, _ in rs),
+                        "peak_rss_kib": max(r for _, r in rs)} for name, rs in runs.items()}
+        warm, cold = tools["second image, base cached"]["median_s"], tools["second image, --no-cache"]["median_s"]
+        return {"first": str(first), "second": str(second), "reps": reps, "tools": tools,
+                "cached/uncached time": round(warm / cold, 3)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def table(results: list[dict]) -> str:
     from tabulate import tabulate
 
@@ -123,6 +156,8 @@ def main() -> None:
     ap.add_argument("archives", nargs="*", type=Path)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--scale", type=float, default=1.0, help="size of the generated archive (1.0 = 2 GB)")
+    ap.add_argument("--no-cache-bench", action="store_true",
+                    help="skip the layer-cache measurement (and generating its second archive)")
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
     archives = args.archives
@@ -130,16 +165,36 @@ def main() -> None:
         from generate import write_archive
 
         target = OUT / f"bench-{args.scale:g}.tar"
+        second = OUT / f"bench-{args.scale:g}-b.tar"
         if not target.exists():
             print(f"generating {target} ...", file=sys.stderr)
             write_archive(target, args.scale)
+        if not args.no_cache_bench and not second.exists():
+            print(f"generating {second} (the same base, another last layer) ...", file=sys.stderr)
+            write_archive(second, args.scale, "bench/app:v2", variant=1)
         archives = [target]
     results = [measure(a.resolve(), args.reps) for a in archives]
+    cache = None
+    if not args.archives and not args.no_cache_bench:
+        cache = measure_cache(target.resolve(), second.resolve(), args.reps)
     machine = {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
                "kernel": platform.release()}
-    (OUT / "results.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    (OUT / "results.json").write_text(json.dumps({"machine": machine, "results": results, "layer_cache": cache},
+                                                 indent=2))
     print(f"machine: {machine}")
     print(table(results))
+    if cache:
+        print(cache_table(cache))
+
+
+def cache_table(cache: dict) -> str:
+    from tabulate import tabulate
+
+    rows = [[name, f"{v['min_s']:.2f}", f"{v['median_s']:.2f}", f"{v['peak_rss_kib'] / 1024:.0f}"]
+            for name, v in cache["tools"].items()]
+    return (f"layer cache: {cache['second']} shares all layers but the last with {cache['first']}\n"
+            + tabulate(rows, ["run", "min s", "median s", "peak RSS MiB"], colalign=("left",) + ("right",) * 3)
+            + f"\nratio: second image with its base cached / without the cache = {cache['cached/uncached time']}")
 
 
 if __name__ == "__main__":
