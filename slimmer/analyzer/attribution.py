@@ -228,24 +228,34 @@ def attribute(image: Image, fs: MergedFS | None = None, read: bool = True) -> At
 
 
 def _duplicates(fs: MergedFS, finals, content: Content) -> tuple[list[DuplicateGroup], set[tuple[int, str]]]:
-    final_keys = {(layer, path) for path, layer, _e in finals}
+    # only the few hashed members are looked up: no index over every file is built
+    def final_file(path: str):
+        version = fs.final.get(path)
+        return version if version is not None and version.entry.kind == FILE else None
+
+    hashed = content.hashes
+    shadowed_size = {(s.layer, s.path): s.entry.size for s in fs.shadowed
+                     if s.entry.kind == FILE and (s.layer, s.path) in hashed}
     groups: dict[str, list[tuple[int, str, bool]]] = defaultdict(list)
     sizes: dict[str, int] = {}
-    sized = {(layer, path): e.size for path, layer, e in finals}
-    sized.update({(s.layer, s.path): s.entry.size for s in fs.shadowed if s.entry.kind == FILE})
-    for key, digest in content.hashes.items():
-        groups[digest].append((key[0], key[1], key in final_keys))
-        sizes[digest] = sized.get(key, 0)
+    for key, digest in hashed.items():
+        version = final_file(key[1])
+        is_final = version is not None and version.layer == key[0]
+        groups[digest].append((key[0], key[1], is_final))
+        sizes[digest] = version.entry.size if is_final else shadowed_size.get(key, 0)
     out = [DuplicateGroup(sizes[d], d, tuple(sorted(c))) for d, c in groups.items() if len(c) > 1]
     out.sort(key=lambda g: (-g.size * (len(g.copies) - 1), g.copies))
     identical = set()
-    final_version = {path: layer for path, layer, _e in finals}
+    if not hashed:
+        return out, identical
     for s in fs.shadowed:
         if s.how == DELETED:
             continue
-        mine = content.hashes.get((s.layer, s.path))
-        later = content.hashes.get((final_version.get(s.path, -1), s.path))
-        if mine is not None and mine == later:
+        mine = hashed.get((s.layer, s.path))
+        if mine is None:
+            continue
+        version = final_file(s.path)
+        if version is not None and hashed.get((version.layer, s.path)) == mine:
             identical.add((s.layer, s.path))
     return out, identical
 

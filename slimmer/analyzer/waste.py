@@ -114,18 +114,22 @@ def dive_efficiency(image: Image) -> DiveEfficiency:
     """Return dive's efficiency, wasted bytes and inefficient paths for ``image``."""
     cumulative: dict[str, int] = {}
     minimum: dict[str, int] = {}
-    layers_of: dict[str, list[int]] = {}
+    first_layer: dict[str, int] = {}  # the layer a path was first seen in
+    layers_of: dict[str, list[int]] = {}  # every layer, for paths seen in more than one
     stacked = _DiveStack()
-    trees = [_layer_nodes(layer) for layer in image.layers]
-    if trees:
+    first = _layer_nodes(image.layers[0]) if image.layers else None
+    if first:
         # StackTreeRange(trees, 0, idx-1) starts from a copy of the first layer's tree, so the
         # first layer's whiteouts look up paths of that layer itself
-        nodes, inner = trees[0]
+        nodes, inner = first
         for path in inner:
             stacked.add(path, nodes.get(path, (0, False)))
         for path, info in nodes.items():
             stacked.add(path, info)
-    for idx, (nodes, inner) in enumerate(trees):
+    for idx, layer in enumerate(image.layers):
+        # one layer's tree at a time: holding every layer's at once doubled the peak memory
+        nodes, inner = first if idx == 0 else _layer_nodes(layer)
+        first = None
         leaves = [p for p in nodes if p not in inner]
         whiteouts = [p for p in leaves if p.rpartition("/")[2].startswith(".wh.")]
         if whiteouts:
@@ -148,7 +152,11 @@ def dive_efficiency(image: Image) -> DiveEfficiency:
             cumulative[path] = cumulative.get(path, 0) + size
             if minimum.get(path, -1) < 0 or size < minimum[path]:
                 minimum[path] = size
-            layers_of.setdefault(path, []).append(idx)
+            seen = first_layer.get(path)
+            if seen is None:
+                first_layer[path] = idx
+            else:
+                layers_of.setdefault(path, [seen]).append(idx)
         if whiteouts or any(p.rpartition("/")[2].startswith(".wh.") for p in inner):
             # FileTree.Stack visits the layer's nodes children first, names sorted: a whiteout
             # removes only what was stacked before it (a sibling that sorts before ".wh.NAME",

@@ -75,6 +75,7 @@ class TarScanner:
         self.where = where
         self.max_size = max_size  # a sparse member claiming more than this is refused
         self.entries: list[Entry] = []
+        self._same: dict[int, int] = {}
         self.offset = 0  # stream offset of the next byte fed
         self._skip = 0  # data and padding still to pass over
         self._header = bytearray()
@@ -271,8 +272,11 @@ class TarScanner:
         if kind == FILE and real is not None:
             data = real  # a sparse file: the size it has once extracted; its data is a map
             offset = -1
-        self.entries.append(Entry(path, kind, data if kind == FILE else 0, _num(mode_f, where) & 0o7777,
-                                  uid, gid, link, mtime, offset))
+        same = self._same  # one object per distinct mode and mtime: a layer repeats few of them
+        mode = _num(mode_f, where) & 0o7777
+        mode = same.setdefault(mode, mode)
+        mtime = same.setdefault(mtime, mtime)
+        self.entries.append(Entry(path, kind, data if kind == FILE else 0, mode, uid, gid, link, mtime, offset))
 
     def _finish_meta(self) -> None:
         raw = bytes(self._meta)
