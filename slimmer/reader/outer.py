@@ -12,6 +12,7 @@ import tarfile
 from typing import BinaryIO, Iterator, NamedTuple
 
 from slimmer.errors import FormatError, TruncatedError
+from slimmer.reader.tarscan import pax_records
 
 BLOCK = 512
 MAX_META = 1 << 20
@@ -73,22 +74,6 @@ def _exactly(stream: BinaryIO, n: int, where: str) -> bytes:
     return b"".join(parts)
 
 
-def _pax(raw: bytes, where: str) -> dict[str, str]:
-    out, pos = {}, 0
-    while pos < len(raw) and raw[pos]:
-        space = raw.find(b" ", pos)
-        try:
-            length = int(raw[pos:space]) if space > pos else 0
-        except ValueError:
-            length = 0
-        if length <= 0 or pos + length > len(raw):
-            raise FormatError(f"{where}: malformed PAX header in the archive")
-        key, _, value = raw[space + 1:pos + length - 1].partition(b"=")
-        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-        pos += length
-    return out
-
-
 def iter_members(stream: BinaryIO, where: str) -> Iterator[Member]:
     """Yield the members of the tar ``stream`` in order. The consumer may read some or all of
     a member's ``data`` before asking for the next; what it leaves is skipped."""
@@ -119,7 +104,7 @@ def iter_members(stream: BinaryIO, where: str) -> Iterator[Member]:
             elif info.type == tarfile.GNUTYPE_LONGLINK:
                 long_link = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             elif info.type == tarfile.XHDTYPE:
-                pax.update(_pax(raw, where))
+                pax.update(pax_records(raw, where))
             continue
         name = pax.get("path", long_name if long_name is not None else info.name)
         link = pax.get("linkpath", long_link if long_link is not None else info.linkname)

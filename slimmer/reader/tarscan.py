@@ -286,11 +286,12 @@ class TarScanner:
         elif kind == b"K":
             self._longlink = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
         elif kind == b"x":
-            self._pax.update(_pax_records(raw, self.where))
+            self._pax.update(pax_records(raw, self.where))
         # b"g" (global PAX header): applies to no entry we model
 
 
-def _pax_records(raw: bytes, where: str) -> dict[str, str]:
+def pax_records(raw: bytes, where: str) -> dict[str, str]:
+    """Return the records of a PAX extended header; raise FormatError if it is malformed."""
     out: dict[str, str] = {}
     pos = 0
     while pos < len(raw):
