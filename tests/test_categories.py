@@ -212,3 +212,19 @@ def test_categorising_many_paths_is_cheap():
     elapsed = time.perf_counter() - start
     assert found[0].category == "runtime" and found[-1] is None
     assert elapsed < 3.0, elapsed
+
+
+def test_a_rule_table_from_a_worker_gives_the_same_attribution():
+    """The rules matched in a worker process (``rule_table``, a list of rule indexes) name the
+    same rule per path as matching here, and the attribution built from them is the same."""
+    img = to_model(image(
+        layer({"usr/local/go/bin/go": 5_000, "var/lib/apt/lists/x_Packages": 900, "app/server": File(700, mode=0o755),
+               "usr/share/doc/a/README": 50}),
+        layer({"var/lib/apt/lists/x_Packages": 950, "app/unknown.bin": 300, "root/.cache/pip/http/a": 20})))
+    table = cats.rule_table(img)
+    assert len(table) == 7 and all(-1 <= i < len(cats.RULES) for i in table)
+    known = cats.rules_from_table(img, table)
+    assert known == {path: cats.rule_for(path) for path in known}
+    assert known["usr/local/go/bin/go"] is not None and known["app/unknown.bin"] is None
+    with_table, without = attribute(img, known_rules=known), attribute(img)
+    assert (with_table.files, with_table.waste) == (without.files, without.waste)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import posixpath
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from slimmer.analyzer import categories as cats
 from slimmer.analyzer import packages as pk
@@ -182,12 +183,23 @@ def _requests(fs: MergedFS, finals: list, rules: dict, want_go: bool) -> dict[in
     return requests
 
 
-def attribute(image: Image, fs: MergedFS | None = None, read: bool = True) -> Attribution:
+_UNKNOWN = object()
+
+
+def attribute(image: Image, fs: MergedFS | None = None, read: bool = True,
+              known_rules: Mapping[str, cats.Rule | None] | None = None) -> Attribution:
     """Return the attribution of ``image``; with ``read`` False (or a layer that cannot be
-    re-read) only path rules are used, and packages come from the layers that could be read."""
+    re-read) only path rules are used, and packages come from the layers that could be read.
+    ``known_rules`` ({path: rule}, see ``categories.rule_table``) saves matching paths again."""
     fs = fs if fs is not None else merge(image)
+    known = known_rules if known_rules is not None else {}
+
+    def rule_for(path: str) -> cats.Rule | None:
+        rule = known.get(path, _UNKNOWN)
+        return cats.rule_for(path) if rule is _UNKNOWN else rule
+
     finals = [(p, v.layer, v.entry) for p, v in fs.files() if v.entry.kind == FILE]
-    rules = {p: cats.rule_for(p) for p, _l, _e in finals}
+    rules = {p: rule_for(p) for p, _l, _e in finals}
     content = read_content(image, _requests(fs, finals, rules, True)) if read else Content()
     notes = []
     if not read:
@@ -217,7 +229,7 @@ def attribute(image: Image, fs: MergedFS | None = None, read: bool = True) -> At
     for s in fs.shadowed:
         if s.entry.kind != FILE or not s.entry.size:
             continue
-        rule = cats.rule_for(s.path)
+        rule = rule_for(s.path)
         waste.append(WasteFact(s.path, s.entry.size, s.layer, s.by_layer, s.how,
                                rule.category if rule else cats.OTHER, rule.name if rule else "unmatched"))
     waste.sort(key=lambda w: (-w.size, w.path))

@@ -332,6 +332,26 @@ def rule_for(path: str) -> Rule | None:
     return _MATCHER.first(path)
 
 
+def rule_table(image) -> list[int]:
+    """Return, for every regular file entry of every layer of ``image`` in order, the index in
+    ``RULES`` of its rule, or -1 (a list of small ints: cheap to send from a worker process)."""
+    index = {id(rule): i for i, rule in enumerate(RULES)}
+    first = _MATCHER.first
+    out = []
+    for layer in image.layers:
+        for entry in layer.entries:
+            if entry.kind == FILE:
+                rule = first(entry.path)
+                out.append(-1 if rule is None else index[id(rule)])
+    return out
+
+
+def rules_from_table(image, table: list[int]) -> dict[str, Rule | None]:
+    """Return {path: rule or None} for the regular files of ``image`` from ``rule_table``."""
+    paths = (entry.path for layer in image.layers for entry in layer.entries if entry.kind == FILE)
+    return {path: (RULES[i] if i >= 0 else None) for path, i in zip(paths, table)}
+
+
 def is_ambiguous(path: str, entry: Entry) -> bool:
     """Return whether only the file's content can tell its category (a regular file with bytes
     that no path rule matches): the content pass runs libmagic on these only."""

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-from slimmer.analyzer import attribution, findings, usage, waste
+from slimmer.analyzer import attribution, categories, findings, usage, waste
 from slimmer.layers import merge
 from slimmer.model import Image
 
@@ -38,21 +38,27 @@ def analyze(image: Image, top: int = 20, read_content: bool = True) -> Analysis:
     byte attributed to categories, packages and steps, with the findings and their savings.
 
     ``read_content`` False skips the content pass (categories by path only, no packages)."""
-    dive = _in_background(waste.dive_efficiency, image, sum(len(layer.entries) for layer in image.layers))
+    entries = sum(len(layer.entries) for layer in image.layers)
+    dive = _in_background(waste.dive_efficiency, image, entries)
+    rule_table = _in_background(categories.rule_table, image, entries)
     fs = merge(image)
     true = waste.true_waste(fs)
-    attr = attribution.attribute(image, fs, read=read_content)
-    found = findings.find(image, attr)
     summary = usage.summary(image, fs)
+    layers = usage.layer_rows(image)
+    largest_files, largest_dirs = usage.largest_files(fs, top), usage.largest_dirs(fs, top)
+    rules = categories.rules_from_table(image, rule_table())
+    attr = attribution.attribute(image, fs, read=read_content, known_rules=rules)
+    del rules
+    found = findings.find(image, attr)
     saving = findings.could_save(found)
     return Analysis(
         summary=summary,
-        layers=usage.layer_rows(image),
+        layers=layers,
         dive=dive(),
         true_wasted_bytes=sum(w.size for w in true),
         wasted=true[:top],
-        largest_files=usage.largest_files(fs, top),
-        largest_dirs=usage.largest_dirs(fs, top),
+        largest_files=largest_files,
+        largest_dirs=largest_dirs,
         categories=attribution.by_category(attr),
         packages=attribution.by_package(attr),
         steps=attribution.by_step(image, attr),
@@ -66,8 +72,9 @@ def analyze(image: Image, top: int = 20, read_content: bool = True) -> Analysis:
     )
 
 
-# dive's figures need a second walk over every entry; on large images it runs in a forked
-# worker while this process merges and attributes, so both cores work.
+# dive's figures need a second walk over every entry, and matching every path against the
+# category rules is the costliest step of attribution; on large images both run in forked
+# workers while this process merges, so both cores work.
 BACKGROUND_MIN_ENTRIES = 40_000
 
 
