@@ -183,23 +183,19 @@ def _requests(fs: MergedFS, finals: list, rules: dict, want_go: bool) -> dict[in
     return requests
 
 
-_UNKNOWN = object()
-
-
 def attribute(image: Image, fs: MergedFS | None = None, read: bool = True,
               known_rules: Mapping[str, cats.Rule | None] | None = None) -> Attribution:
     """Return the attribution of ``image``; with ``read`` False (or a layer that cannot be
     re-read) only path rules are used, and packages come from the layers that could be read.
-    ``known_rules`` ({path: rule}, see ``categories.rule_table``) saves matching paths again."""
+    ``known_rules`` ({path: rule} for every regular file of the layers, see
+    ``categories.rules_from_table``) saves matching the paths again."""
     fs = fs if fs is not None else merge(image)
-    known = known_rules if known_rules is not None else {}
+    finals = [(p, v.layer, v.entry) for p, v in fs.files() if v.entry.kind == FILE]
+    rules = known_rules if known_rules is not None else {p: cats.rule_for(p) for p, _l, _e in finals}
 
     def rule_for(path: str) -> cats.Rule | None:
-        rule = known.get(path, _UNKNOWN)
-        return cats.rule_for(path) if rule is _UNKNOWN else rule
+        return rules[path] if path in rules else cats.rule_for(path)
 
-    finals = [(p, v.layer, v.entry) for p, v in fs.files() if v.entry.kind == FILE]
-    rules = {p: rule_for(p) for p, _l, _e in finals}
     content = read_content(image, _requests(fs, finals, rules, True)) if read else Content()
     notes = []
     if not read:

@@ -99,8 +99,6 @@ def run_gc():
         gc.unfreeze()
 
 
-
-
 def show_fleet(rows, as_json: bool) -> int:
     """Print fleet rows; name each unreadable archive on stderr; return 2 if any was, else 0."""
     click.echo(fleet_json(rows) if as_json else fleet_text(rows))

@@ -16,6 +16,9 @@ from slimmer.reader.tarscan import pax_records
 
 BLOCK = 512
 MAX_META = 1 << 20
+# types that carry no data whatever the size field says (as tarfile and Go's archive/tar read them)
+_HEADER_ONLY = (tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.DIRTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE,
+                tarfile.FIFOTYPE)
 
 
 class Member(NamedTuple):
@@ -116,10 +119,8 @@ def iter_members(stream: BinaryIO, where: str) -> Iterator[Member]:
             padding = -size % BLOCK
         long_name = long_link = None
         pax = {}
-        if info.type not in tarfile.REGULAR_TYPES and info.type != tarfile.CONTTYPE:
-            if info.type in (tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.DIRTYPE, tarfile.CHRTYPE,
-                             tarfile.BLKTYPE, tarfile.FIFOTYPE):
-                size, padding = 0, 0
+        if info.type in _HEADER_ONLY:
+            size, padding = 0, 0
         data = MemberReader(stream, size, where)
         yield Member(name, info.type, size, link, data)
         data.skip()
