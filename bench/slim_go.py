@@ -64,7 +64,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from slimmer.model import HistoryStep, Image, Layer, with_layers  # noqa: E402
-from slimmer.reader.tarscan import TarScanner  # noqa: E402
+from slimmer.tar.scan import TarScanner  # noqa: E402
 from slimmer.rewriter.writer import write_docker_archive  # noqa: E402
 
 GO_PACKAGES = ("golang-go", "golang-1.19-go", "golang-1.19-src", "golang-src")

@@ -5,12 +5,15 @@ How it stays safe with untrusted images:
 - What to write comes from the model: ``slimmer.layers.merge`` names the final version of every
   path; each layer's tar is then streamed once and only the members that are final versions are
   written, each path exactly once, so nothing is ever overwritten or unlinked.
-- The tar stream must agree with the reader's scan member by member (name, kind, size) and hash
-  to the layer's diff_id; a parser differential or a file changed since the scan is an error.
+- Each layer is read again through the verified re-stream (``slimmer.tar.restream``): it must
+  agree with the reader's scan member by member and hash to the layer's digest and diff_id; a
+  file changed since the scan is an error, and no output appears.
 - A directory export creates every path relative to an open directory fd, one component at a
   time with ``O_NOFOLLOW``: no symlink (absolute, ``..``, a loop) is ever followed, whichever
-  member created it. Hardlinks may only name an earlier member of the same layer (as tar
-  extraction into a fresh layer directory requires), so they never reach outside either.
+  member created it. A hard link names an output path written before it (its source, found by
+  ``slimmer.layers.hardlink_sources``, in the same layer or one below), so it never reaches
+  outside either; a link whose source is not in the final filesystem carries the bytes itself.
+- Sparse files stay sparse: holes in a directory export, a sparse member in a tar.
 - Device nodes and setuid/setgid bits (and the ``security.capability`` xattr in a tar) are
   written only when asked; ownership is applied to a directory only when asked and root.
 - Output is atomic: a tar goes to a temp file next to DEST, a directory to a temp directory next
@@ -23,11 +26,10 @@ Imports the model, ``slimmer.layers`` and the errors; never the reader or the an
 from __future__ import annotations
 
 import collections
+import dataclasses
 import errno
-import hashlib
 import logging
 import os
-import posixpath
 import re
 import secrets
 import shutil
@@ -36,9 +38,13 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from slimmer.errors import DigestMismatchError, FormatError, LimitError, OutputError, SlimmerError, TruncatedError
-from slimmer.layers import MergedFS, merge
+from slimmer.errors import FormatError, LimitError, OutputError, SlimmerError
+from slimmer.layers import MergedFS, hardlink_sources, merge
 from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, Image, Layer
+from slimmer.tar.restream import restream
+from slimmer.tar.scan import Header
+from slimmer.tar.writer import CAPABILITY_KEYS, XATTR_PREFIXES, TarWriter
+from slimmer.tar.writer import member_info
 
 __all__ = [
     "TEMP_PREFIX",
@@ -61,16 +67,6 @@ _SETID = stat.S_ISUID | stat.S_ISGID
 # A PAX mtime may be any number; a file system takes what fits in time_t (clamped to years 1-9999)
 _TIME_RANGE = (-62135596800, 253402300799)
 _MAX_ID = (1 << 32) - 2  # uid/gid (-1 means "unchanged" to chown)
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-# PAX keys copied from a layer member to the output tar: extended attributes only (the others
-# describe the member itself and are rewritten). File capabilities are setuid in disguise.
-_XATTR_PREFIXES = ("SCHILY.xattr.", "LIBARCHIVE.xattr.")
-_CAPABILITY_KEYS = ("SCHILY.xattr.security.capability", "LIBARCHIVE.xattr.security.capability")
-_TAR_KINDS = {
-    tarfile.REGTYPE: FILE, tarfile.AREGTYPE: FILE, tarfile.CONTTYPE: FILE, tarfile.LNKTYPE: HARDLINK,
-    tarfile.SYMTYPE: SYMLINK, tarfile.CHRTYPE: CHAR, tarfile.BLKTYPE: BLOCK, tarfile.DIRTYPE: DIR,
-    tarfile.FIFOTYPE: FIFO,
-}
 
 
 @dataclass(frozen=True)
@@ -144,6 +140,7 @@ def _plan(image: Image, only: int | None, max_layer_size: int) -> _Plan:
     if only is None:
         fs = merge(image)
         indexes = range(len(image.layers))
+        sources = hardlink_sources(image)
     else:
         if not 0 <= only < len(image.layers):
             count = len(image.layers)
@@ -151,18 +148,34 @@ def _plan(image: Image, only: int | None, max_layer_size: int) -> _Plan:
             raise SlimmerError(f"{image.source or 'the image'} has no layer {only}: it has {span}")
         fs = _single_layer_fs(image.layers[only], only)
         indexes = range(only, only + 1)
+        # one layer as it is: its hard links name earlier members of the same layer only
+        alone = hardlink_sources(dataclasses.replace(image, layers=(image.layers[only],)))
+        sources = {(only, k): (only, m) for (_l, k), (_s, m) in alone.items()}
     dirs = [(path, version.entry if version else None) for path, version in fs.walk()
             if version is None or version.entry.kind == DIR]
     actions: dict[int, dict[int, _Write | _Link]] = {}
+    written_as: dict[tuple[int, int], str] = {}  # member holding data -> output path that holds it
     for i in indexes:
         layer = image.layers[i]
-        acts = _layer_actions(layer, i, _final_ordinals(fs, layer, i))
+        for k in sorted(_final_ordinals(fs, layer, i)):
+            entry = layer.entries[k]
+            if entry.kind != HARDLINK:
+                actions.setdefault(i, {})[k] = _Write(entry.path)
+                written_as[(i, k)] = entry.path
+                continue
+            src = sources[(i, k)]
+            if src in written_as:
+                actions.setdefault(i, {})[k] = _Link(entry.path, written_as[src])
+            else:
+                # the data's own member is not final (overwritten or deleted): this link carries it
+                actions.setdefault(src[0], {})[src[1]] = _Write(entry.path)
+                written_as[src] = entry.path
+    for i, acts in actions.items():
+        layer = image.layers[i]
         size = sum(layer.entries[k].size for k, act in acts.items() if isinstance(act, _Write))
         if size > max_layer_size:
             raise LimitError(f"layer {i} ({layer.diff_id[:19]}) would write {size} bytes of files, past "
                              f"--max-layer-size ({max_layer_size} bytes); refusing to export it")
-        if acts:
-            actions[i] = acts
     return _Plan(dirs, actions)
 
 
@@ -177,139 +190,17 @@ def _final_ordinals(fs: MergedFS, layer: Layer, index: int) -> set[int]:
     return set(last.values())
 
 
-def _layer_actions(layer: Layer, index: int, final: set[int]) -> dict[int, _Write | _Link]:
-    acts: dict[int, _Write | _Link] = {}
-    last: dict[str, int] = {}  # path -> ordinal of its latest member so far
-    source_of: dict[int, int] = {}  # hardlink ordinal -> ordinal of the member holding the data
-    written_as: dict[int, str] = {}  # source ordinal -> output path holding its data
-    entries = layer.entries
-    for k, entry in enumerate(entries):
-        if entry.kind == HARDLINK:
-            src = last.get(entry.link)
-            if src is None:
-                raise FormatError(f"layer {index} ({layer.diff_id[:19]}): hardlink {entry.path!r} points at "
-                                  f"{entry.link!r}, which is not an earlier member of the same layer")
-            src = source_of.get(src, src)
-            if entries[src].kind == DIR:
-                raise FormatError(f"layer {index} ({layer.diff_id[:19]}): hardlink {entry.path!r} points at "
-                                  f"directory {entry.link!r}")
-            source_of[k] = src
-        last[entry.path] = k
-        if k not in final:
-            continue
-        if entry.kind != HARDLINK:
-            acts[k] = _Write(entry.path)
-            written_as[k] = entry.path
-            continue
-        src = source_of[k]
-        if src in written_as:
-            acts[k] = _Link(entry.path, written_as[src])
-        else:
-            # the data's own member is not final (overwritten or deleted): this link carries it
-            acts[src] = _Write(entry.path)
-            written_as[src] = entry.path
-    return acts
+# ---- reading one layer again, verified -----------------------------------------------------
 
 
-# ---- reading one layer's tar stream, checked against the scan -----------------------------
+def _stream_layer(image: Image, index: int, actions: dict[int, _Write | _Link], sink: _Sink) -> None:
+    layer = image.layers[index]
 
+    def visit(k: int, entry: Entry, header: Header | None):
+        act = actions.get(k)
+        return sink.member(act, entry, header) if act is not None else None
 
-class _HashingStream:
-    """A read-only stream that hashes what passes through it; read errors become SlimmerErrors."""
-
-    def __init__(self, raw: BinaryIO, where: str):
-        self.raw = raw
-        self.where = where
-        self.sha = hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            data = self.raw.read(n)
-        except OSError as err:
-            raise SlimmerError(f"cannot read {self.where}: {err.strerror or err}") from err
-        self.sha.update(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
-
-    def close(self) -> None:
-        self.raw.close()
-
-
-class _Exact:
-    """Reads exactly ``size`` bytes of one member's data, or raises TruncatedError."""
-
-    def __init__(self, src: BinaryIO, size: int, where: str):
-        self.src, self.left, self.where = src, size, where
-
-    def read(self, n: int = CHUNK) -> bytes:
-        n = min(n, self.left)
-        out = bytearray()
-        while len(out) < n:
-            try:
-                data = self.src.read(n - len(out))
-            except (tarfile.TarError, EOFError) as err:
-                raise TruncatedError(f"{self.where}: member data is cut short ({err})") from err
-            if not data:
-                raise TruncatedError(f"{self.where}: member data is cut short")
-            out += data
-        self.left -= n
-        return bytes(out)
-
-
-def _member_path(name: str) -> str:
-    return posixpath.normpath("/" + name).lstrip("/")
-
-
-def _kind_of(info: tarfile.TarInfo) -> str:
-    if info.type in (tarfile.REGTYPE, tarfile.AREGTYPE) and info.name.endswith("/"):
-        return DIR  # old tars mark directories by the slash alone
-    return _TAR_KINDS.get(info.type, FILE)
-
-
-def _stream_layer(layer: Layer, index: int, actions: dict[int, _Write | _Link], sink: _Sink) -> None:
-    where = f"layer {index} ({layer.diff_id[:19]})"
-    try:
-        raw = layer.opener()
-    except OSError as err:
-        raise SlimmerError(f"cannot open {where}: {err.strerror or err}") from err
-    stream = _HashingStream(raw, where)
-    entries = layer.entries
-    try:
-        try:
-            tf = tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")
-            k = 0
-            while (info := tf.next()) is not None:
-                tf.members.clear()  # tarfile keeps every header otherwise
-                path = _member_path(info.name)
-                if not path:
-                    continue  # the root directory, which the scan leaves out too
-                expected = entries[k] if k < len(entries) else None
-                if expected is None or expected.path != path or expected.kind != _kind_of(info) \
-                        or (expected.kind == FILE and expected.size != info.size):
-                    raise FormatError(f"{where}: member {k} of the tar stream ({path!r}) disagrees with the "
-                                      f"layer's scan ({expected.path if expected else 'no such member'!r})")
-                if info.size < 0:
-                    raise FormatError(f"{where}: member {k} ({path!r}) has a negative size ({info.size})")
-                act = actions.get(k)
-                k += 1
-                if act is not None:
-                    data = _Exact(tf.extractfile(info), info.size, f"{where}: {path}") \
-                        if expected.kind == FILE and not isinstance(act, _Link) else None
-                    sink.member(act, info, data)
-            tf.close()
-        except (tarfile.TarError, EOFError) as err:
-            raise FormatError(f"{where}: not a readable tar stream ({err})") from err
-        if k != len(entries):
-            raise FormatError(f"{where}: the tar stream has {k} members, the layer's scan found {len(entries)}")
-        stream.drain()
-    finally:
-        stream.close()
-    if _DIGEST_RE.match(layer.diff_id) and "sha256:" + stream.sha.hexdigest() != layer.diff_id:
-        raise DigestMismatchError(f"{where}: the layer's content changed since it was read (its tar now hashes to "
-                                  f"sha256:{stream.sha.hexdigest()[:12]}...)")
+    restream(layer, visit, f"{image.source or 'image'}: layer {index} ({layer.diff_id[:19]})")
 
 
 # ---- sinks: where the plan's writes land ---------------------------------------------------
@@ -360,7 +251,8 @@ class _Sink:
     def directory(self, path: str, entry: Entry | None) -> None:
         raise NotImplementedError
 
-    def member(self, act: _Write | _Link, info: tarfile.TarInfo, data: _Exact | None) -> None:
+    def member(self, act: _Write | _Link, entry: Entry, header: Header | None):
+        """Write ``act`` for the member ``entry``; return the sink for its data, if any."""
         raise NotImplementedError
 
     def finish(self) -> None:
@@ -372,60 +264,92 @@ class _TarSink(_Sink):
 
     def __init__(self, out: BinaryIO, result: Exported, options: ExportOptions):
         super().__init__(result, options)
-        self.tf = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",
-                               errors="surrogateescape")
-
-    def _add(self, info: tarfile.TarInfo, data: _Exact | None = None) -> None:
-        self.tf.addfile(info, data)
-        self.tf.members.clear()
+        self.tw = TarWriter(out)
 
     def directory(self, path: str, entry: Entry | None) -> None:
         _check_relative(path)
         info = tarfile.TarInfo(path)
         info.type = tarfile.DIRTYPE
+        info.uname = info.gname = ""
         if entry is not None:
             info.mode = self.mode(path, entry.mode, DIR)
             info.uid, info.gid, info.mtime = entry.uid, entry.gid, entry.mtime
         else:
             info.mode = 0o755
-        self._add(info)
+        self.tw.add(info)
         self.count(DIR)
 
-    def member(self, act: _Write | _Link, src: tarfile.TarInfo, data: _Exact | None) -> None:
+    def member(self, act: _Write | _Link, entry: Entry, header: Header | None):
         path = act.path
         _check_relative(path)
-        kind = HARDLINK if isinstance(act, _Link) else _kind_of(src)
+        kind = HARDLINK if isinstance(act, _Link) else entry.kind
         if isinstance(act, _Link) and act.target in self.skipped:
             self.skipped.add(path)
-            return
+            return None
         if not self.allowed(path, kind):
-            return
-        info = tarfile.TarInfo(path)
-        info.mode = self.mode(path, src.mode, kind)
-        info.uid, info.gid, info.uname, info.gname = src.uid, src.gid, src.uname, src.gname
-        info.mtime = src.mtime
-        info.pax_headers = {k: v for k, v in src.pax_headers.items() if k.startswith(_XATTR_PREFIXES)
-                            and (self.options.setuid or k not in _CAPABILITY_KEYS)}
-        size = 0
+            return None
+        info = member_info(entry, header, path)
+        info.mode = self.mode(path, entry.mode, kind)
+        info.pax_headers = {k: v for k, v in info.pax_headers.items() if k.startswith(XATTR_PREFIXES)
+                            and (self.options.setuid or k not in CAPABILITY_KEYS)}
         if isinstance(act, _Link):
-            info.type, info.linkname = tarfile.LNKTYPE, act.target
-        elif kind == FILE:
-            info.type, info.size = tarfile.REGTYPE, src.size
-            size = src.size
-        else:
-            info.type = src.type
-            info.linkname = src.linkname if kind == SYMLINK else ""
-            info.devmajor, info.devminor = src.devmajor, src.devminor
-        self._add(info, data if kind == FILE else None)
-        self.count(kind, size)
+            info.type, info.linkname, info.size = tarfile.LNKTYPE, act.target, 0
+            self.tw.add(info)
+            self.count(HARDLINK)
+            return None
+        if kind == FILE:
+            info.type = tarfile.REGTYPE
+            self.tw.begin(info, header.sparse if header is not None else None)
+            self.count(FILE, entry.size)
+            return self.tw
+        self.tw.add(info)
+        self.count(kind)
+        return None
 
     def finish(self) -> None:
-        self.tf.close()
+        self.tw.close()
 
     def abandon(self) -> None:
         """Drop the tar without its end-of-archive blocks: a cut stream must not look complete."""
-        self.tf.closed = True
-        self.tf.fileobj.closed = True
+        self.tw._closed = True
+
+
+class _FileData:
+    """The data sink of one regular file of a directory export; a sparse file's regions are
+    written at their offsets, leaving holes between them."""
+
+    def __init__(self, fd: int, sink: "_DirSink", entry: Entry, mode: int, name: str,
+                 sparse: tuple[tuple[int, int], ...] | None):
+        self.fd, self.sink, self.entry, self.mode, self.name = fd, sink, entry, mode, name
+        self.regions = list(sparse) if sparse is not None else None
+        self.region = 0
+        self.done = 0  # bytes written of the current region
+
+    def write(self, data) -> None:
+        view = memoryview(data)
+        if self.regions is None:
+            while view:
+                view = view[os.write(self.fd, view):]
+            return
+        while view:
+            if self.region >= len(self.regions):
+                raise FormatError(f"{self.name!r}: more data than its sparse map holds")
+            offset, length = self.regions[self.region]
+            take = min(length - self.done, len(view))
+            written = os.pwrite(self.fd, view[:take], offset + self.done)
+            self.done += written
+            view = view[written:]
+            if self.done >= length:
+                self.region, self.done = self.region + 1, 0
+
+    def end(self) -> None:
+        try:
+            if self.regions is not None:
+                os.ftruncate(self.fd, self.entry.size)
+            self.sink.finish_file(self.fd, self.entry, self.mode, self.name)
+        finally:
+            self.sink.open_files.discard(self.fd)
+            os.close(self.fd)
 
 
 class _DirSink(_Sink):
@@ -439,10 +363,13 @@ class _DirSink(_Sink):
         # the export is created once and never replaced
         self._fds: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.dirs: list[tuple[str, int, int, int, int]] = []  # path, mode, uid, gid, mtime
+        self.open_files: set[int] = set()  # a file being written (closed here if the export fails)
 
     def close(self) -> None:
         while self._fds:
             os.close(self._fds.popitem()[1])
+        while self.open_files:
+            os.close(self.open_files.pop())
 
     def _open_dir(self, path: str) -> int:
         """Return a new fd of directory ``path`` ("" is the root), opened without following links."""
@@ -483,61 +410,58 @@ class _DirSink(_Sink):
             self.dirs.append((path, 0o755, 0, 0, 0))
         self.count(DIR)
 
-    def member(self, act: _Write | _Link, src: tarfile.TarInfo, data: _Exact | None) -> None:
+    def member(self, act: _Write | _Link, entry: Entry, header: Header | None):
         path = act.path
         pfd, name = self._parent(path)
         if isinstance(act, _Link):
             if act.target in self.skipped:
                 self.skipped.add(path)
-                return
+                return None
             tfd, tname = self._open_dir(act.target.rpartition("/")[0]), act.target.rpartition("/")[2]
             try:
                 os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
             finally:
                 os.close(tfd)
             self.count(HARDLINK)
-            return
-        kind = _kind_of(src)
+            return None
+        kind = entry.kind
         if not self.allowed(path, kind):
-            return
-        mode = self.mode(path, src.mode, kind)
-        mtime = src.mtime
+            return None
+        mode = self.mode(path, entry.mode, kind)
         if kind == FILE:
-            self._file(pfd, name, data, mode, src)
-            self.count(FILE, src.size)
-            return
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=pfd)
+            self.open_files.add(fd)
+            self.count(FILE, entry.size)
+            return _FileData(fd, self, entry, mode, name, header.sparse if header is not None else None)
         if kind == SYMLINK:
-            os.symlink(src.linkname, name, dir_fd=pfd)
+            if "\0" in entry.link:
+                raise OutputError(f"cannot create symlink {path!r}: its target holds a NUL byte")
+            os.symlink(entry.link, name, dir_fd=pfd)
         elif kind == FIFO:
             os.mkfifo(name, 0o600, dir_fd=pfd)
         else:
-            if not (0 <= src.devmajor < 1 << 32 and 0 <= src.devminor < 1 << 32):
-                raise OutputError(f"cannot create device {name!r}: device number {src.devmajor},{src.devminor} "
-                                  "is out of range")
-            dev = os.makedev(src.devmajor, src.devminor)
-            os.mknod(name, 0o600 | (stat.S_IFCHR if kind == CHAR else stat.S_IFBLK), dev, dir_fd=pfd)
+            major = header.devmajor if header is not None else 0
+            minor = header.devminor if header is not None else 0
+            if not (0 <= major < 1 << 32 and 0 <= minor < 1 << 32):
+                raise OutputError(f"cannot create device {name!r}: device number {major},{minor} is out of range")
+            os.mknod(name, 0o600 | (stat.S_IFCHR if kind == CHAR else stat.S_IFBLK), os.makedev(major, minor),
+                     dir_fd=pfd)
         if self.chown:
-            os.chown(name, *_ids(src.uid, src.gid, name), dir_fd=pfd, follow_symlinks=False)
+            os.chown(name, *_ids(entry.uid, entry.gid, name), dir_fd=pfd, follow_symlinks=False)
         if kind != SYMLINK:
             # our own fresh node in a directory only we write to: no link to follow here
             os.chmod(name, mode, dir_fd=pfd)
-        os.utime(name, _times(mtime), dir_fd=pfd, follow_symlinks=False)
+        os.utime(name, _times(entry.mtime), dir_fd=pfd, follow_symlinks=False)
         self.count(kind)
+        return None
 
-    def _file(self, pfd: int, name: str, data: _Exact | None, mode: int, src: tarfile.TarInfo) -> None:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
-        try:
-            if data is not None:
-                while chunk := data.read(CHUNK):
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view):]
-            if self.chown:
-                os.fchown(fd, *_ids(src.uid, src.gid, name))
-            os.fchmod(fd, mode)  # after chown, which clears setuid bits
-            os.utime(fd, _times(src.mtime))
-        finally:
-            os.close(fd)
+    def finish_file(self, fd: int, entry: Entry, mode: int, name: str) -> None:
+        """Give a written file its owner, mode and mtime."""
+        if self.chown:
+            os.fchown(fd, *_ids(entry.uid, entry.gid, name))
+        os.fchmod(fd, mode)  # after chown, which clears setuid bits
+        os.utime(fd, _times(entry.mtime))
 
     def finish(self) -> None:
         self.close()
@@ -649,7 +573,7 @@ def _run(image: Image, plan: _Plan, sink: _Sink) -> None:
         for path, entry in plan.dirs:
             sink.directory(path, entry)
         for i in sorted(plan.actions):
-            _stream_layer(image.layers[i], i, plan.actions[i], sink)
+            _stream_layer(image, i, plan.actions[i], sink)
         sink.finish()
     except BaseException:
         if isinstance(sink, _TarSink):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slimmer import reader
+from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.analyzer.report import Analysis, analyze
 from slimmer.errors import SlimmerError
 from slimmer.reader.cache import LayerCache
@@ -85,20 +86,22 @@ def find_archives(root: str | os.PathLike) -> list[Path]:
 def _one(source: str, options: reader.Options, read_content: bool) -> FleetRow:
     try:
         image = reader.open_image(source, options)
-        return row_of(source, analyze(image, read_content=read_content))
+        return row_of(source, analyze(image, read_content=read_content, jobs=options.jobs))
     except SlimmerError as err:
         return FleetRow(source=source, error=str(err))
 
 
 def audit(sources: list[str], jobs: int = 1, use_cache: bool = True, read_content: bool = True,
           max_layer_size: int = 64 << 30) -> list[FleetRow]:
-    """Return one row per archive in ``sources``, analyzing ``jobs`` of them at a time."""
-    def options() -> reader.Options:
-        return reader.Options(max_layer_size=max_layer_size, cache=LayerCache() if use_cache else None)
+    """Return one row per archive in ``sources``, analyzing ``jobs`` of them at a time (one
+    archive alone gets all ``jobs`` for itself)."""
+    def options(jobs_each: int) -> reader.Options:
+        return reader.Options(max_layer_size=max_layer_size, cache=LayerCache() if use_cache else None,
+                              policy=AnalysisPolicy(read_content), jobs=jobs_each)
 
     if jobs <= 1 or len(sources) <= 1:
-        return [_one(s, options(), read_content) for s in sources]
+        return [_one(s, options(jobs), read_content) for s in sources]
     ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = [pool.submit(_one, s, options(), read_content) for s in sources]
+        futures = [pool.submit(_one, s, options(1), read_content) for s in sources]
         return [f.result() for f in futures]

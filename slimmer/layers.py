@@ -1,19 +1,30 @@
-"""The merged filesystem of an image: the only place that knows whiteouts, opaque dirs and
-shadowing.
+"""The merged filesystem of an image: the only place that knows whiteouts, opaque dirs,
+shadowing, link resolution and where a hard link's bytes are.
 
 OCI image spec, "Representing Changes" (image-layer.md): a file ``.wh.NAME`` deletes ``NAME``
 (and its subtree) from the layers below; ``.wh..wh..opq`` in a directory hides every child
 that lower layers gave it. Whiteouts never delete entries of their own layer. A non-directory
-entry over a directory replaces the whole subtree (as overlayfs shows it). Imports only the model.
+entry over a directory replaces the whole subtree (as overlayfs shows it).
+
+Symlinks resolve as the kernel resolves them inside a container (``resolve``): absolute
+targets start again at the image's root, ``..`` stops at the root, at most MAX_LINKS links.
+A hard link names a path as it stood when the link was made: an earlier member of the same
+layer, else the merged filesystem of the layers below (a layer is applied on top of the ones
+below it, as containerd and umoci apply it); ``hardlink_sources`` finds the member that holds
+its bytes. Nothing here recurses on the depth of a path. Imports only the model.
 """
 
 from __future__ import annotations
 
 import posixpath
+from collections import deque
 from dataclasses import dataclass
 from typing import Iterator
 
-from slimmer.model import DIR, Entry, Image, Layer
+from slimmer.errors import FormatError
+from slimmer.model import DIR, FILE, HARDLINK, SYMLINK, Entry, Image, Layer
+
+MAX_LINKS = 40  # Linux MAXSYMLINKS
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -114,15 +125,21 @@ class MergedFS:
         kids = self._dirs.get(path)
         if kids is not None:
             return kids
-        parent, _, name = path.rpartition("/")
-        self._ensure_dir(parent, layer).add(name)
-        old = self.final.get(path)
-        if old is not None and old.entry.kind != DIR:
-            # a deeper entry turns a lower non-directory into a directory
-            self.shadowed.append(Shadowed(path, old.layer, old.entry, layer, OVERWRITTEN))
-            del self.final[path]
-        kids = self._dirs[path] = set()
-        return kids
+        missing = [path]  # the directories to create, deepest first (no recursion on depth)
+        parent = path.rpartition("/")[0]
+        while parent not in self._dirs:
+            missing.append(parent)
+            parent = parent.rpartition("/")[0]
+        for d in reversed(missing):
+            parent, _, name = d.rpartition("/")
+            self._dirs[parent].add(name)
+            old = self.final.get(d)
+            if old is not None and old.entry.kind != DIR:
+                # a deeper entry turns a lower non-directory into a directory
+                self.shadowed.append(Shadowed(d, old.layer, old.entry, layer, OVERWRITTEN))
+                del self.final[d]
+            self._dirs[d] = set()
+        return self._dirs[path]
 
     def _remove(self, path: str, by: int, how: str) -> None:
         """Remove ``path`` and its subtree, recording every version as shadowed."""
@@ -200,3 +217,138 @@ def merge(image: Image, upto: int | None = None) -> MergedFS:
     for i, layer in enumerate(image.layers[:upto]):
         apply_layer(fs, layer, i)
     return fs
+
+
+# ---- links ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Found:
+    """A path that resolved: the real path, its final version (None for a directory only
+    implied by deeper entries) and every symlink passed on the way, in order."""
+
+    path: str
+    version: Version | None
+    links: tuple[str, ...] = ()
+
+    @property
+    def is_dir(self) -> bool:
+        """Whether the path is a directory (listed, or implied by deeper entries)."""
+        return self.version is None or self.version.entry.kind == DIR
+
+    @property
+    def is_file(self) -> bool:
+        """Whether the path holds bytes: a regular file or a hard link to one."""
+        return self.version is not None and self.version.entry.kind in (FILE, HARDLINK)
+
+
+def resolve(fs: MergedFS, path: str, cwd: str = "", follow_last: bool = True) -> Found | None:
+    """Return where ``path`` (absolute, or relative to the model path ``cwd``) leads in ``fs``
+    following symlinks (the last one only if ``follow_last``), or None if it leads nowhere,
+    through a file used as a directory, or past MAX_LINKS links."""
+    pending = deque(_parts(path if path.startswith("/") else f"{cwd}/{path}"))
+    done: list[str] = []
+    links: list[str] = []
+    version: Version | None = None
+    while pending:
+        part = pending.popleft()
+        if part == ".":
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            version = None
+            continue
+        here = f"{'/'.join(done)}/{part}" if done else part
+        if not fs.exists(here):
+            return None
+        version = fs.get(here)
+        if version is not None and version.entry.kind == SYMLINK and (pending or follow_last):
+            if len(links) >= MAX_LINKS:
+                return None
+            links.append(here)
+            target = version.entry.link
+            if target.startswith("/"):
+                done = []
+            pending.extendleft(reversed(_parts(target)))
+            version = None
+            continue
+        if pending and version is not None and version.entry.kind != DIR:
+            return None  # a file used as a directory
+        done.append(part)
+    real = "/".join(done)
+    return Found(real, fs.get(real) if real else None, tuple(links))
+
+
+def _parts(path: str) -> list[str]:
+    return [p for p in path.split("/") if p]
+
+
+class DirResolver:
+    """Resolves the symlinked directories of many paths through one merged filesystem (a
+    package database lists ``/bin/ls`` where the image has ``bin -> usr/bin``), remembering
+    each directory it has resolved."""
+
+    def __init__(self, fs: MergedFS):
+        self.fs = fs
+        self._dirs: dict[str, str | None] = {}
+
+    def __call__(self, path: str) -> str:
+        """Return ``path`` with its directories resolved (itself where they do not resolve)."""
+        d, _, name = path.rpartition("/")
+        if not d:
+            return path
+        real = self._dirs.get(d, "\0")
+        if real == "\0":
+            found = resolve(self.fs, "/" + d)
+            real = found.path if found is not None and found.is_dir else None
+            self._dirs[d] = real
+        if real is None:
+            return path
+        return f"{real}/{name}" if real else name
+
+
+Member = tuple[int, int]  # (layer index, entry index)
+
+
+def hardlink_sources(image: Image) -> dict[Member, Member]:
+    """Return, for every hard link entry of ``image`` (as (layer, entry index)), the member
+    holding its bytes: the regular file it names (through links to links) as that file stood
+    when the link was made. Raises FormatError for a link to nothing, to a directory, or in a
+    loop. One pass over the layers, whatever their number."""
+    out: dict[Member, Member] = {}
+    fs = MergedFS()
+    for li, layer in enumerate(image.layers):
+        entries = layer.entries
+        here: dict[str, int] = {}  # path -> index of its latest member so far in this layer
+        last_of: dict[int, dict[str, int]] = {}
+        for k, entry in enumerate(entries):
+            if entry.kind == HARDLINK:
+                target = entry.link
+                j = here.get(target)
+                if j is not None:
+                    source: Member = (li, j)
+                else:
+                    below = fs.get(target)
+                    if below is None:
+                        raise FormatError(f"layer {li} ({layer.diff_id[:19]}): hard link {entry.path!r} names "
+                                          f"{target!r}, which no earlier member holds")
+                    table = last_of.get(below.layer)
+                    if table is None:
+                        table = last_of[below.layer] = _last_index(image.layers[below.layer])
+                    source = (below.layer, table[target])
+                source = out.get(source, source)
+                kind = image.layers[source[0]].entries[source[1]].kind
+                if kind == DIR:
+                    raise FormatError(f"layer {li} ({layer.diff_id[:19]}): hard link {entry.path!r} names "
+                                      f"directory {target!r}")
+                if source == (li, k):
+                    raise FormatError(f"layer {li} ({layer.diff_id[:19]}): hard link {entry.path!r} names itself")
+                out[(li, k)] = source
+            here[entry.path] = k
+        apply_layer(fs, layer, li)
+    return out
+
+
+def _last_index(layer: Layer) -> dict[str, int]:
+    return {e.path: i for i, e in enumerate(layer.entries)}

@@ -17,8 +17,9 @@ This module imports nothing of slimmer.
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Mapping, NamedTuple
+from typing import Any, BinaryIO, Callable, Mapping, NamedTuple
 
 FILE = "file"
 DIR = "dir"
@@ -29,6 +30,24 @@ BLOCK = "block"
 FIFO = "fifo"
 
 KINDS = (FILE, DIR, SYMLINK, HARDLINK, CHAR, BLOCK, FIFO)
+
+
+def normalize_path(name: str) -> str:
+    """Return ``name`` as a model path: relative, without ``.`` parts, duplicate or trailing
+    slashes; ``..`` cannot climb above the root ("" is the root itself). The one place paths
+    are normalised: tar members, package databases, link targets and user globs all use it."""
+    if name and "//" not in name and "/." not in name and name[0] not in "./" and name[-1] != "/":
+        return name
+    path = posixpath.normpath("/" + name).lstrip("/")
+    return "" if path == "." else path
+
+
+def join_path(base: str, name: str) -> str:
+    """Return the model path ``name`` names relative to directory ``base`` (an absolute
+    ``name`` starts again from the root), as the kernel resolves a symlink target."""
+    if name.startswith("/"):
+        return normalize_path(name)
+    return normalize_path(f"{base}/{name}" if base else name)
 
 
 class Entry(NamedTuple):
@@ -68,8 +87,12 @@ def _no_content() -> BinaryIO:
 class Layer:
     """One filesystem layer, in stacking order.
 
-    ``opener`` returns a new binary stream of the *uncompressed* tar each time it is called
-    (the rewriter and exporter read content through it; the analyzer needs only ``entries``).
+    ``opener`` returns a new binary stream of the layer blob *as stored* (``compression``
+    says how it is compressed; ``digest`` is its sha256) each time it is called. Nobody reads
+    it directly: ``slimmer.tar.restream`` reads it again, verified against ``digest`` and
+    ``diff_id``. ``facts`` holds what the scan pass learnt from file contents, by kind then
+    path (``slimmer.tar.collect``), and ``facts_policy`` names the policy that gathered them;
+    None when the layer was never scanned with one.
     """
 
     diff_id: str
@@ -81,6 +104,8 @@ class Layer:
     compression: str = "none"
     history: HistoryStep | None = None
     opener: Callable[[], BinaryIO] = field(default=_no_content, compare=False, repr=False)
+    facts: Mapping[str, Mapping[str, Any]] | None = field(default=None, compare=False, repr=False)
+    facts_policy: str = field(default="", compare=False)  # the key of the policy that gathered them
 
 
 @dataclass(frozen=True)
@@ -96,6 +121,7 @@ class Image:
     manifest_digest: str = ""
     source: str = ""
     format: str = ""
+    notes: tuple[str, ...] = ()  # what the reader accepted though it is odd
 
 
 # ---- derived facts: plain functions, computed from the model ------------------------------

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from builders import File, image, layer, to_model
+from builders import File, image, layer, to_model, write
 from slimmer.analyzer import categories as cats
 from slimmer.analyzer.attribution import attribute, by_category
+from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.errors import SlimmerError
 from slimmer.model import DIR, FILE, Entry
+from slimmer.reader import Options, open_image
 
 PATHS = [
     # toolchains and compilers
@@ -178,18 +180,31 @@ def test_a_path_rule_wins_over_the_content():
 
 def _unreadable(img):
     def cannot():
-        raise SlimmerError("<stdin>: a piped archive cannot be read twice; save it to a file first")
+        raise SlimmerError("this layer must not be read again")
     return dataclasses.replace(img, layers=tuple(dataclasses.replace(lay, opener=cannot) for lay in img.layers))
 
 
-def test_analysis_goes_on_by_path_when_a_layer_cannot_be_re_read():
-    """With a piped archive the content pass is skipped: path rules still apply, a note says why."""
-    img = _unreadable(to_model(image(layer({"app/tool": File(_real("/bin/ls"), mode=0o755),
-                                            "usr/include/x.h": 300}))))
-    a = attribute(img)
-    assert {f.path: f.category for f in a.files} == {"app/tool": "other", "usr/include/x.h": "build-only"}
-    assert not a.content_read
-    assert len(a.notes) == 1 and "layer 0 could not be re-read" in a.notes[0] and "piped" in a.notes[0]
+def test_an_image_the_reader_scanned_is_analysed_without_reading_a_layer_again(tmp_path):
+    """The scan pass gathered every content fact: the attribution never opens a layer, and it
+    equals the attribution of the same image built in code (whose facts come from a re-read)."""
+    spec = image(layer({"app/tool": File(_real("/bin/ls"), mode=0o755), "usr/include/x.h": 300,
+                        "var/lib/dpkg/status": b"Package: x\nStatus: install ok installed\nVersion: 1\n\n",
+                        "var/lib/dpkg/info/x.list": b"/app/tool\n"}))
+    scanned = open_image(write(spec, tmp_path / "img.tar", "docker-legacy"), Options(policy=AnalysisPolicy()))
+    a = attribute(_unreadable(scanned))
+    assert {f.path: f.category for f in a.files}["app/tool"] == "runtime"
+    assert [p.key for p in a.packages] == ["dpkg:x"] and a.content_read
+    b = attribute(to_model(spec))
+    assert (a.files, a.waste, a.packages, a.duplicates) == (b.files, b.waste, b.packages, b.duplicates)
+
+
+def test_a_model_without_facts_whose_layers_cannot_be_read_is_one_clear_error():
+    """Facts for an image built in code come from reading its layers again; when that fails the
+    error says so (no silent path-only analysis)."""
+    img = _unreadable(to_model(image(layer({"app/tool": File(_real("/bin/ls"), mode=0o755)}))))
+    with pytest.raises(SlimmerError, match="must not be read again"):
+        attribute(img)
+    assert attribute(img, read=False).files[0].category == "other"
 
 
 def test_bytes_by_category_add_up_to_the_final_and_wasted_bytes():
@@ -214,17 +229,19 @@ def test_categorising_many_paths_is_cheap():
     assert elapsed < 3.0, elapsed
 
 
-def test_a_rule_table_from_a_worker_gives_the_same_attribution():
-    """The rules matched in a worker process (``rule_table``, a list of rule indexes) name the
-    same rule per path as matching here, and the attribution built from them is the same."""
-    img = to_model(image(
+def test_rule_facts_of_the_scan_name_the_same_rule_as_matching_here(tmp_path):
+    """The rule index the scan pass records per file (in worker processes too) names the
+    rule ``rule_for`` finds, and unmatched files record -1."""
+    spec = image(
         layer({"usr/local/go/bin/go": 5_000, "var/lib/apt/lists/x_Packages": 900, "app/server": File(700, mode=0o755),
                "usr/share/doc/a/README": 50}),
-        layer({"var/lib/apt/lists/x_Packages": 950, "app/unknown.bin": 300, "root/.cache/pip/http/a": 20})))
-    table = cats.rule_table(img)
-    assert len(table) == 7 and all(-1 <= i < len(cats.RULES) for i in table)
-    known = cats.rules_from_table(img, table)
-    assert known == {path: cats.rule_for(path) for path in known}
-    assert known["usr/local/go/bin/go"] is not None and known["app/unknown.bin"] is None
-    with_table, without = attribute(img, known_rules=known), attribute(img)
-    assert (with_table.files, with_table.waste) == (without.files, without.waste)
+        layer({"var/lib/apt/lists/x_Packages": 950, "app/unknown.bin": 300, "root/.cache/pip/http/a": 20}))
+    img = open_image(write(spec, tmp_path / "img.tar", "docker-legacy"), Options(policy=AnalysisPolicy(), jobs=2))
+    seen = {}
+    for layer_ in img.layers:
+        for path, index in layer_.facts["rule"].items():
+            rule = cats.rule_for(path)
+            assert index == (cats.RULES.index(rule) if rule else -1)
+            seen[path] = index
+    assert len(seen) == 6 and seen["app/unknown.bin"] == -1
+

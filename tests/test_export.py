@@ -360,7 +360,7 @@ def test_a_layer_changed_after_caching_is_caught(tmp_path):
     assert run_cli("analyze", archive).code == 0
     run = run_cli("export", archive, tmp_path / "root")
     assert run.exc is None and run.code == 2
-    assert "changed since it was read" in run.err and run.err.count("\n") == 1
+    assert "changed since the image was opened" in run.err and run.err.count("\n") == 1
     assert not (tmp_path / "root").exists() and temps_in(tmp_path) == []
 
 

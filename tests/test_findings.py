@@ -13,7 +13,8 @@ from slimmer.analyzer import findings as fnd
 from slimmer.analyzer.attribution import attribute
 from slimmer.analyzer.report import analyze
 from slimmer.model import total_size
-from slimmer.reader import open_image
+from slimmer.analyzer.content import AnalysisPolicy
+from slimmer.reader import Options, open_image
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -248,15 +249,18 @@ def test_the_multistage_sample_has_no_toolchain_or_cache_finding():
         _ids(found))
 
 
-def test_a_piped_archive_is_analysed_by_path_with_a_note(tmp_path):
-    """Standard input cannot be re-read: the analysis still finds the toolchain and caches by path."""
+def test_a_piped_archive_is_analysed_as_fully_as_the_file(tmp_path):
+    """Standard input is read once, and that one pass gathers the contents: packages, findings
+    and notes are those of the same archive read from its file."""
     spec = image(layer({"usr/local/go/bin/go": 9_000, "var/lib/apt/lists/x_Packages": 3_000,
                         "var/lib/dpkg/status": b"Package: x\nStatus: install ok installed\nVersion: 1\n\n"}))
     path = write(spec, tmp_path / "img.tar", "docker-legacy")
-    result = analyze(open_image("-", stdin=io.BytesIO(path.read_bytes())))
-    assert {"toolchain-in-final-image", "cache-left-behind"} <= set(_ids(result.findings))
-    assert result.packages[0].key == "(no package)"
-    assert result.notes and "could not be re-read" in result.notes[0]
+    policy = Options(policy=AnalysisPolicy())
+    piped = analyze(open_image("-", policy, stdin=io.BytesIO(path.read_bytes())))
+    from_file = analyze(open_image(path, policy))
+    assert {"toolchain-in-final-image", "cache-left-behind"} <= set(_ids(piped.findings))
+    assert [p.key for p in piped.packages] == [p.key for p in from_file.packages] and "dpkg:x" in [p.key for p in piped.packages]
+    assert piped.findings == from_file.findings and piped.notes == from_file.notes == []
 
 
 # ---- the command line ------------------------------------------------------------------

@@ -6,7 +6,7 @@ import tarfile
 import pytest
 
 from slimmer.errors import FormatError, TruncatedError
-from slimmer.reader.outer import iter_members
+from slimmer.tar.outer import iter_members
 
 LONG = "blobs/sha256/" + "d" * 120 + "/layer.tar"
 

@@ -22,7 +22,7 @@ from slimmer.errors import OutputError, SlimmerError
 from slimmer.layers import merge
 from slimmer.model import HistoryStep, Image, Layer, with_layers
 from slimmer.reader import open_image
-from slimmer.reader.tarscan import TarScanner
+from slimmer.tar.scan import TarScanner
 from slimmer.rewriter.writer import write_docker_archive
 from slimmer.rewriter.slim import SlimOptions, default_tags, reproducible_epoch, slim
 

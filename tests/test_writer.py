@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from builders import File, Hardlink, ImageSpec, Symlink, check_invariants, image, layer, to_model, write
-from slimmer.errors import OutputError, SlimmerError, TruncatedError
+from slimmer.errors import DigestMismatchError, OutputError, SlimmerError, TruncatedError
 from slimmer.model import Image, with_layers
 from slimmer.reader import open_image
+from slimmer.tar import restream
 from slimmer.rewriter.writer import Written, write_docker_archive, write_oci
 
 WRITERS = [
@@ -71,8 +72,7 @@ def test_round_trip_keeps_layers_config_and_tags(tmp_path, rich, kind, options):
         assert "test/app:latest" in img.tags
         assert img.format == ("oci-layout" if options.get("as_dir") else "oci-archive")
     for lay, built in zip(img.layers, rich.layers, strict=True):
-        with lay.opener() as f:
-            assert f.read() == built.tar
+        assert b"".join(restream.chunks(lay, "test")) == built.tar
 
 
 @pytest.mark.parametrize("kind, options", WRITERS)
@@ -116,17 +116,18 @@ def test_round_trip_of_unusual_images(tmp_path, kind, options, spec):
 
 
 @pytest.mark.parametrize("kind, options", WRITERS[:3])
-def test_diff_ids_are_recomputed_from_the_layer_streams(tmp_path, rich, kind, options):
-    """A layer whose content was replaced is written with the diff_id of its new stream."""
+def test_a_layer_whose_stream_changed_is_refused_and_nothing_is_written(tmp_path, rich, kind, options):
+    """A layer whose bytes no longer hash to its diff_id fails the write with a digest error
+    naming the layer; the output directory stays as it was."""
     new = layer({"app/new.txt": b"replaced\n"}, created_by="COPY new.txt /app/", auto_dirs=True)
     model = to_model(rich)
     stale = dataclasses.replace(model.layers[1], opener=functools.partial(io.BytesIO, new.tar))
     changed = with_layers(model, (model.layers[0], stale, model.layers[2]), model.history)
-    written = emit(kind, options, changed, out_path(tmp_path, options))
-    img = open_image(written.path)
-    assert [lay.diff_id for lay in img.layers] == [rich.diff_ids[0], new.diff_id, rich.diff_ids[2]]
-    assert img.layers[1].entries == new.entries
-    assert img.config["rootfs"]["diff_ids"] == list(written.diff_ids)
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    with pytest.raises(DigestMismatchError, match=f"layer 1 \\({model.layers[1].diff_id}\\)"):
+        emit(kind, options, changed, out_path(outdir, options))
+    assert list(outdir.iterdir()) == []
 
 
 @pytest.mark.parametrize("kind, options", WRITERS)
@@ -202,7 +203,7 @@ class FailingStream(io.RawIOBase):
 
 
 def failing(model: Image, index: int) -> Image:
-    data = model.layers[index].opener().read()
+    data = b"".join(restream.chunks(model.layers[index], "test"))
     broken = dataclasses.replace(model.layers[index],
                                  opener=lambda: io.BufferedReader(FailingStream(data, len(data) // 2)))
     return dataclasses.replace(model, layers=model.layers[:index] + (broken,) + model.layers[index + 1:])

@@ -7,8 +7,8 @@ import pytest
 import zstandard
 
 from slimmer.errors import FormatError, TruncatedError
-from slimmer.reader.blobs import uncompressed_chunks
-from slimmer.reader.zstdframes import ZstdFrameTracker
+from slimmer.tar.codec import uncompressed_chunks
+from slimmer.tar.zstdframes import ZstdFrameTracker
 
 DATA = b"".join(os.urandom(700) + b"a" * 2000 for _ in range(200))
 SKIPPABLE = (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"hello"

@@ -1,28 +1,25 @@
 """Every byte of an image attributed: to a category, a package, a layer and a Dockerfile step.
 
-``attribute`` merges the layers, categorises every final file by path (``categories``),
-asks the content pass (``content``) only for what paths cannot tell -- libmagic on ambiguous
-files, package databases, Go build info, hashes of same-sized large files -- and returns
-records (numbers, not text). When a layer cannot be re-read the analysis goes on with path
-rules only and says so in ``Attribution.notes``.
+``attribute`` merges the layers, categorises every final file by path (``categories``), and
+takes what paths cannot tell from the content facts the scan pass gathered (``content``):
+libmagic on ambiguous files, package databases, Go build info, content hashes. It returns
+records (numbers, not text).
 """
 
 from __future__ import annotations
 
-import posixpath
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Mapping
 
 from slimmer.analyzer import categories as cats
+from slimmer.analyzer import content
 from slimmer.analyzer import packages as pk
-from slimmer.analyzer.content import Content, GoBuildInfo, Need, read_content
+from slimmer.analyzer.packages import GoBuildInfo
 from slimmer.analyzer.steps import Step, image_steps
-from slimmer.layers import DELETED, MergedFS, merge
-from slimmer.model import FILE, SYMLINK, Image, layer_size
+from slimmer.layers import DELETED, DirResolver, MergedFS, merge
+from slimmer.model import FILE, Image, layer_size
 
-DUPLICATE_MIN_BYTES = 64 << 10  # smaller files are not hashed for duplicate detection
-GO_MIN_BYTES = 1 << 20  # no Go binary is smaller than this
 NO_PACKAGE = "(no package)"
 
 
@@ -53,10 +50,11 @@ class WasteFact:
 
 @dataclass(frozen=True)
 class DuplicateGroup:
-    """Files of equal content (sha256) in several places: (layer, path, is final) each."""
+    """Files of equal content (the same xxh3-128 content hash) in several places: (layer,
+    path, is final) each."""
 
     size: int
-    sha256: str
+    digest: str  # the content hash, hex
     copies: tuple[tuple[int, str, bool], ...]
 
 
@@ -122,102 +120,55 @@ class Attribution:
         directories (``bin`` -> ``usr/bin``)."""
         if self.fs is None:
             return False
-        return self.fs.exists(path) or self.fs.exists(_resolver(self.fs)(path))
+        return self.fs.exists(path) or self.fs.exists(DirResolver(self.fs)(path))
 
 
-def _resolver(fs: MergedFS):
-    """Return a function resolving symlinked directories of a path through ``fs``."""
-    cache: dict[str, str] = {}
-
-    def resolve_dir(d: str, depth: int = 0) -> str:
-        if not d or depth > 16:
-            return d
-        if d in cache:
-            return cache[d]
-        parent, _, name = d.rpartition("/")
-        base = resolve_dir(parent, depth + 1) if parent else ""
-        cur = f"{base}/{name}" if base else name
-        version = fs.get(cur)
-        if version is not None and version.entry.kind == SYMLINK:
-            target = version.entry.link
-            joined = target if target.startswith("/") else (f"{base}/{target}" if base else target)
-            cur = resolve_dir(posixpath.normpath("/" + joined).lstrip("/"), depth + 1)
-        cache[d] = cur
-        return cur
-
-    def resolve(path: str) -> str:
-        d, _, name = path.rpartition("/")
-        if not d:
-            return path
-        rd = resolve_dir(d)
-        return f"{rd}/{name}" if rd else name
-
-    return resolve
-
-
-def _requests(fs: MergedFS, finals: list, rules: dict, want_go: bool) -> dict[int, dict[str, Need]]:
-    requests: dict[int, dict[str, Need]] = defaultdict(dict)
-
-    def ask(layer: int, path: str, need: Need) -> None:
-        requests[layer][path] = requests[layer].get(path, Need(0)) | need
-
-    by_size: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for path, layer, entry in finals:
-        rule = rules[path]
-        if rule is None:
-            ask(layer, path, Need.HEAD)
-        if pk.is_database(path):
-            ask(layer, path, Need.FULL)
-        if (want_go and entry.mode & 0o111 and entry.size >= GO_MIN_BYTES
-                and (rule is None or rule.category in (cats.RUNTIME, cats.OTHER))):
-            ask(layer, path, Need.GO)
-        if entry.size >= DUPLICATE_MIN_BYTES:
-            by_size[entry.size].append((layer, path))
-    for s in fs.shadowed:
-        if s.entry.kind == FILE and s.entry.size >= DUPLICATE_MIN_BYTES:
-            by_size[s.entry.size].append((s.layer, s.path))
-    for copies in by_size.values():
-        if len(copies) > 1:
-            for layer, path in copies:
-                ask(layer, path, Need.HASH)
-    return requests
-
-
-def attribute(image: Image, fs: MergedFS | None = None, read: bool = True,
-              known_rules: Mapping[str, cats.Rule | None] | None = None) -> Attribution:
-    """Return the attribution of ``image``; with ``read`` False (or a layer that cannot be
-    re-read) only path rules are used, and packages come from the layers that could be read.
-    ``known_rules`` ({path: rule} for every regular file of the layers, see
-    ``categories.rules_from_table``) saves matching the paths again."""
+def attribute(image: Image, fs: MergedFS | None = None, read: bool = True) -> Attribution:
+    """Return the attribution of ``image`` from its merged filesystem and the content facts
+    its scan gathered (``slimmer.analyzer.content``); with ``read`` False only path rules are
+    used: no libmagic, packages or duplicates. An image without facts (built in code) has
+    its layers read again, verified, to get them."""
+    if read:  # without contents, the rules need no facts: they follow from the paths
+        image = content.ensure_facts(image, content.AnalysisPolicy())
     fs = fs if fs is not None else merge(image)
+    rules_of = content.facts_of(image, content.RULE)
     finals = [(p, v.layer, v.entry) for p, v in fs.files() if v.entry.kind == FILE]
-    rules = known_rules if known_rules is not None else {p: cats.rule_for(p) for p, _l, _e in finals}
+    RULES = cats.RULES
 
-    def rule_for(path: str) -> cats.Rule | None:
-        return rules[path] if path in rules else cats.rule_for(path)
+    def rule_for(layer: int, path: str) -> cats.Rule | None:
+        index = rules_of[layer].get(path)
+        if index is None:
+            index = cats.rule_index(path)
+        return RULES[index] if index >= 0 else None
 
-    content = read_content(image, _requests(fs, finals, rules, True)) if read else Content()
-    notes = []
+    notes = list(image.notes)
     if not read:
         notes.append("file contents were not read: categories by path only, no packages, no duplicates")
-    for index, why in sorted(content.unreadable.items()):
-        notes.append(f"layer {index} could not be re-read ({why}): categories by path only, its packages "
-                     f"and duplicates unknown")
-    for layer, path in content.too_large:
-        notes.append(f"/{path} (layer {layer}) is too large to read as a package database")
-
-    databases = {path: data for (layer, path), data in content.data.items()}
-    go = {path: info for (layer, path), info in content.go.items()}
+    magic = content.facts_of(image, content.MAGIC)
+    too_large = content.facts_of(image, content.TOO_LARGE)
+    data = content.facts_of(image, content.DATA)
+    go_facts = content.facts_of(image, content.GO)
+    databases: dict[str, bytes] = {}
+    go: dict[str, GoBuildInfo] = {}
+    for path, layer, _entry in finals:
+        if path in too_large[layer]:
+            notes.append(f"/{path} (layer {layer}) is too large to read as a package database")
+        found = data[layer].get(path)
+        if found is not None:
+            databases[path] = found
+        info = go_facts[layer].get(path)
+        if info is not None:
+            go[path] = GoBuildInfo.from_fact(info)
     packages = pk.find_packages(databases, go)
-    owner = pk.owners(packages, (p for p, _l, _e in finals), _resolver(fs))
+    owner = pk.owners(packages, (p for p, _l, _e in finals), DirResolver(fs))
 
     files = []
     for path, layer, entry in finals:
-        rule = rules[path]
+        rule = rule_for(layer, path)
         if rule is not None:
             category, rname = rule.category, rule.name
         else:
-            category, rname, _ = cats.explain(path, content.magic.get((layer, path)))
+            category, rname, _ = cats.explain(path, magic[layer].get(path))
         pkg = owner.get(path)
         files.append(FileFact(path, entry.size, layer, category, rname, pkg.key if pkg else None))
 
@@ -225,46 +176,49 @@ def attribute(image: Image, fs: MergedFS | None = None, read: bool = True,
     for s in fs.shadowed:
         if s.entry.kind != FILE or not s.entry.size:
             continue
-        rule = rule_for(s.path)
+        rule = rule_for(s.layer, s.path)
         waste.append(WasteFact(s.path, s.entry.size, s.layer, s.by_layer, s.how,
                                rule.category if rule else cats.OTHER, rule.name if rule else "unmatched"))
     waste.sort(key=lambda w: (-w.size, w.path))
 
-    duplicates, identical = _duplicates(fs, finals, content)
+    duplicates, identical = _duplicates(fs, content.facts_of(image, content.HASH))
     return Attribution(files, waste, packages, image_steps(image), duplicates, identical, go, notes,
-                       content_read=read and not content.unreadable, fs=fs)
+                       content_read=read, fs=fs)
 
 
-def _duplicates(fs: MergedFS, finals, content: Content) -> tuple[list[DuplicateGroup], set[tuple[int, str]]]:
-    # only the few hashed members are looked up: no index over every file is built
+def _duplicates(fs: MergedFS, hashes: list[Mapping[str, bytes]]
+                ) -> tuple[list[DuplicateGroup], set[tuple[int, str]]]:
+    """Return the groups of equal content among final and shadowed files (the content hash
+    of each version, from its layer's facts), and the shadowed versions equal to what
+    replaced them."""
     def final_file(path: str):
         version = fs.final.get(path)
         return version if version is not None and version.entry.kind == FILE else None
 
-    hashed = content.hashes
-    shadowed_size = {(s.layer, s.path): s.entry.size for s in fs.shadowed
-                     if s.entry.kind == FILE and (s.layer, s.path) in hashed}
-    groups: dict[str, list[tuple[int, str, bool]]] = defaultdict(list)
-    sizes: dict[str, int] = {}
-    for key, digest in hashed.items():
-        version = final_file(key[1])
-        is_final = version is not None and version.layer == key[0]
-        groups[digest].append((key[0], key[1], is_final))
-        sizes[digest] = version.entry.size if is_final else shadowed_size.get(key, 0)
-    out = [DuplicateGroup(sizes[d], d, tuple(sorted(c))) for d, c in groups.items() if len(c) > 1]
-    out.sort(key=lambda g: (-g.size * (len(g.copies) - 1), g.copies))
+    groups: dict[bytes, list[tuple[int, str, bool]]] = defaultdict(list)
+    sizes: dict[bytes, int] = {}
+    for path, version in fs.files():
+        if version.entry.kind != FILE:
+            continue
+        digest = hashes[version.layer].get(path)
+        if digest is not None:
+            groups[digest].append((version.layer, path, True))
+            sizes[digest] = version.entry.size
     identical = set()
-    if not hashed:
-        return out, identical
     for s in fs.shadowed:
-        if s.how == DELETED:
+        if s.entry.kind != FILE:
             continue
-        mine = hashed.get((s.layer, s.path))
-        if mine is None:
+        digest = hashes[s.layer].get(s.path)
+        if digest is None:
             continue
-        version = final_file(s.path)
-        if version is not None and hashed.get((version.layer, s.path)) == mine:
-            identical.add((s.layer, s.path))
+        groups[digest].append((s.layer, s.path, False))
+        sizes.setdefault(digest, s.entry.size)
+        if s.how != DELETED:
+            version = final_file(s.path)
+            if version is not None and hashes[version.layer].get(s.path) == digest:
+                identical.add((s.layer, s.path))
+    out = [DuplicateGroup(sizes[d], d.hex(), tuple(sorted(c))) for d, c in groups.items() if len(c) > 1]
+    out.sort(key=lambda g: (-g.size * (len(g.copies) - 1), g.copies))
     return out, identical
 
 

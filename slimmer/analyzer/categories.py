@@ -14,6 +14,7 @@ program compiles code at run time). Imports only the model.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -303,19 +304,24 @@ class _Matcher:
         self._combined[key] = found
         return found
 
-    def first(self, path: str) -> Rule | None:
+    def first_index(self, path: str) -> int:
+        """Return the index in ``rules`` of the first rule matching ``path``, or -1."""
         d, _, base = path.rpartition("/")
         combined, groups, tail, loop = self._candidates(d)
         if loop:
             for i, rx, whole in loop:
                 if rx is None or rx.fullmatch(path if whole else base):
-                    return self.rules[i]
-            return None
+                    return i
+            return -1
         if combined is not None:
             m = combined.fullmatch(base)
             if m is not None:
-                return self.rules[groups[int(m.lastgroup[1:])]]
-        return self.rules[tail] if tail is not None else None
+                return groups[int(m.lastgroup[1:])]
+        return tail if tail is not None else -1
+
+    def first(self, path: str) -> Rule | None:
+        i = self.first_index(path)
+        return self.rules[i] if i >= 0 else None
 
 
 def _literal(glob: str) -> str:
@@ -332,24 +338,16 @@ def rule_for(path: str) -> Rule | None:
     return _MATCHER.first(path)
 
 
-def rule_table(image) -> list[int]:
-    """Return, for every regular file entry of every layer of ``image`` in order, the index in
-    ``RULES`` of its rule, or -1 (a list of small ints: cheap to send from a worker process)."""
-    index = {id(rule): i for i, rule in enumerate(RULES)}
-    first = _MATCHER.first
-    out = []
-    for layer in image.layers:
-        for entry in layer.entries:
-            if entry.kind == FILE:
-                rule = first(entry.path)
-                out.append(-1 if rule is None else index[id(rule)])
-    return out
+def rule_index(path: str) -> int:
+    """Return the index in ``RULES`` of the first rule matching ``path``, or -1."""
+    return _MATCHER.first_index(path)
 
 
-def rules_from_table(image, table: list[int]) -> dict[str, Rule | None]:
-    """Return {path: rule or None} for the regular files of ``image`` from ``rule_table``."""
-    paths = (entry.path for layer in image.layers for entry in layer.entries if entry.kind == FILE)
-    return {path: (RULES[i] if i >= 0 else None) for path, i in zip(paths, table)}
+def rules_key() -> str:
+    """Return a short digest of ``RULES`` and ``MAGIC_RULES``: facts that hold rule indexes are
+    only valid for the rule table that made them (the layer cache keys on this)."""
+    text = repr([(r.name, r.category, r.patterns) for r in RULES]) + repr(MAGIC_RULES)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def is_ambiguous(path: str, entry: Entry) -> bool:

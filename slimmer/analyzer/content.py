@@ -1,340 +1,211 @@
-"""The only place the analyzer reads file *content*: one extra pass per layer, only when asked.
+"""What the analysis learns from file contents, gathered in the scan pass (one read of every
+layer): the policy that says which probe reads which file, and the probes.
 
-The reader records entries without their bytes. Some questions need bytes: libmagic on files
-whose path leaves their kind open, package databases, Go build info, duplicate detection.
-``read_content`` re-reads each layer that has a request once, through ``layer.opener()``,
-picks only the requested members, reads each with a bound, and stops as soon as it has them
-all. A layer that cannot be re-read (a piped archive) is listed in ``unreadable`` and the
-analysis goes on with less detail. Imports only the model and errors.
+For each regular file the policy records the index of its category rule (``RULE``) and, with
+contents on, reads only what paths cannot tell:
+- ``MAGIC``: libmagic's description of the first bytes of a file no path rule matches;
+- ``DATA``: the whole of a package database (``packages.is_database``), up to MAX_DB_BYTES
+  (larger ones are listed under ``TOO_LARGE``);
+- ``GO``: the build info a Go binary embeds (an executable of 1 MiB or more that no rule calls
+  a toolchain or a cache);
+- ``HASH``: an xxh3-128 content hash of files of DUPLICATE_MIN_BYTES or more, for duplicates.
+Facts are keyed by kind then path within a layer (``slimmer.tar.collect``). Images that were
+never scanned with the policy (built in code) get their facts from ``ensure_facts``, which
+re-reads their layers verified. Imports the model, ``slimmer.tar`` and the category rules.
 """
 
 from __future__ import annotations
 
-import enum
-import hashlib
-import logging
-import os
-import posixpath
+import dataclasses
 import struct
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import BinaryIO, Mapping
+from typing import Mapping
 
-from slimmer.errors import FormatError, SlimmerError
-from slimmer.model import Image
+import xxhash
 
-log = logging.getLogger(__name__)
+from slimmer.analyzer import categories as cats
+from slimmer.analyzer import packages
+from slimmer.analyzer.packages import GoBuildInfo
+from slimmer.model import Entry, Image
+from slimmer.tar.collect import Collector, Facts, as_mapping
+
+RULE = "rule"
+MAGIC = "magic"
+DATA = "data"
+TOO_LARGE = "too-large"
+GO = "go"
+HASH = "hash"
 
 HEAD_BYTES = 4096  # enough for libmagic on ELF, scripts and archives, and ELF program headers
 MAX_DB_BYTES = 32 << 20  # a package database larger than this is not read
+MAX_DB_TOTAL = 256 << 20  # nor, in one layer, past this many database bytes in all
 GO_SEARCH_BYTES = 1 << 20  # how far into the writable segment the Go build info may start
-GO_MAX_OFFSET = 512 << 20  # do not stream past this to find Go build info
-CHUNK = 1 << 20
-SAMPLE_BYTES = 64 << 10  # HASH: members whose size and first SAMPLE_BYTES differ are not equal
+GO_MAX_OFFSET = 512 << 20  # do not look past this for Go build info
+GO_MIN_BYTES = 1 << 20  # no Go binary is smaller than this
+DUPLICATE_MIN_BYTES = 64 << 10  # smaller files are not hashed for duplicate detection
+VERSION = 1  # of the probes: bump when a fact's meaning changes
 
 GO_MAGIC = b"\xff Go buildinf:"
 _GO_MODINFO_SENTINEL = 16
 
 
-class Need(enum.IntFlag):
-    """What to read of one member."""
-
-    HEAD = 1  # the first HEAD_BYTES, for libmagic
-    FULL = 2  # the whole member (a package database), up to MAX_DB_BYTES
-    HASH = 4  # sha256 of the whole member, where another member may be equal (see read_content)
-    GO = 8  # Go build info, if the member is a Go ELF binary
+_local = threading.local()
 
 
-@dataclass(frozen=True)
-class GoBuildInfo:
-    """What a Go binary says about how it was built (``go version -m``)."""
-
-    go_version: str
-    path: str  # the main package's import path ("path" line)
-    module: str  # the main module ("mod" line)
-    module_version: str
-    deps: tuple[tuple[str, str], ...] = ()  # (module, version)
-
-
-@dataclass
-class Content:
-    """What the content pass found, keyed by (layer index, path)."""
-
-    magic: dict[tuple[int, str], str] = field(default_factory=dict)
-    data: dict[tuple[int, str], bytes] = field(default_factory=dict)
-    hashes: dict[tuple[int, str], str] = field(default_factory=dict)
-    go: dict[tuple[int, str], GoBuildInfo] = field(default_factory=dict)
-    too_large: list[tuple[int, str]] = field(default_factory=list)
-    unreadable: dict[int, str] = field(default_factory=dict)  # layer index -> why
-    samples: dict[tuple[int, str], tuple[int, bytes]] = field(default_factory=dict)  # (size, head digest)
-    deferred: set[tuple[int, str]] = field(default_factory=set)  # sampled, full hash not yet read
-    layers_read: int = 0
+def _describer():
+    """Return libmagic's from_buffer for this thread (a handle is not thread-safe), or None."""
+    describe = getattr(_local, "describe", False)
+    if describe is False:
+        try:
+            import magic
+            describe = magic.Magic().from_buffer
+        except ImportError:  # libmagic missing: categories fall back to path rules
+            describe = None
+        _local.describe = describe
+    return describe
 
 
-def _magic_describer():
-    try:
-        import magic
-    except ImportError:  # libmagic missing: categories fall back to path rules
-        return None
-    m = magic.Magic()
-    return m.from_buffer
+class AnalysisPolicy:
+    """The analyzer's content policy (see the module docstring); ``content`` False records
+    only the rule of each file."""
 
+    def __init__(self, content: bool = True):
+        self.content = content
+        self.key = self._key(content)
+        self._budget: dict[int, int] = {}
 
-def _normalize(name: str) -> str:
-    path = posixpath.normpath("/" + name).lstrip("/")
-    return "" if path == "." else path
+    @staticmethod
+    def _key(content: bool) -> str:
+        return f"analyze-v{VERSION}-{cats.rules_key()}" + ("" if content else "-rules")
 
+    def satisfied_by(self, key: str) -> bool:
+        """Return whether facts gathered under policy ``key`` hold all this policy needs."""
+        return key == self.key or (not self.content and key == self._key(True))
 
-def read_content(image: Image, requests: Mapping[int, Mapping[str, Need]]) -> Content:
-    """Return what ``requests`` ask of the layers of ``image`` ({layer index: {path: Need}}).
-
-    Each layer with a request is read once; a layer whose content cannot be re-read is listed
-    in ``Content.unreadable`` instead of failing the analysis. Layers are read by two threads:
-    hashing, decompression and libmagic release the GIL, so one layer's hashing overlaps
-    another's libmagic calls (each thread has its own libmagic handle; it is not thread-safe).
-    """
-    out = Content()
-    wants_magic = any(need & Need.HEAD for wanted in requests.values() for need in wanted.values())
-    local = threading.local()
-
-    def describer():
-        if not wants_magic:
+    def sink(self, entry: Entry, facts: Facts):
+        path = entry.path
+        index = cats.rule_index(path)
+        facts.put(RULE, path, index)
+        size = entry.size
+        if not self.content or not size or entry.offset < 0:
+            return None  # empty, or sparse: its stream holds a map, not the file
+        need = 0
+        if index < 0:
+            need |= _HEAD
+        if packages.is_database(path):
+            need |= _FULL
+        if size >= GO_MIN_BYTES and entry.mode & 0o111 and (index < 0 or cats.RULES[index].category in
+                                                           (cats.RUNTIME, cats.OTHER)):
+            need |= _GO
+        if size >= DUPLICATE_MIN_BYTES:
+            need |= _HASH
+        if not need:
             return None
-        if not hasattr(local, "describe"):
-            local.describe = _magic_describer()
-        return local.describe
-
-    def read_one(index: int, wanted: Mapping[str, Need], defer: bool) -> bool:
-        wanted = dict(wanted)
-        layer = image.layers[index]
-        try:
-            stream = layer.opener()
-        except SlimmerError as err:
-            out.unreadable[index] = str(err)
-            return False
-        try:
-            where = f"layer {index} ({layer.diff_id[:19]})"
-            if not _read_by_offset(stream, layer.entries, index, wanted, out, describer(), defer):
-                _read_layer(stream, index, wanted, out, describer(), where)
-        finally:
-            stream.close()
-        return True
-
-    done = _each_layer(image, read_one, {i: w for i, w in requests.items() if w}, defer=True)
-    out.layers_read = len({i for i, ok in done if ok})
-    # Second pass, by seeking: the full hash of sampled members that may have an equal.
-    again: dict[int, dict[str, Need]] = defaultdict(dict)
-    for key in _maybe_equal(out.samples, out.deferred):
-        again[key[0]][key[1]] = Need.HASH
-    _each_layer(image, read_one, again, defer=False)
-    out.deferred.clear()
-    out.too_large.sort()
-    return out
+        if need & _FULL:
+            used = self._budget.get(id(facts), 0)
+            if size > MAX_DB_BYTES or used + size > MAX_DB_TOTAL:
+                facts.put(TOO_LARGE, path, size)
+                need &= ~_FULL
+                if not need:
+                    return None
+            else:
+                self._budget[id(facts)] = used + size
+        return _Probe(path, size, need, facts)
 
 
-WORKERS = 2
-SHARD_MIN = 64  # an uncompressed layer with this many wanted members is read by every worker
+_HEAD, _FULL, _GO, _HASH = 1, 2, 4, 8
 
 
-def _each_layer(image: Image, read_one, requests: Mapping[int, Mapping[str, Need]],
-                defer: bool) -> list[tuple[int, bool]]:
-    """Run ``read_one`` over the layers of ``requests`` on the worker threads; an uncompressed
-    layer with many wanted members is split into one share per worker (each seeks its own)."""
-    tasks = []
-    for index in sorted(requests):
-        wanted = sorted(requests[index].items())
-        shards = WORKERS if image.layers[index].compression == "none" and len(wanted) >= SHARD_MIN else 1
-        tasks += [(index, dict(wanted[k::shards])) for k in range(shards)]
-    if len(tasks) > 1 and (os.cpu_count() or 1) > 1:
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            return list(pool.map(lambda t: (t[0], read_one(t[0], t[1], defer)), tasks))
-    return [(index, read_one(index, wanted, defer)) for index, wanted in tasks]
+class _Probe:
+    """Reads one file's bytes as they stream by and records what the policy asked for."""
 
+    __slots__ = ("path", "size", "need", "facts", "head", "full", "hasher", "pos", "go_lo", "go_hi", "go_next",
+                 "go_window")
 
-def _maybe_equal(samples: Mapping[tuple[int, str], tuple[int, bytes]], deferred: set) -> list[tuple[int, str]]:
-    """Return the deferred members whose size and sampled head equal another member's."""
-    groups: dict[tuple[int, bytes], list] = defaultdict(list)
-    for key, sample in samples.items():
-        groups[sample].append(key)
-    return sorted(k for keys in groups.values() if len(keys) > 1 for k in keys if k in deferred)
+    def __init__(self, path: str, size: int, need: int, facts: Facts):
+        self.path, self.size, self.need, self.facts = path, size, need, facts
+        self.head: bytearray | None = bytearray() if need & (_HEAD | _GO) else None
+        self.full: bytearray | None = bytearray() if need & _FULL else None
+        self.hasher = xxhash.xxh3_128() if need & _HASH else None
+        self.pos = 0
+        self.go_lo = self.go_hi = self.go_next = 0  # the Go build info search window, file offsets
+        self.go_window: bytearray | None = None
 
+    def write(self, data: memoryview) -> None:
+        start = self.pos
+        self.pos = pos = start + len(data)
+        if self.hasher is not None:
+            self.hasher.update(data)
+        if self.full is not None:
+            self.full += data
+        head = self.head
+        if head is not None and len(head) < HEAD_BYTES:
+            head += data[:HEAD_BYTES - len(head)]
+            if (len(head) >= HEAD_BYTES or pos >= self.size) and self.need & _GO:
+                self._go_window(head)
+        window = self.go_window
+        if window is not None:
+            lo, hi = max(start, self.go_next), min(pos, self.go_hi)
+            if lo < hi:
+                window += data[lo - start:hi - start]
+                self.go_next = hi
 
-def _read_by_offset(stream: BinaryIO, entries, index: int, wanted: dict[str, Need], out: Content,
-                    describe, defer: bool = False) -> bool:
-    """Read the wanted members by seeking to their data (an uncompressed layer stored in a file
-    or directory); return False, having read nothing, where the stream or an offset is missing.
-
-    With ``defer``, a HASH member is only sampled (its size and first bytes): seeking back for
-    the few that may have an equal is cheaper than hashing every large file. A stream read
-    through (compressed) hashes in the first pass, where the bytes go by anyway."""
-    if not stream.seekable():
-        return False
-    found = {e.path: e for e in entries if e.path in wanted}  # a later duplicate member wins
-    if len(found) != len(wanted) or any(e.offset < 0 for e in found.values()):
-        return False
-    for path in sorted(wanted, key=lambda p: found[p].offset):
-        entry = found[path]
-        stream.seek(entry.offset)
-        _read_member(_Body(stream, entry.size), entry.size, (index, path), wanted[path], out, describe, defer)
-    return True
-
-
-def _read_layer(stream: BinaryIO, index: int, wanted: dict[str, Need], out: Content, describe, where: str) -> None:
-    for path, size, body in _members(stream, where):
-        need = wanted.pop(path, None)
-        if need is None:
-            continue
-        _read_member(body, size, (index, path), need, out, describe)
-        if not wanted:
+    def _go_window(self, head: bytearray) -> None:
+        """Once the head is in: find where a Go binary's build info may start, and keep the
+        bytes of that window as they pass."""
+        layout = _elf_layout(bytes(head))
+        if layout is None or not layout[0] or layout[1] > min(self.size, GO_MAX_OFFSET):
             return
+        self.go_lo = layout[1]
+        self.go_hi = min(self.size, self.go_lo + GO_SEARCH_BYTES)
+        self.go_window = bytearray(head[self.go_lo:self.go_hi])
+        self.go_next = max(self.go_lo, min(len(head), self.go_hi))
+
+    def end(self) -> None:
+        facts, path = self.facts, self.path
+        if self.need & _HEAD and self.head:
+            describe = _describer()
+            if describe is not None:
+                facts.put(MAGIC, path, describe(bytes(self.head)))
+        if self.full is not None:
+            facts.put(DATA, path, bytes(self.full))
+        if self.hasher is not None:
+            facts.put(HASH, path, self.hasher.digest())
+        if self.go_window is not None:
+            found = _find_go(bytes(self.go_window), self.go_lo)
+            if found is not None:
+                facts.put(GO, path, found.to_fact())
 
 
-class _Body:
-    """The data of one tar member: reads stop at its end; ``skip`` drops what is left."""
+def collect(image: Image, layers: list[int], policy: AnalysisPolicy) -> dict[int, dict]:
+    """Return {layer index: facts} for ``layers`` of ``image``, read again through the verified
+    re-stream (for images the reader did not scan with ``policy``, such as ones built in code)."""
+    from slimmer.tar.restream import restream
 
-    def __init__(self, stream: BinaryIO, size: int):
-        self._stream = stream
-        self.left = size
-
-    def read(self, n: int = -1) -> bytes:
-        n = self.left if n < 0 else min(n, self.left)
-        data = self._stream.read(n) if n else b""
-        self.left -= len(data)
-        return data
-
-    def skip(self, where: str) -> None:
-        while self.left > 0:
-            chunk = self._stream.read(min(CHUNK, self.left))
-            if not chunk:
-                raise FormatError(f"{where}: the layer ends inside a member")
-            self.left -= len(chunk)
-
-
-_DATA_TYPES = {b"0", b"\0", b"7", b"", b"S"}  # members whose size field counts stored data
-
-
-def _number(field: bytes) -> int:
-    if field and field[0] & 0x80:  # GNU base-256
-        return int.from_bytes(field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip(b" ")
-    return int(text, 8) if text else 0
-
-
-def _members(stream: BinaryIO, where: str):
-    """Yield (path, size, body) for every regular file of the uncompressed tar ``stream``
-    (ustar, GNU long names, PAX paths and sizes), skipping all other data without keeping it.
-    The tar headers were checked when the layer was first read; here a short read just ends."""
-    long_name = pax_path = pax_size = None
-    while True:
-        header = _read_exactly(stream, 512)
-        if len(header) < 512 or header.count(0) == 512:
-            return
-        try:
-            size = _number(header[124:136])
-        except ValueError as err:
-            raise FormatError(f"{where}: bad size in a tar header") from err
-        kind = header[156:157]
-        if kind in (b"x", b"g", b"L", b"K"):
-            data = _read_exactly(stream, size)
-            _read_exactly(stream, -size % 512)
-            if kind == b"L":
-                long_name = data.split(b"\0", 1)[0]
-            elif kind == b"x":
-                records = _pax(data)
-                pax_path = records.get(b"path", pax_path)
-                if b"size" in records:
-                    pax_size = int(records[b"size"])
-            continue
-        name = header[:100].split(b"\0", 1)[0]
-        prefix = header[345:500].split(b"\0", 1)[0] if header[257:263] == b"ustar\0" else b""
-        raw = pax_path or long_name or (prefix + b"/" + name if prefix else name)
-        if pax_size is not None:
-            size = pax_size
-        long_name = pax_path = pax_size = None
-        if kind not in _DATA_TYPES:
-            size = 0  # links, directories and devices carry no data whatever the size field says
-        body = _Body(stream, size)
-        if kind in (b"0", b"\0", b"7", b""):
-            yield _normalize(raw.decode("utf-8", "surrogateescape")), size, body
-        body.skip(where)
-        _read_exactly(stream, -size % 512)
-
-
-def _pax(data: bytes) -> dict[bytes, bytes]:
     out = {}
-    pos = 0
-    while pos < len(data):
-        space = data.find(b" ", pos)
-        if space < 0:
-            break
-        try:
-            length = int(data[pos:space])
-        except ValueError:
-            break
-        if length <= 0:
-            break
-        record = data[space + 1:pos + length - 1]
-        key, _, value = record.partition(b"=")
-        out[key] = value
-        pos += length
+    for i in layers:
+        collector = Collector(policy)
+        restream(image.layers[i], collector.visit, f"{image.source or 'image'}: layer {i}")
+        out[i] = as_mapping(collector.facts)
     return out
 
 
-def _read_member(f: BinaryIO, size: int, key: tuple[int, str], need: Need, out: Content, describe,
-                 defer: bool = False) -> None:
-    if need & Need.FULL:
-        if size > MAX_DB_BYTES:
-            out.too_large.append(key)
-        else:
-            data = _read_exactly(f, size)
-            out.data[key] = data
-            if need & Need.HASH:
-                out.samples[key] = (size, hashlib.sha256(data[:SAMPLE_BYTES]).digest())
-                out.hashes[key] = hashlib.sha256(data).hexdigest()
-            if need & Need.HEAD and describe:
-                out.magic[key] = describe(data[:HEAD_BYTES])
-            return
-    want = 0
-    if need & (Need.HEAD | Need.GO):
-        want = HEAD_BYTES
-    if need & Need.HASH:
-        want = SAMPLE_BYTES
-    head = _read_exactly(f, min(size, want))
-    if need & Need.HEAD and describe and head:
-        out.magic[key] = describe(head[:HEAD_BYTES])
-    digest = None
-    if need & Need.HASH:
-        out.samples[key] = (size, hashlib.sha256(head).digest())
-        if defer and not need & Need.GO and size > len(head):
-            out.deferred.add(key)
-        else:
-            digest = hashlib.sha256(head)
-    pos = len(head)
-    if need & Need.GO:
-        found, pos = _go_build_info(f, head, pos, size, digest)
-        if found is not None:
-            out.go[key] = found
-    if digest is not None:
-        while pos < size:
-            chunk = f.read(min(CHUNK, size - pos))
-            if not chunk:
-                break
-            digest.update(chunk)
-            pos += len(chunk)
-        out.hashes[key] = digest.hexdigest()
+def ensure_facts(image: Image, policy: AnalysisPolicy) -> Image:
+    """Return ``image`` with every layer carrying facts of ``policy`` (as the reader's scan
+    gives them); layers without are read again, verified."""
+    missing = [i for i, layer in enumerate(image.layers)
+               if layer.facts is None or not policy.satisfied_by(layer.facts_policy)]
+    if not missing:
+        return image
+    found = collect(image, missing, policy)
+    layers = tuple(dataclasses.replace(layer, facts=found[i], facts_policy=policy.key) if i in found else layer
+                   for i, layer in enumerate(image.layers))
+    return dataclasses.replace(image, layers=layers)
 
 
-def _read_exactly(f: BinaryIO, n: int) -> bytes:
-    parts = []
-    while n > 0:
-        chunk = f.read(min(n, CHUNK))
-        if not chunk:
-            break
-        parts.append(chunk)
-        n -= len(chunk)
-    return b"".join(parts)
+def facts_of(image: Image, kind: str) -> list[Mapping]:
+    """Return, per layer, its ``kind`` facts ({path: value}; empty where it has none)."""
+    return [(layer.facts or {}).get(kind, {}) for layer in image.layers]
 
 
 # ---- Go build info --------------------------------------------------------------------------
@@ -387,37 +258,17 @@ def _has_go_note(notes: bytes, end: str) -> bool:
     return False
 
 
-def _go_build_info(f: BinaryIO, head: bytes, pos: int, size: int, digest) -> tuple[GoBuildInfo | None, int]:
-    layout = _elf_layout(head)
-    if layout is None or not layout[0] or layout[1] > min(size, GO_MAX_OFFSET):
-        return None, pos
-    start = layout[1]
-    if start < pos:
-        window = head[start:]
-    else:
-        while pos < start:  # skip to the data segment, hashing on the way if asked
-            chunk = f.read(min(CHUNK, start - pos))
-            if not chunk:
-                return None, pos
-            if digest is not None:
-                digest.update(chunk)
-            pos += len(chunk)
-        window = b""
-    want = min(GO_SEARCH_BYTES, size - start)
-    more = _read_exactly(f, max(0, want - len(window)))
-    if digest is not None:
-        digest.update(more)
-    pos += len(more)
-    window += more
+def _find_go(window: bytes, base: int) -> GoBuildInfo | None:
+    """Return the build info in ``window`` (file bytes from offset ``base``): its header starts
+    at a 16-byte boundary of the file."""
     at = 0
     while True:
         at = window.find(GO_MAGIC, at)
         if at < 0:
-            return None, pos
-        if (start + at) % 16 == 0:
-            break
+            return None
+        if (base + at) % 16 == 0:
+            return parse_go_build_info(window[at:])
         at += 1
-    return parse_go_build_info(window[at:]), pos
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:

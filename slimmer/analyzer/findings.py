@@ -286,7 +286,7 @@ def _duplicates(ctx: _Ctx) -> list[Finding]:
             claims[(layer, path)] = g.size
         paths = ", ".join("/" + p for _l, p in finals[:4]) + (", …" if len(finals) > 4 else "")
         evidence.append(Evidence(paths, g.size * (len(finals) - 1), finals[0][0], ctx.step_text(finals[0][0]),
-                                 f"{len(finals)} copies of {g.size} bytes (sha256 {g.sha256[:12]})"))
+                                 f"{len(finals)} copies of {g.size} bytes (content hash {g.digest[:12]})"))
     if not claims:
         return []
     evidence.sort(key=lambda e: (-e.size, e.what))

@@ -8,8 +8,7 @@ Formats read (all from file *contents* that the content pass hands over as bytes
 - npm: ``node_modules/[@scope/]name/package.json`` (owns its directory, less nested packages);
 - Go: the build info embedded in a binary (module path and Go version).
 
-``BUILD_ONLY_PACKAGES`` (data) marks packages only a build needs. Imports only the model and
-``content.GoBuildInfo``.
+``BUILD_ONLY_PACKAGES`` (data) marks packages only a build needs. Imports nothing of slimmer.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import re
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Mapping
 
-from slimmer.analyzer.content import GoBuildInfo
 
 DPKG = "dpkg"
 APK = "apk"
@@ -76,6 +74,26 @@ BUILD_ONLY_PACKAGES: tuple[tuple[str, str, str], ...] = (
     (NPM, "jest", "test runner (a devDependency)"), (NPM, "mocha", "test runner (a devDependency)"),
     (NPM, "ts-node", "compiler (a devDependency)"), (NPM, "@babel/core", "compiler (a devDependency)"),
 )
+
+
+@dataclass(frozen=True)
+class GoBuildInfo:
+    """What a Go binary says about how it was built (``go version -m``)."""
+
+    go_version: str
+    path: str  # the main package's import path ("path" line)
+    module: str  # the main module ("mod" line)
+    module_version: str
+    deps: tuple[tuple[str, str], ...] = ()  # (module, version)
+
+    def to_fact(self) -> tuple:
+        return (self.go_version, self.path, self.module, self.module_version, tuple(self.deps))
+
+    @classmethod
+    def from_fact(cls, fact) -> "GoBuildInfo":
+        version, path, module, module_version, deps = fact
+        return cls(version, path, module, module_version, tuple(tuple(d) for d in deps))
+
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-from slimmer.analyzer import attribution, categories, findings, usage, waste
+from slimmer.analyzer import attribution, findings, usage, waste
 from slimmer.layers import merge
 from slimmer.model import Image
 
@@ -33,22 +32,20 @@ class Analysis:
     attribution: attribution.Attribution | None = field(default=None, compare=False, repr=False)
 
 
-def analyze(image: Image, top: int = 20, read_content: bool = True) -> Analysis:
+def analyze(image: Image, top: int = 20, read_content: bool = True, jobs: int = 1) -> Analysis:
     """Return the analysis of ``image``: summary, layers, waste, the largest paths, and every
     byte attributed to categories, packages and steps, with the findings and their savings.
 
-    ``read_content`` False skips the content pass (categories by path only, no packages)."""
+    ``read_content`` False uses path rules only (no libmagic, packages or duplicates). With
+    ``jobs`` > 1 dive's figures are computed in a forked worker beside the rest."""
     entries = sum(len(layer.entries) for layer in image.layers)
-    dive = _in_background(waste.dive_efficiency, image, entries)
-    rule_table = _in_background(categories.rule_table, image, entries)
+    dive = _in_background(waste.dive_efficiency, image, entries, jobs)
     fs = merge(image)
     true = waste.true_waste(fs)
     summary = usage.summary(image, fs)
     layers = usage.layer_rows(image)
     largest_files, largest_dirs = usage.largest_files(fs, top), usage.largest_dirs(fs, top)
-    rules = categories.rules_from_table(image, rule_table())
-    attr = attribution.attribute(image, fs, read=read_content, known_rules=rules)
-    del rules
+    attr = attribution.attribute(image, fs, read=read_content)
     found = findings.find(image, attr)
     saving = findings.could_save(found)
     return Analysis(
@@ -72,18 +69,17 @@ def analyze(image: Image, top: int = 20, read_content: bool = True) -> Analysis:
     )
 
 
-# dive's figures need a second walk over every entry, and matching every path against the
-# category rules is the costliest step of attribution; on large images both run in forked
-# workers while this process merges, so both cores work.
+# dive's figures need a second walk over every entry; on large images it runs in a forked
+# worker while this process merges and attributes, so both cores work.
 BACKGROUND_MIN_ENTRIES = 40_000
 
 
-def _in_background(fn: Callable, image: Image, entries: int) -> Callable:
-    """Start ``fn(image)``, in a forked worker when the image is large; return a function that
-    waits for and returns its result. The worker inherits ``image`` (nothing is pickled but
-    the result), and any failure there is redone here, so it raises where it would have."""
-    if entries < BACKGROUND_MIN_ENTRIES or (os.cpu_count() or 1) < 2 \
-            or "fork" not in multiprocessing.get_all_start_methods():
+def _in_background(fn: Callable, image: Image, entries: int, jobs: int) -> Callable:
+    """Start ``fn(image)``, in a forked worker when the image is large and ``jobs`` allows;
+    return a function that waits for and returns its result. The worker inherits ``image``
+    (nothing is pickled but the result), and any failure there is redone here, so it raises
+    where it would have."""
+    if jobs < 2 or entries < BACKGROUND_MIN_ENTRIES or "fork" not in multiprocessing.get_all_start_methods():
         return lambda: fn(image)
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)

@@ -23,8 +23,8 @@ __all__ = ["cli", "main"]
 def main() -> None:
     """Entry point: run the CLI; a SlimmerError is one line on stderr and exit status 2."""
     try:
-        with run_gc():
-            rc = cli.main(standalone_mode=False)
+        with run_gc() as obj:
+            rc = cli.main(standalone_mode=False, obj=obj)
     except click.exceptions.Abort:
         sys.stderr.write("slimmer: error: interrupted\n")
         sys.exit(130)

@@ -9,7 +9,8 @@ import click
 from slimmer.analyzer.report import analyze as analyze_image
 from slimmer.cli.group import cli
 from slimmer import fleet
-from slimmer.cli.options import load, output_option, read_options, show_fleet
+from slimmer.analyzer.content import AnalysisPolicy
+from slimmer.cli.options import default_jobs, load, output_option, read_options, show_fleet
 from slimmer.html import write_html
 from slimmer.render import BY, analysis_json, analysis_text
 
@@ -23,10 +24,9 @@ from slimmer.render import BY, analysis_json, analysis_text
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True),
               help="Also write a self-contained HTML report (treemap, layers, findings) to this file.")
 @click.option("--no-content", is_flag=True,
-              help="Do not re-read file contents: categories by path only, no packages (faster).")
-@click.option("--jobs", "-j", default=1, show_default=True, help="With several archives: analyze this many at once.")
-def analyze(archives, image_ref, platform, max_layer_size, no_cache, output, as_json, top, by, html_path, no_content,
-            jobs):
+              help="Do not look at file contents: categories by path only, no packages or duplicates.")
+def analyze(archives, jobs, image_ref, platform, max_layer_size, no_cache, output, as_json, top, by, html_path,
+            no_content):
     """Show where the bytes of the image in ARCHIVE go: layers, waste, categories, packages,
     Dockerfile steps, and findings with the bytes each fix would save.
 
@@ -41,12 +41,13 @@ def analyze(archives, image_ref, platform, max_layer_size, no_cache, output, as_
         docker save app | slimmer analyze - --json
     """
     if len(archives) > 1:
-        rows = fleet.audit(list(archives), jobs=jobs, use_cache=not no_cache, read_content=not no_content,
-                           max_layer_size=max_layer_size)
+        rows = fleet.audit(list(archives), jobs=jobs or default_jobs(), use_cache=not no_cache,
+                           read_content=not no_content, max_layer_size=max_layer_size)
         return show_fleet(rows, as_json or output == "json")
     archive = archives[0]
-    image = load(archive, image_ref, platform, max_layer_size, no_cache)
-    result = analyze_image(image, top, read_content=not no_content)
+    jobs = jobs or default_jobs()
+    image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs, AnalysisPolicy(not no_content))
+    result = analyze_image(image, top, read_content=not no_content, jobs=jobs)
     if html_path:
         write_html(result, archive, html_path)
     if as_json or output == "json":

@@ -6,13 +6,13 @@ import click
 
 from slimmer import fleet
 from slimmer.cli.group import cli
-from slimmer.cli.options import Size, output_option, show_fleet
+from slimmer.cli.options import Size, default_jobs, jobs_option, output_option, show_fleet
 
 
 @cli.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @output_option
-@click.option("--jobs", "-j", default=1, show_default=True, help="Analyze this many images at once.")
+@jobs_option("Analyze this many images at once (default: the cores).")
 @click.option("--no-cache", is_flag=True, help="Read and verify every layer; don't use or fill the layer cache.")
 @click.option("--no-content", is_flag=True, help="Do not re-read file contents (faster, categories by path only).")
 @click.option("--max-layer-size", type=Size(), default="64GiB", show_default=True,
@@ -28,6 +28,6 @@ def audit(directory, output, as_json, jobs, no_cache, no_content, max_layer_size
         slimmer audit ./images --jobs 2
         slimmer audit ./images --json > fleet.json
     """
-    rows = fleet.audit([str(p) for p in fleet.find_archives(directory)], jobs=jobs, use_cache=not no_cache,
+    rows = fleet.audit([str(p) for p in fleet.find_archives(directory)], jobs=jobs or default_jobs(), use_cache=not no_cache,
                        read_content=not no_content, max_layer_size=max_layer_size)
     return show_fleet(rows, as_json or output == "json")

@@ -12,7 +12,8 @@ from slimmer.analyzer.categories import CATEGORIES
 from slimmer.analyzer.gate import check as check_image
 from slimmer.analyzer.report import analyze
 from slimmer.cli.group import cli
-from slimmer.cli.options import Size, load, output_option, read_options
+from slimmer.analyzer.content import AnalysisPolicy
+from slimmer.cli.options import Size, default_jobs, load, output_option, read_options
 from slimmer.config_file import ConfigError, load_thresholds, parse_size
 from slimmer.render_ci import check_json, check_text, write_junit, write_sarif
 
@@ -44,7 +45,7 @@ def _category_limit(text: str) -> tuple[str, int]:
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write a JUnit XML report here.")
 @click.option("--sarif", "sarif_path", type=click.Path(dir_okay=False), help="Also write a SARIF 2.1.0 log here.")
 @click.pass_context
-def check(ctx, archive, image_ref, platform, max_layer_size, no_cache, output, as_json, config_path,
+def check(ctx, archive, jobs, image_ref, platform, max_layer_size, no_cache, output, as_json, config_path,
           lowest_efficiency, highest_wasted_bytes, highest_user_wasted_percent, max_size, max_category,
           forbid_category, junit_path, sarif_path):
     """Check the image in ARCHIVE against size and waste thresholds: exit 0 when every rule
@@ -68,7 +69,9 @@ def check(ctx, archive, image_ref, platform, max_layer_size, no_cache, output, a
     if forbid_category:
         changes["forbidden_categories"] = tuple(dict.fromkeys(thresholds.forbidden_categories + forbid_category))
     thresholds = dataclasses.replace(thresholds, **changes)
-    analysis = analyze(load(archive, image_ref, platform, max_layer_size, no_cache))
+    jobs = jobs or default_jobs()
+    image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs, AnalysisPolicy())
+    analysis = analyze(image, jobs=jobs)
     result = check_image(analysis, thresholds, archive)
     if junit_path:
         write_junit(result, junit_path)

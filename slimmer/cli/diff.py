@@ -8,6 +8,7 @@ import click
 
 from slimmer.analyzer.diff import ADDED, CHANGED, REMOVED, ImageDiff, diff_images
 from slimmer.cli.group import cli
+from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.cli.options import load, output_option, read_options
 from slimmer.render import clip, human, safe, table
 
@@ -19,7 +20,7 @@ from slimmer.render import clip, human, safe, table
 @output_option
 @click.option("--top", default=20, show_default=True, help="How many paths, categories and packages to list.")
 @click.option("--paths-only", is_flag=True, help="Categorise by path rules only; don't read file contents.")
-def diff(archive_a, archive_b, image_ref, platform, max_layer_size, no_cache, output, as_json, top, paths_only):
+def diff(archive_a, archive_b, jobs, image_ref, platform, max_layer_size, no_cache, output, as_json, top, paths_only):
     """Show what changed from the image in ARCHIVE_A to the one in ARCHIVE_B: paths added,
     removed and changed, bytes by category and by package, and layers shared or not.
 
@@ -27,8 +28,9 @@ def diff(archive_a, archive_b, image_ref, platform, max_layer_size, no_cache, ou
         slimmer diff app.tar app-slim.tar
         slimmer diff app.tar app-slim.tar --json
     """
-    a = load(archive_a, image_ref, platform, max_layer_size, no_cache)
-    b = load(archive_b, image_ref, platform, max_layer_size, no_cache)
+    policy = AnalysisPolicy(not paths_only)
+    a = load(archive_a, image_ref, platform, max_layer_size, no_cache, jobs, policy)
+    b = load(archive_b, image_ref, platform, max_layer_size, no_cache, jobs, policy)
     result = diff_images(a, b, read=not paths_only)
     if as_json or output == "json":
         click.echo(json.dumps(diff_json(result, archive_a, archive_b), indent=2))

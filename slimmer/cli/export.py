@@ -23,7 +23,7 @@ SHOWN = 5
 @click.option("--devices", is_flag=True, help="Write device nodes (skipped by default).")
 @click.option("--setuid", is_flag=True, help="Keep setuid/setgid bits and file capabilities (cleared by default).")
 @click.option("--owners", is_flag=True, help="Give files their owners from the image (directory export, root only).")
-def export(archive, dest, image_ref, platform, max_layer_size, no_cache, to, layer, devices, setuid, owners):
+def export(archive, dest, jobs, image_ref, platform, max_layer_size, no_cache, to, layer, devices, setuid, owners):
     """Write the root filesystem of the image in ARCHIVE to DEST, like `docker export`.
 
     Layers are stacked with their whiteouts applied. DEST is a directory that must not exist
@@ -37,7 +37,7 @@ def export(archive, dest, image_ref, platform, max_layer_size, no_cache, to, lay
     """
     if dest == "-" and click.get_text_stream("stdout").isatty():
         raise click.UsageError("refusing to write a tar to a terminal: redirect standard output or name a file")
-    image = load(archive, image_ref, platform, max_layer_size, no_cache)
+    image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs)
     options = exporter.ExportOptions(to=to, layer=layer, devices=devices, setuid=setuid, owners=owners,
                                      max_layer_size=max_layer_size)
     done = exporter.export(image, dest, options, stdout=click.get_binary_stream("stdout"))

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from contextlib import contextmanager
+from typing import Callable
 
 import click
 
 from slimmer import reader
 from slimmer.reader.cache import LayerCache
 from slimmer.render import fleet_json, fleet_text
+from slimmer.tar.collect import Policy
 
 SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30,
               "ti": 2**40}
@@ -46,8 +49,21 @@ def _progress():
     return tick
 
 
+def default_jobs() -> int:
+    """Return how many workers a run uses unless told: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def jobs_option(help_text: str = "Worker processes and threads to use (default: the cores).") -> Callable:
+    return click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help=help_text)
+
+
 def read_options(f):
     """The options every command that reads an image shares."""
+    f = jobs_option()(f)
     f = click.option("--image", "image_ref", metavar="REPO:TAG", help="Pick one image of an archive holding several.")(f)
     f = click.option("--platform", metavar="OS/ARCH", help="Pick a platform of a multi-platform index.")(f)
     f = click.option("--max-layer-size", type=Size(), default="64GiB", show_default=True,
@@ -64,37 +80,39 @@ def output_option(f):
     return f
 
 
-def load(archive: str, image_ref, platform, max_layer_size, no_cache: bool = False):
-    """Read the image in ``archive`` as the shared options ask."""
+def load(archive: str, image_ref, platform, max_layer_size, no_cache: bool = False, jobs: int | None = None,
+         policy: Policy | None = None):
+    """Read the image in ``archive`` as the shared options ask, gathering what ``policy``
+    asks of file contents in the same pass."""
     progress = _progress()
     cache = None if no_cache else LayerCache()
     img = reader.open_image(archive, reader.Options(image=image_ref, platform=platform, max_layer_size=max_layer_size,
-                                                    progress=progress, cache=cache))
+                                                    progress=progress, cache=cache, policy=policy,
+                                                    jobs=jobs or default_jobs()))
     if progress:
         sys.stderr.write("\r\033[K")
-    if _gc_tuned:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and isinstance(ctx.obj, dict) and ctx.obj.get(GC_TUNED):
         gc.freeze()  # the image lives for the whole run: keep the cycle collector off its objects
     return img
 
 
-_gc_tuned = False
+GC_TUNED = "gc-tuned"
 
 
 @contextmanager
 def run_gc():
-    """Tune the cycle collector for one command run, and restore it after.
+    """Tune the cycle collector for one command run, and restore it after; yields the root
+    context object that tells ``load`` to freeze the image out of collections.
 
     A run builds hundreds of thousands of small acyclic objects (entries, paths, rows); with
     the default thresholds the collector walks them all again and again (about 10% of an
     analyze). Inside, collections are rarer and the loaded image is frozen out of them."""
-    global _gc_tuned
     before = gc.get_threshold()
     gc.set_threshold(100_000, 50, 100)
-    _gc_tuned = True
     try:
-        yield
+        yield {GC_TUNED: True}
     finally:
-        _gc_tuned = False
         gc.set_threshold(*before)
         gc.unfreeze()
 

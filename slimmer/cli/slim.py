@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from slimmer.cli.group import cli
+from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.cli.options import load, read_options
 from slimmer.render import clip, human, safe, table
 from slimmer.rewriter.plan import MODES, PRUNE
@@ -39,7 +40,7 @@ SHOWN = 20
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Settings file for slim.keep/slim.drop (default: the nearest .slimmer.toml or pyproject.toml).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def slim(archive, out, image_ref, platform, max_layer_size, no_cache, mode, keep, drop, user, no_tzdata, dry_run,
+def slim(archive, out, jobs, image_ref, platform, max_layer_size, no_cache, mode, keep, drop, user, no_tzdata, dry_run,
          fmt, compression, tags, reproducible, config_path, as_json):
     """Write a slimmer copy of the image in ARCHIVE that still runs: flattened, with what the
     mode deems unneeded left out, and a summary of the bytes removed by category.
@@ -56,7 +57,7 @@ def slim(archive, out, image_ref, platform, max_layer_size, no_cache, mode, keep
     if not out and not dry_run:
         raise click.UsageError("give -o OUT.tar, or --dry-run")
     file_keep, file_drop, _source = slim_globs(config_path)
-    image = load(archive, image_ref, platform, max_layer_size, no_cache)
+    image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs, AnalysisPolicy(False))
     options = SlimOptions(mode=mode, keep=file_keep + keep, drop=file_drop + drop, user=user, tzdata=not no_tzdata,
                           epoch=reproducible_epoch(image, os.environ.get("SOURCE_DATE_EPOCH"), reproducible))
     if dry_run:

@@ -40,7 +40,7 @@ def open_store(source: str | os.PathLike, options: Options, stdin: BinaryIO | No
         stream = stdin if stdin is not None else sys.stdin.buffer
         if stdin is None:
             _widen_pipe(0)
-        return PipeStore(stream, "<stdin>", options.max_layer_size, options.progress)
+        return PipeStore(stream, "<stdin>", options.scan())
     path = Path(source)
     try:
         st = os.stat(path)
@@ -51,7 +51,7 @@ def open_store(source: str | os.PathLike, options: Options, stdin: BinaryIO | No
     if stat.S_ISFIFO(st.st_mode):
         with open(path, "rb") as f:
             _widen_pipe(f.fileno())
-            return PipeStore(f, str(path), options.max_layer_size, options.progress)
+            return PipeStore(f, str(path), options.scan())
     if not stat.S_ISREG(st.st_mode):
         raise SlimmerError(f"{path} is not a regular file, a directory or a pipe")
     if st.st_size == 0:

@@ -11,11 +11,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from slimmer.errors import DigestMismatchError, FormatError, ImageSelectionError
-from slimmer.model import HistoryStep, Image, Layer
-from slimmer.reader.blobs import LayerScan, open_uncompressed, parse_json
+from slimmer.errors import DigestMismatchError, FormatError, ImageSelectionError, LimitError
+from slimmer.model import FILE, HistoryStep, Image, Layer
+from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, LayerScan, parse_json
 from slimmer.reader.cache import LayerCache
-from slimmer.reader.store import Store
+from slimmer.reader.store import ScanOptions, Store
+from slimmer.tar.collect import Policy
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _BLOB_NAME = re.compile(r"(?:^|/)blobs/sha256/([0-9a-f]{64})$")
@@ -29,13 +30,21 @@ MEDIA_TYPES = {
 
 @dataclass
 class Options:
-    """What the user asked the reader for."""
+    """What the user asked the reader for: which image, the safety limit, the content
+    ``policy`` the scan pass runs (None: entries only), how many ``jobs`` it may use, the
+    layer cache, and a progress callback (bytes read)."""
 
     image: str | None = None
     platform: str | None = None
-    max_layer_size: int = 64 << 30
+    max_layer_size: int = DEFAULT_MAX_LAYER_SIZE
     progress: Callable[[int], None] | None = None
     cache: LayerCache | None = None
+    policy: Policy | None = None
+    jobs: int = 1
+
+    def scan(self) -> ScanOptions:
+        """Return the scan options these ask for."""
+        return ScanOptions(self.max_layer_size, self.policy, self.jobs, self.progress)
 
 
 @dataclass
@@ -113,6 +122,7 @@ def assemble(store: Store, chosen: Chosen, fmt: str, source: str, options: Optio
     history = history_of(config, where)
     steps = steps_for_layers(history, len(scans))
     layers = []
+    notes: list[str] = []
     for i, (name, scan) in enumerate(zip(chosen.layer_names, scans)):
         expected = (chosen.expected_digests[i] if i < len(chosen.expected_digests) else None) or name_digest(name)
         if expected and expected != scan.digest:
@@ -124,36 +134,47 @@ def assemble(store: Store, chosen: Chosen, fmt: str, source: str, options: Optio
         layers.append(Layer(
             diff_id=scan.diff_id, digest=scan.digest, stored_size=scan.stored_size, entries=scan.entries,
             uncompressed_size=scan.uncompressed_size, media_type=media or MEDIA_TYPES[scan.compression],
-            compression=scan.compression, history=steps[i], opener=_content_opener(store, name, scan.compression),
+            compression=scan.compression, history=steps[i], opener=store.opener(name),
+            facts=scan.facts if options.policy is not None else None, facts_policy=scan.policy,
         ))
+        notes.extend(scan.notes)
     return Image(config=config, layers=tuple(layers), history=history, tags=tuple(chosen.tags),
-                 config_digest=config_digest, manifest_digest=chosen.manifest_digest, source=source, format=fmt)
+                 config_digest=config_digest, manifest_digest=chosen.manifest_digest, source=source, format=fmt,
+                 notes=tuple(notes))
 
 
 def _scan(store: Store, names: list[str], diff_ids: list[str], options: Options) -> list[LayerScan]:
-    """Scan the layers, taking what the layer cache already knows."""
+    """Scan the layers, taking what the layer cache already knows (for the same policy)."""
     cache = options.cache
+    scan_options = options.scan()
     if cache is None:
-        return store.scan_layers(names, options.max_layer_size, options.progress)
+        return store.scan_layers(names, scan_options)
+    key = options.policy.key if options.policy is not None else None
     prints = [store.fingerprint(n) for n in names]
-    found = [cache.get(d, store.size(n), p) if p else None for n, d, p in zip(names, diff_ids, prints)]
+    found: list[LayerScan | None] = [cache.get(d, store.size(n), p, key) if p else None
+                                     for n, d, p in zip(names, diff_ids, prints)]
+    for name, scan in zip(names, found):
+        if scan is not None:
+            _within_limit(scan, f"{store.where}: layer {name}", options.max_layer_size)
     todo = [i for i, f in enumerate(found) if f is None]
-    for i, scan in zip(todo, store.scan_layers([names[i] for i in todo], options.max_layer_size, options.progress)):
+    for i, scan in zip(todo, store.scan_layers([names[i] for i in todo], scan_options)):
         found[i] = scan
         if prints[i] and scan.diff_id == diff_ids[i]:
             cache.put(scan, prints[i])
-    return found
+    return [f for f in found if f is not None]
+
+
+def _within_limit(scan: LayerScan, where: str, limit: int) -> None:
+    """Refuse a cached scan that the scan itself would refuse: the cache never bypasses
+    --max-layer-size (the tar's length, and the size a sparse file claims)."""
+    if scan.uncompressed_size > limit:
+        raise LimitError(f"{where}: layer expands past --max-layer-size ({limit} bytes); refusing to read on")
+    for entry in scan.entries:
+        if entry.kind == FILE and entry.offset < 0 and entry.size > limit:
+            raise LimitError(f"{where}: sparse member {entry.path!r} claims {entry.size} bytes, past "
+                             f"--max-layer-size ({limit} bytes)")
 
 
 def _legacy_config_digest(name: str) -> str | None:
     m = re.fullmatch(r"([0-9a-f]{64})\.json", name)
     return "sha256:" + m.group(1) if m else None
-
-
-def _content_opener(store: Store, name: str, compression: str):
-    """Return the layer's opener: the stored blob itself when it is an uncompressed tar (so it
-    can seek to an entry's ``offset``), else a decompressing stream."""
-    open_stored = store.opener(name)
-    if compression == "none":
-        return open_stored
-    return lambda: open_uncompressed(open_stored(), name)

@@ -1,4 +1,5 @@
-"""A layer cache: scans of layers already read, kept in SQLite and keyed by diff_id.
+"""A layer cache: scans of layers already read, kept in SQLite and keyed by diff_id and the
+content policy that ran (its facts are part of the scan).
 
 A base layer shared by many images is then read once. A hit also needs the same stored size
 and the same fingerprint (SHA-256 of the blob's first and last 64 KiB), so a truncated or
@@ -20,7 +21,7 @@ from slimmer.model import Entry
 from slimmer.reader.blobs import LayerScan
 
 log = logging.getLogger(__name__)
-SCHEMA = 2
+SCHEMA = 3
 SAMPLE = 64 << 10
 
 
@@ -48,43 +49,53 @@ class LayerCache:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
-                db.execute("CREATE TABLE IF NOT EXISTS layers (diff_id TEXT PRIMARY KEY, stored_size INTEGER, "
+                db.execute("CREATE TABLE IF NOT EXISTS layers (diff_id TEXT, policy TEXT, stored_size INTEGER, "
                            "fingerprint TEXT, digest TEXT, compression TEXT, uncompressed_size INTEGER, "
-                           "entries BLOB)")
+                           "entries BLOB, notes TEXT, PRIMARY KEY (diff_id, policy))")
                 self._db = db
             except (sqlite3.Error, OSError) as err:
                 log.warning("layer cache %s unusable, going on without it: %s", self.path, err)
                 self._broken = True
         return self._db
 
-    def get(self, diff_id: str, stored_size: int, fingerprint: str) -> LayerScan | None:
+    def get(self, diff_id: str, stored_size: int, fingerprint: str, policy: str | None = None) -> LayerScan | None:
+        """Return the cached scan of this layer made under content policy ``policy`` (None:
+        any scan of it will do, its entries are what is asked for), or None."""
         db = self._conn()
         if db is None:
             return None
         try:
-            row = db.execute("SELECT digest, compression, uncompressed_size, entries FROM layers "
-                             "WHERE diff_id=? AND stored_size=? AND fingerprint=?",
-                             (diff_id, stored_size, fingerprint)).fetchone()
+            if policy is None:
+                row = db.execute("SELECT digest, compression, uncompressed_size, entries, notes, policy FROM layers "
+                                 "WHERE diff_id=? AND stored_size=? AND fingerprint=? LIMIT 1",
+                                 (diff_id, stored_size, fingerprint)).fetchone()
+            else:
+                row = db.execute("SELECT digest, compression, uncompressed_size, entries, notes, policy FROM layers "
+                                 "WHERE diff_id=? AND policy=? AND stored_size=? AND fingerprint=?",
+                                 (diff_id, policy, stored_size, fingerprint)).fetchone()
             if row is None:
                 self.misses += 1
                 return None
-            entries = tuple(map(Entry._make, marshal.loads(zlib.decompress(row[3]))))
+            raw_entries, facts = marshal.loads(zlib.decompress(row[3]))
+            entries = tuple(map(Entry._make, raw_entries))
+            notes = tuple(marshal.loads(row[4])) if row[4] else ()
         except (sqlite3.Error, ValueError, EOFError, TypeError, zlib.error) as err:
             log.warning("layer cache read failed: %s", err)
             return None
         self.hits += 1
-        return LayerScan(row[0], stored_size, diff_id, row[2], row[1], entries)
+        return LayerScan(row[0], stored_size, diff_id, row[2], row[1], entries, facts, row[5], notes)
 
     def put(self, scan: LayerScan, fingerprint: str) -> None:
+        """Keep ``scan`` (made under ``scan.policy``) for later runs."""
         db = self._conn()
         if db is None:
             return
-        blob = zlib.compress(marshal.dumps([tuple(e) for e in scan.entries]), 1)
+        blob = zlib.compress(marshal.dumps(([tuple(e) for e in scan.entries], scan.facts)), 1)
         try:
             with db:
-                db.execute("INSERT OR REPLACE INTO layers VALUES (?,?,?,?,?,?,?)",
-                           (scan.diff_id, scan.stored_size, fingerprint, scan.digest, scan.compression,
-                            scan.uncompressed_size, blob))
+                db.execute("INSERT OR REPLACE INTO layers VALUES (?,?,?,?,?,?,?,?,?)",
+                           (scan.diff_id, scan.policy, scan.stored_size, fingerprint, scan.digest, scan.compression,
+                            scan.uncompressed_size, blob, marshal.dumps(list(scan.notes))))
         except sqlite3.Error as err:
             log.warning("layer cache write failed: %s", err)
 

@@ -3,43 +3,72 @@
 A store answers three questions for the format modules: which names exist, the bytes of a
 small named file (JSON), and the scan of a named layer blob. Links inside a tar archive are
 followed, but only to members of the same archive; a name that leaves the archive or the
-layout directory is an error. The pipe store reads the stream once, scanning every member
-that looks like a layer as it passes, because the manifest may come last.
+layout directory is an error. Both tar stores walk the archive with ``slimmer.tar.outer``.
+The pipe store reads the stream once, scanning every member that looks like a layer as it
+passes, because the manifest may come last; it keeps only JSON-looking small members, within
+a bound, and drains the rest.
+
+How many processes or threads a scan uses is the caller's (``ScanOptions.jobs``): with 1,
+everything runs in the calling thread.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import marshal
 import multiprocessing
-import io
 import os
-import queue
-import threading
 import posixpath
+import queue
 import stat
 import tarfile
+import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from slimmer.errors import FormatError, SlimmerError, TruncatedError
-from slimmer.model import Entry
-from slimmer.reader.outer import iter_members
-from slimmer.reader.blobs import CHUNK, MAX_JSON, LayerScan, compression_of, scan_layer
+from slimmer.errors import FormatError, LimitError, SlimmerError, TruncatedError
+from slimmer.model import Entry, normalize_path
+from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, scan_layer
+from slimmer.tar.codec import CHUNK, compression_of
+from slimmer.tar.collect import Policy
+from slimmer.tar.outer import Member, iter_members
 
-WORKERS = max(1, min(4, os.cpu_count() or 1))
+MAX_PIPE_JSON = 256 << 20  # JSON-looking small members a piped archive may hold, in all
+MAX_LINKS = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanOptions:
+    """How to scan layers: the expansion limit, the content policy, and how many workers
+    (``jobs``: processes for large archives, else threads; 1 means none)."""
+
+    max_layer_size: int = DEFAULT_MAX_LAYER_SIZE
+    policy: Policy | None = None
+    jobs: int = 1
+    progress: Callable[[int], None] | None = None
+
+
+def link_target(name: str, linkname: str, symbolic: bool, where: str) -> str:
+    """Return the archive member a link member ``name`` leads to: a symlink's target is
+    relative to its directory (an absolute one to the archive's root), a hard link's to the
+    archive's root; neither may climb out of the archive."""
+    if symbolic and not linkname.startswith("/"):
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(name), linkname))
+    else:
+        target = linkname.lstrip("/")
+    return clean_name(target, where)
 
 
 def clean_name(name: str, where: str) -> str:
     """Return an archive-relative member name, or raise if it climbs out of the archive."""
     if "\0" in name:
         raise FormatError(f"{where}: name {name!r} holds a NUL byte")
-    norm = posixpath.normpath("/" + name).lstrip("/")
     if name.startswith("/") or ".." in name.replace("\\", "/").split("/"):
         raise FormatError(f"{where}: {name!r} points outside the archive")
-    return norm
+    return normalize_path(name)
 
 
 class RangeReader(io.RawIOBase):
@@ -63,13 +92,16 @@ class RangeReader(io.RawIOBase):
         self.pos = min(max(base + offset, self.start), self.end)
         return self.pos - self.start
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int | None = -1) -> bytes:
         left = self.end - self.pos
         if n is None or n < 0 or n > left:
             n = left
         if n <= 0:
             return b""
-        data = os.pread(self.fd, n, self.pos)
+        try:
+            data = os.pread(self.fd, n, self.pos)
+        except OSError as err:
+            raise SlimmerError(f"cannot read {self.where}: {err.strerror or err}") from err
         if not data:
             raise TruncatedError(f"{self.where}: archive ends inside a member")
         self.pos += len(data)
@@ -79,6 +111,18 @@ class RangeReader(io.RawIOBase):
         data = self.read(len(buf))
         buf[: len(data)] = data
         return len(data)
+
+
+class _OwnedRange(RangeReader):
+    """A RangeReader that owns its file and closes it."""
+
+    def __init__(self, f, offset, size, where):
+        super().__init__(f.fileno(), offset, size, where)
+        self._f = f
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
 
 
 class Store:
@@ -97,8 +141,7 @@ class Store:
     def read_bytes(self, name: str, limit: int = MAX_JSON) -> bytes:
         raise NotImplementedError
 
-    def scan_layers(self, names: list[str], max_layer_size: int,
-                    progress: Callable[[int], None] | None = None) -> list[LayerScan]:
+    def scan_layers(self, names: list[str], options: ScanOptions) -> list[LayerScan]:
         raise NotImplementedError
 
     def opener(self, name: str) -> Callable[[], BinaryIO]:
@@ -134,46 +177,80 @@ def _fingerprint(pread: Callable[[int, int], bytes], size: int) -> str:
 PROCESS_THRESHOLD = 64 << 20
 
 
-def _scan_file_range(path: str, offset: int, size: int, where: str, max_layer_size: int):
-    """Worker: scan one stored blob of a file; return the scan with its entries marshalled."""
-    with open(path, "rb") as f:
-        scan = scan_layer(RangeReader(f.fileno(), offset, size, where), where, max_layer_size, size)
-    packed = marshal.dumps([tuple(e) for e in scan.entries])
-    return dataclasses.replace(scan, entries=()), packed
+def _pack(scan: LayerScan) -> tuple[LayerScan, bytes]:
+    """Return ``scan`` with its entries and facts marshalled (far cheaper than pickling)."""
+    packed = marshal.dumps(([tuple(e) for e in scan.entries], scan.facts))
+    return dataclasses.replace(scan, entries=(), facts={}), packed
 
 
-def _unpack(result) -> LayerScan:
+def _unpack(result: tuple[LayerScan, bytes]) -> LayerScan:
     scan, packed = result
-    return dataclasses.replace(scan, entries=tuple(map(Entry._make, marshal.loads(packed))))
+    entries, facts = marshal.loads(packed)
+    return dataclasses.replace(scan, entries=tuple(map(Entry._make, entries)), facts=facts)
 
 
-def _parallel(names: list[str], sizes: list[int], work: Callable[[str], LayerScan],
-              ranges: Callable[[str], tuple[str, int, int, str]] | None = None,
-              max_layer_size: int = 0, progress: Callable[[int], None] | None = None) -> list[LayerScan]:
-    if len(names) <= 1:
-        return [work(n) for n in names]
-    order = sorted(range(len(names)), key=lambda i: -sizes[i])
-    workers = min(WORKERS, len(names))
-    if ranges is not None and sum(sizes) >= PROCESS_THRESHOLD and _can_fork():
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {i: pool.submit(_scan_file_range, *ranges(names[i]), max_layer_size) for i in order}
-            if progress:
-                for i in order:
-                    futures[i].result()
-                    progress(sizes[i])
-            return [_unpack(futures[i].result()) for i in range(len(names))]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {i: pool.submit(work, names[i]) for i in order}
-        return [futures[i].result() for i in range(len(names))]
+def _scan_file_range(path: str, offset: int, size: int, where: str, options: ScanOptions):
+    """Worker: scan one stored blob of a file; return the scan marshalled."""
+    with open(path, "rb") as f:
+        scan = scan_layer(RangeReader(f.fileno(), offset, size, where), where, options.max_layer_size, size,
+                          options.policy, threads=True)
+    return _pack(scan)
 
 
 def _can_fork() -> bool:
-    return (os.cpu_count() or 1) > 1 and "fork" in multiprocessing.get_all_start_methods()
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _parallel(names: list[str], sizes: list[int], work: Callable[[str, bool], LayerScan],
+              ranges: Callable[[str], tuple[str, int, int, str]] | None, options: ScanOptions) -> list[LayerScan]:
+    """Scan ``names`` as ``options.jobs`` allows: in this thread, on threads, or (large
+    archives) in forked processes, the largest blob first."""
+    progress = options.progress
+    workers = min(options.jobs, len(names))
+    if workers <= 1:
+        out = []
+        for name, size in zip(names, sizes):
+            out.append(work(name, options.jobs > 1))
+            if progress:
+                progress(size)
+        return out
+    order = sorted(range(len(names)), key=lambda i: -sizes[i])
+    if ranges is not None and sum(sizes) >= PROCESS_THRESHOLD and _can_fork():
+        ctx = multiprocessing.get_context("fork")
+        plain = dataclasses.replace(options, progress=None)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = {i: pool.submit(_scan_file_range, *ranges(names[i]), plain) for i in order}
+            results = {}
+            for i in order:
+                results[i] = futures[i].result()
+                if progress:
+                    progress(sizes[i])
+            return [_unpack(results[i]) for i in range(len(names))]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {i: pool.submit(work, names[i], True) for i in order}
+        scans = {}
+        for i in order:
+            scans[i] = futures[i].result()
+            if progress:
+                progress(sizes[i])
+        return [scans[i] for i in range(len(names))]
+
+
+class _Indexed:
+    """One member of a tar archive on disk, as the store keeps it."""
+
+    __slots__ = ("type", "offset", "size", "linkname")
+
+    def __init__(self, member: Member):
+        self.type, self.offset, self.size, self.linkname = member.type, member.offset, member.size, member.linkname
+
+    def isreg(self) -> bool:
+        return self.type in tarfile.REGULAR_TYPES
 
 
 class TarStore(Store):
-    """A tar archive on disk (docker save, oci-archive): members found by header seeks."""
+    """A tar archive on disk (docker save, oci-archive): members found by one walk over the
+    headers, seeking past their data."""
 
     kind = "tar"
 
@@ -185,62 +262,36 @@ class TarStore(Store):
         except OSError as err:
             raise SlimmerError(f"cannot open {path}: {err.strerror}") from err
         self.fd = self._file.fileno()
-        self.members: dict[str, tarfile.TarInfo] = {}
+        self.members: dict[str, _Indexed] = {}
+        end = os.fstat(self.fd).st_size
         try:
-            with tarfile.open(fileobj=self._file, mode="r:") as tf:
-                for info in tf:
-                    self.members[clean_name(info.name, self.where).rstrip("/")] = info
-                stop = tf.offset
-        except (tarfile.TarError, EOFError) as err:
-            self._check_sizes()
-            if "unexpected end of data" in str(err):
-                raise TruncatedError(f"{path}: archive is truncated") from err
-            raise FormatError(f"{path}: not a readable tar archive ({err})") from err
-        self._check_sizes()
-        self._check_end(stop)
-
-    def _check_end(self, stop: int) -> None:
-        """tarfile takes a bad or short header after the first as the end of the archive:
-        require the end-of-archive zero blocks there instead."""
-        end = os.fstat(self.fd).st_size
-        tail = os.pread(self.fd, 1024, stop)
-        if stop >= end:
-            raise TruncatedError(f"{self.where}: archive is truncated (no end-of-archive marker after "
-                                 f"byte {stop})")
-        if tail.strip(b"\0"):
-            if len(tail) < 512:
-                raise TruncatedError(f"{self.where}: archive is truncated inside a tar header at byte {stop}")
-            raise FormatError(f"{self.where}: bad tar header at byte {stop}")
-
-    def _check_sizes(self) -> None:
-        end = os.fstat(self.fd).st_size
-        for name, info in self.members.items():
-            if info.isreg() and info.offset_data + info.size > end:
-                raise TruncatedError(f"{self.where}: archive is truncated inside {name!r}")
+            for member in iter_members(self._file, self.where, end):
+                self.members[clean_name(member.name, self.where).rstrip("/")] = _Indexed(member)
+        except FormatError as err:
+            if isinstance(err, TruncatedError):
+                raise
+            raise FormatError(f"{path}: not a readable tar archive ({str(err).split(': ', 1)[-1]})") from err
+        except OSError as err:
+            raise SlimmerError(f"cannot read {path}: {err.strerror}") from err
 
     def names(self) -> set[str]:
         return set(self.members)
 
-    def _resolve(self, name: str) -> tarfile.TarInfo | None:
+    def _resolve(self, name: str) -> _Indexed | None:
         name = clean_name(name, self.where)
-        for _ in range(16):
+        for _ in range(MAX_LINKS):
             info = self.members.get(name)
             if info is None:
                 return None
             if info.isreg():
                 return info
-            if info.issym():
-                base = posixpath.dirname(name)
-                target = info.linkname if info.linkname.startswith("/") else posixpath.join(base, info.linkname)
-                name = clean_name(posixpath.normpath(target).lstrip("/") if not target.startswith("/")
-                                  else target.lstrip("/"), self.where)
-            elif info.islnk():
-                name = clean_name(info.linkname, self.where)
+            if info.type in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+                name = link_target(name, info.linkname, info.type == tarfile.SYMTYPE, self.where)
             else:
                 return None
         raise FormatError(f"{self.where}: link loop at {name!r}")
 
-    def _info(self, name: str, what: str = "file") -> tarfile.TarInfo:
+    def _info(self, name: str, what: str = "file") -> _Indexed:
         info = self._resolve(name)
         if info is None:
             raise self.missing(name, what)
@@ -253,15 +304,15 @@ class TarStore(Store):
         info = self._info(name)
         if info.size > limit:
             raise FormatError(f"{self.where}: {name!r} is {info.size} bytes, too large for a JSON document")
-        return RangeReader(self.fd, info.offset_data, info.size, self.where).read()
+        return RangeReader(self.fd, info.offset, info.size, self.where).read()
 
     def fingerprint(self, name: str) -> str | None:
         info = self._info(name, "layer")
-        return _fingerprint(lambda off, n: os.pread(self.fd, n, info.offset_data + off), info.size)
+        return _fingerprint(lambda off, n: os.pread(self.fd, n, info.offset + off), info.size)
 
     def opener(self, name: str) -> Callable[[], BinaryIO]:
         info = self._info(name, "layer")
-        path, offset, size, where = self.path, info.offset_data, info.size, f"{self.where}:{name}"
+        path, offset, size, where = self.path, info.offset, info.size, f"{self.where}:{name}"
 
         def open_blob() -> BinaryIO:
             f = open(path, "rb")
@@ -269,32 +320,20 @@ class TarStore(Store):
 
         return open_blob
 
-    def scan_layers(self, names, max_layer_size, progress=None):
+    def scan_layers(self, names: list[str], options: ScanOptions) -> list[LayerScan]:
         infos = [self._info(n, "layer") for n in names]
 
-        def work(name: str) -> LayerScan:
+        def work(name: str, threads: bool) -> LayerScan:
             info = self._info(name, "layer")
-            scan = scan_layer(RangeReader(self.fd, info.offset_data, info.size, f"{self.where}:{name}"),
-                              f"{self.where}: layer {name}", max_layer_size, info.size)
-            if progress:
-                progress(info.size)
-            return scan
+            return scan_layer(RangeReader(self.fd, info.offset, info.size, f"{self.where}:{name}"),
+                              f"{self.where}: layer {name}", options.max_layer_size, info.size, options.policy,
+                              threads)
 
         def ranges(name: str):
             info = self._info(name, "layer")
-            return str(self.path), info.offset_data, info.size, f"{self.where}: layer {name}"
+            return str(self.path), info.offset, info.size, f"{self.where}: layer {name}"
 
-        return _parallel(names, [i.size for i in infos], work, ranges, max_layer_size, progress)
-
-
-class _OwnedRange(RangeReader):
-    def __init__(self, f, offset, size, where):
-        super().__init__(f.fileno(), offset, size, where)
-        self._f = f
-
-    def close(self) -> None:
-        self._f.close()
-        super().close()
+        return _parallel(names, [i.size for i in infos], work, ranges, options)
 
 
 class DirStore(Store):
@@ -356,24 +395,21 @@ class DirStore(Store):
         full = self._full(name, "layer")
         return lambda: open(full, "rb")
 
-    def scan_layers(self, names, max_layer_size, progress=None):
+    def scan_layers(self, names: list[str], options: ScanOptions) -> list[LayerScan]:
         fulls = {n: self._full(n, "layer") for n in names}
 
-        def work(name: str) -> LayerScan:
+        def work(name: str, threads: bool) -> LayerScan:
             try:
                 with open(fulls[name], "rb") as f:
-                    scan = scan_layer(f, f"{self.where}: layer {name}", max_layer_size,
-                                      os.fstat(f.fileno()).st_size)
+                    return scan_layer(f, f"{self.where}: layer {name}", options.max_layer_size,
+                                      os.fstat(f.fileno()).st_size, options.policy, threads)
             except OSError as err:
                 raise SlimmerError(f"cannot read {fulls[name]}: {err.strerror}") from err
-            if progress:
-                progress(scan.stored_size)
-            return scan
 
         def ranges(name: str):
             return fulls[name], 0, os.stat(fulls[name]).st_size, f"{self.where}: layer {name}"
 
-        return _parallel(names, [os.stat(fulls[n]).st_size for n in names], work, ranges, max_layer_size, progress)
+        return _parallel(names, [os.stat(fulls[n]).st_size for n in names], work, ranges, options)
 
 
 def _looks_like_tar(block: bytes) -> bool:
@@ -386,29 +422,53 @@ def _looks_like_tar(block: bytes) -> bool:
         return False
 
 
+def _looks_like_json(head: bytes) -> bool:
+    text = head.lstrip(b" \t\r\n")
+    return text[:1] in (b"{", b"[") or text.startswith(b"\xef\xbb\xbf")
+
+
 class Prefetcher(io.RawIOBase):
     """Reads a stream ahead in a thread, so that waiting on the pipe overlaps hashing and
-    parsing; at most ``depth`` chunks are held."""
+    parsing; at most ``depth`` chunks are held. The thread reads the raw file descriptor when
+    there is one (never a buffered object another thread may hold at exit), and ``close``
+    stops it."""
 
     def __init__(self, raw: BinaryIO, depth: int = 8):
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._buf = memoryview(b"")
         self._pos = 0
         self._eof = False
+        self._stop = False
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._pump, args=(raw,), daemon=True)
         self._thread.start()
 
     def _pump(self, raw: BinaryIO) -> None:
         try:
-            while True:
-                data = raw.read(CHUNK)
-                self._queue.put(data)
+            fd = raw.fileno() if not hasattr(raw, "peek") else None
+        except (OSError, AttributeError, io.UnsupportedOperation):
+            fd = None
+        try:
+            while not self._stop:
+                data = os.read(fd, CHUNK) if fd is not None else raw.read(CHUNK)
+                self._put(data)
                 if not data:
                     return
         except BaseException as err:  # handed to the reading thread, raised there
             self._error = err
-            self._queue.put(b"")
+            self._put(b"")
+
+    def _put(self, data: bytes) -> None:
+        while not self._stop:
+            try:
+                self._queue.put(data, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        self._stop = True
+        super().close()
 
     def readable(self) -> bool:
         return True
@@ -435,7 +495,7 @@ class Prefetcher(io.RawIOBase):
         self._pos += n
         return n
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int | None = -1) -> bytes:
         if n is None or n < 0:
             return self.readall()
         cur = self._current()
@@ -451,33 +511,42 @@ class PipeStore(Store):
 
     kind = "pipe"
 
-    def __init__(self, stream: BinaryIO, where: str, max_layer_size: int,
-                 progress: Callable[[int], None] | None = None):
+    def __init__(self, stream: BinaryIO, where: str, options: ScanOptions):
         self.where = where
         self.small: dict[str, bytes] = {}
         self.scans: dict[str, LayerScan] = {}
         self.sizes: dict[str, int] = {}
-        self.links: dict[str, str] = {}
+        self.links: dict[str, tuple[str, bool]] = {}
         self._names: set[str] = set()
-        for info in iter_members(Prefetcher(stream), where):
-            name = clean_name(info.name, where).rstrip("/")
-            self._names.add(name)
-            if info.issym() or info.islnk():
-                base = posixpath.dirname(name) if info.issym() else ""
-                self.links[name] = posixpath.normpath(posixpath.join(base, info.linkname))
-                continue
-            if not info.isreg():
-                continue
-            self.sizes[name] = info.size
-            self._take(name, info.size, _Prefetched(info.data), max_layer_size)
-            if progress:
-                progress(info.size)
+        self._kept = 0
+        source: BinaryIO = Prefetcher(stream) if options.jobs > 1 else stream
+        try:
+            for info in iter_members(source, where):
+                name = clean_name(info.name, where).rstrip("/")
+                self._names.add(name)
+                if info.issym() or info.islnk():
+                    self.links[name] = (info.linkname, info.issym())
+                    continue
+                if not info.isreg():
+                    continue
+                self.sizes[name] = info.size
+                self._take(name, info.size, _Prefetched(info.data), options)
+                if options.progress:
+                    options.progress(info.size)
+        finally:
+            if isinstance(source, Prefetcher):
+                source.close()
 
-    def _take(self, name: str, size: int, f: "_Prefetched", max_layer_size: int) -> None:
+    def _take(self, name: str, size: int, f: "_Prefetched", options: ScanOptions) -> None:
         head = f.peek(512)
-        if compression_of(head) != "none" or (size >= 1024 and _looks_like_tar(head)):
-            self.scans[name] = scan_layer(f, f"{self.where}: layer {name}", max_layer_size, size)
-        elif size <= MAX_JSON:
+        if compression_of(head) != "none" or (size >= 1024 and (_looks_like_tar(head) or head == bytes(512))):
+            self.scans[name] = scan_layer(f, f"{self.where}: layer {name}", options.max_layer_size, size,
+                                          options.policy, options.jobs > 1)
+        elif size <= MAX_JSON and (_looks_like_json(head) or size <= 1024):
+            self._kept += size
+            if self._kept > MAX_PIPE_JSON:
+                raise LimitError(f"{self.where}: the archive holds more than {MAX_PIPE_JSON >> 20} MiB of "
+                                 f"JSON-looking members; refusing to keep reading it")
             self.small[name] = f.read_all()
         else:
             f.drain()
@@ -487,9 +556,10 @@ class PipeStore(Store):
 
     def _resolve(self, name: str) -> str | None:
         name = clean_name(name, self.where)
-        for _ in range(16):
+        for _ in range(MAX_LINKS):
             if name in self.links:
-                name = clean_name(self.links[name], self.where)
+                linkname, symbolic = self.links[name]
+                name = link_target(name, linkname, symbolic, self.where)
                 continue
             return name if name in self.sizes else None
         raise FormatError(f"{self.where}: link loop at {name!r}")
@@ -505,6 +575,8 @@ class PipeStore(Store):
         if real is None or real not in self.small:
             if real is not None and real in self.scans:
                 raise FormatError(f"{self.where}: {name!r} is a layer, expected a JSON document")
+            if real is not None:
+                raise FormatError(f"{self.where}: {name!r} is not a JSON document")
             raise self.missing(name, "file")
         return self.small[real]
 
@@ -513,7 +585,7 @@ class PipeStore(Store):
             raise SlimmerError(f"{self.where}: a piped archive cannot be read twice; save it to a file first")
         return cannot
 
-    def scan_layers(self, names, max_layer_size, progress=None):
+    def scan_layers(self, names: list[str], options: ScanOptions) -> list[LayerScan]:
         out = []
         for name in names:
             real = self._resolve(name)
@@ -523,7 +595,7 @@ class PipeStore(Store):
                 if real in self.small:
                     # a tiny uncompressed layer (an empty tar is 1024 zero bytes)
                     self.scans[real] = scan_layer(io.BytesIO(self.small[real]), f"{self.where}: layer {name}",
-                                                  max_layer_size, len(self.small[real]))
+                                                  options.max_layer_size, len(self.small[real]), options.policy)
                 else:
                     raise FormatError(f"{self.where}: {name!r} is not a layer blob")
             out.append(self.scans[real])
@@ -533,7 +605,7 @@ class PipeStore(Store):
 class _Prefetched:
     """A member stream with a peekable head."""
 
-    def __init__(self, f: BinaryIO):
+    def __init__(self, f):
         self.f = f
         self.buf = b""
 

@@ -1,24 +1,24 @@
 """The bytes of chosen files of the merged filesystem, for the static analysis that needs to
 look inside them (ELF headers, shebang lines, /etc/passwd).
 
-``Contents.fetch`` takes a batch of paths and streams each layer that holds one of them once,
-stopping after the last wanted member, copying each wanted file into a scratch directory in
-bounded chunks. The caller owns the scratch directory (it lives beside the output and is
-removed with it). Imports only the model, ``slimmer.layers`` and the rewriter's members.
+``Contents.fetch`` takes a batch of paths and reads each layer that holds one of them once
+more, through the verified re-stream (``slimmer.tar.restream``: to the layer's end, its
+digests checked), copying each wanted file into a scratch directory as it passes. The caller
+owns the scratch directory (it lives beside the output and is removed with it). Imports only
+the model, ``slimmer.layers``, ``slimmer.tar`` and the rewriter's members.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from slimmer.errors import FormatError, OutputError
 from slimmer.layers import MergedFS
 from slimmer.model import FILE, HARDLINK, Image
-from slimmer.rewriter.members import Member, MemberIndex, stream
+from slimmer.rewriter.members import Member, MemberIndex, where
+from slimmer.tar.restream import restream
 
-CHUNK = 1 << 20
 
 
 class Contents:
@@ -53,26 +53,22 @@ class Contents:
             self._spool_layer(layer, wanted[layer])
 
     def _spool_layer(self, layer: int, indexes: set[int]) -> None:
-        last = max(indexes)
         self.layer_passes += 1
-        with stream(self.image, layer) as members:
-            for index, member, tar in members:
-                if index in indexes:
-                    dest = self.scratch / f"c{layer}-{index}"
-                    src = tar.extractfile(member)
-                    if src is None:
-                        raise FormatError(f"layer {layer}: member {member.name!r} has no bytes to read")
-                    try:
-                        with open(dest, "wb") as out:
-                            shutil.copyfileobj(src, out, CHUNK)
-                    except OSError as err:
-                        raise OutputError(f"cannot write {dest}: {err.strerror or err}") from err
-                    self._spooled[(layer, index)] = dest
-                if index >= last:
-                    break
-        missing = indexes - {i for (lay, i) in self._spooled if lay == layer}
+        files: dict[int, Path] = {}
+
+        def visit(index, entry, header):
+            if index not in indexes:
+                return None
+            dest = self.scratch / f"c{layer}-{index}"
+            files[index] = dest
+            return FileSink(dest)
+
+        restream(self.image.layers[layer], visit, where(self.image, layer))
+        missing = indexes - set(files)
         if missing:
-            raise FormatError(f"layer {layer}: the tar stream ended before member {min(missing)}")
+            raise FormatError(f"{where(self.image, layer)}: the tar stream ended before member {min(missing)}")
+        for index, dest in files.items():
+            self._spooled[(layer, index)] = dest
 
     def has(self, path: str) -> bool:
         """Return whether ``path``'s bytes were fetched."""
@@ -99,3 +95,24 @@ class Contents:
         """Return fetched ``path`` as text (at most ``limit`` bytes; undecodable bytes escaped)."""
         with self.open(path) as f:
             return f.read(limit).decode("utf-8", "surrogateescape")
+
+
+class FileSink:
+    """A re-stream sink that copies a member's data into a new file."""
+
+    def __init__(self, dest: Path):
+        self.dest = dest
+        try:
+            self._f = open(dest, "xb")
+        except OSError as err:
+            raise OutputError(f"cannot write {dest}: {err.strerror or err}") from err
+
+    def write(self, data) -> None:
+        try:
+            self._f.write(data)
+        except OSError as err:
+            self._f.close()
+            raise OutputError(f"cannot write {self.dest}: {err.strerror or err}") from err
+
+    def end(self) -> None:
+        self._f.close()

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
-import shutil
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +23,14 @@ from typing import BinaryIO, Iterable
 from slimmer.errors import FormatError, OutputError
 from slimmer.layers import MergedFS
 from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, HistoryStep, Image, Layer
-from slimmer.rewriter.members import Member, MemberIndex, stream, where
+from slimmer.rewriter.contents import FileSink
+from slimmer.rewriter.members import Member, MemberIndex, where
 from slimmer.rewriter.plan import Synthetic
+from slimmer.tar.restream import restream
+from slimmer.tar.scan import Header
+from slimmer.tar.writer import TarWriter, member_info
 
-CHUNK = 1 << 20
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
-# PAX records that tarfile derives from the header fields it writes: copying them would let a
-# stale value (the old path, say) override the new header.
-_DERIVED = frozenset({"path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "hdrcharset"})
 _KINDS = {tarfile.DIRTYPE: DIR, tarfile.SYMTYPE: SYMLINK, tarfile.LNKTYPE: HARDLINK, tarfile.CHRTYPE: CHAR,
           tarfile.BLKTYPE: BLOCK, tarfile.FIFOTYPE: FIFO}
 
@@ -122,26 +120,6 @@ class _HashingWriter:
         self.size += len(data)
         return len(data)
 
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        self.raw.flush()
-
-
-def _header(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(path)
-    info.type = member.type if member.type in _KINDS else tarfile.REGTYPE
-    info.mode = member.mode
-    info.uid, info.gid, info.uname, info.gname = member.uid, member.gid, member.uname, member.gname
-    info.mtime = member.mtime
-    info.linkname = member.linkname if info.type == tarfile.SYMTYPE else ""
-    info.devmajor, info.devminor = member.devmajor, member.devminor
-    info.size = member.size if info.type == tarfile.REGTYPE else 0
-    info.pax_headers = {k: v for k, v in member.pax_headers.items()
-                        if k not in _DERIVED and not k.startswith("GNU.sparse.")}
-    return info
-
 
 def _entry(info: tarfile.TarInfo) -> Entry:
     kind = _KINDS.get(info.type, FILE)
@@ -153,19 +131,40 @@ def _entry(info: tarfile.TarInfo) -> Entry:
 class _Out:
     """The new layer's tar being written, and the entries it holds so far."""
 
-    def __init__(self, tar: tarfile.TarFile):
+    def __init__(self, tar: TarWriter):
         self.tar = tar
         self.entries: list[Entry] = []
 
-    def add(self, info: tarfile.TarInfo, data: BinaryIO | None = None) -> None:
-        self.tar.addfile(info, data)
+    def add(self, info: tarfile.TarInfo) -> None:
+        self.tar.add(info)
         self.entries.append(_entry(info))
+
+    def begin(self, info: tarfile.TarInfo, sparse=None) -> TarWriter:
+        self.tar.begin(info, sparse)
+        self.entries.append(_entry(info))
+        return self.tar
+
+
+class _Tee:
+    """A sink that sends a member's data to several sinks."""
+
+    def __init__(self, *sinks):
+        self.sinks = [s for s in sinks if s is not None]
+
+    def write(self, data) -> None:
+        for s in self.sinks:
+            s.write(data)
+
+    def end(self) -> None:
+        for s in self.sinks:
+            s.end()
 
 
 def write_layer(image: Image, plan_layout: Layout, synthetic: Iterable[Synthetic], dest: Path,
                 history: HistoryStep | None = None) -> Layer:
     """Write the new layer's tar to ``dest`` (which must not exist) and return it as a model
-    Layer whose opener reads ``dest``. Spooled hard-link sources go beside ``dest``."""
+    Layer whose opener reads ``dest``. Each needed layer is read once, verified
+    (``slimmer.tar.restream``); spooled hard-link sources go beside ``dest``."""
     try:
         return _write_layer(image, plan_layout, synthetic, dest, history)
     except OSError as err:
@@ -177,15 +176,15 @@ def _write_layer(image: Image, plan_layout: Layout, synthetic: Iterable[Syntheti
     scratch = dest.parent
     with open(dest, "xb") as raw:
         writer = _HashingWriter(raw)
-        with tarfile.open(fileobj=writer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            out = _Out(tar)
-            spooled: dict[Member, Path] = {}
-            for layer in plan_layout.layers:
-                _copy_layer(image, layer, plan_layout, out, spooled, scratch)
-            for item in sorted(synthetic, key=lambda s: s.path):
-                _add_synthetic(out, item)
-            for path in spooled.values():
-                path.unlink(missing_ok=True)
+        out = _Out(TarWriter(writer))
+        spooled: dict[Member, Path] = {}
+        for layer in plan_layout.layers:
+            _copy_layer(image, layer, plan_layout, out, spooled, scratch)
+        for item in sorted(synthetic, key=lambda s: s.path):
+            _add_synthetic(out, item)
+        out.tar.close()
+        for path in spooled.values():
+            path.unlink(missing_ok=True)
         size = writer.size
         digest = "sha256:" + writer.sha.hexdigest()
     return Layer(diff_id=digest, digest=digest, stored_size=size, entries=tuple(out.entries),
@@ -197,34 +196,32 @@ def _copy_layer(image: Image, layer: int, plan_layout: Layout, out: _Out, spoole
                 scratch: Path) -> None:
     actions = plan_layout.actions.get(layer, {})
     spool = plan_layout.spool.get(layer, set())
-    pending = set(actions) | spool
-    last = max(pending)
-    with stream(image, layer) as members:
-        for index, member, tar in members:
-            if index in spool:
-                dest = scratch / f".slim-link-{layer}-{index}"
-                with open(dest, "wb") as f:
-                    _copy_bytes(tar, member, f)
-                spooled[(layer, index)] = dest
-            action = actions.get(index)
-            if action is not None:
-                _write(out, action, member, tar, spooled.get((layer, index)), spooled)
-            pending.discard(index)
-            if index >= last:
-                break
+    seen: set[int] = set()
+
+    def visit(index: int, entry: Entry, header: Header | None):
+        action = actions.get(index)
+        spool_sink = None
+        if index in spool:
+            dest = scratch / f".slim-link-{layer}-{index}"
+            spooled[(layer, index)] = dest
+            spool_sink = FileSink(dest)
+        if action is None and spool_sink is None:
+            return None
+        seen.add(index)
+        copy_sink = _write(out, action, entry, header, spooled) if action is not None else None
+        if spool_sink is None:
+            return copy_sink
+        return _Tee(spool_sink, copy_sink)
+
+    restream(image.layers[layer], visit, where(image, layer))
+    pending = (set(actions) | spool) - seen
     if pending:
         raise FormatError(f"{where(image, layer)}: the tar stream ended before member {min(pending)}")
 
 
-def _copy_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo, f: BinaryIO) -> None:
-    src = tar.extractfile(member)
-    if src is not None:
-        shutil.copyfileobj(src, f, CHUNK)
-
-
-def _write(out: _Out, action: Action, member: tarfile.TarInfo, tar: tarfile.TarFile, own_spool: Path | None,
-           spooled: dict[Member, Path]) -> None:
-    info = _header(member, action.path)
+def _write(out: _Out, action: Action, entry: Entry, header: Header | None, spooled: dict[Member, Path]):
+    """Write the member ``action`` says; return the sink for its data, if it copies any."""
+    info = member_info(entry, header, action.path)
     if action.kind == LINK:
         info.type, info.linkname, info.size = tarfile.LNKTYPE, action.target, 0
         out.add(info)
@@ -235,15 +232,15 @@ def _write(out: _Out, action: Action, member: tarfile.TarInfo, tar: tarfile.TarF
         source = spooled[action.source]
         info.type, info.linkname, info.size = tarfile.REGTYPE, "", source.stat().st_size
         with open(source, "rb") as f:
-            out.add(info, f)
+            out.begin(info).copy_from(f)
     elif info.type == tarfile.REGTYPE:
-        if own_spool is not None:
-            with open(own_spool, "rb") as f:
-                out.add(info, f)
-        else:
-            out.add(info, tar.extractfile(member))
+        sparse = header.sparse if header is not None else None
+        if sparse is None and entry.offset < 0:
+            raise FormatError(f"{action.path!r}: a sparse file whose map could not be read")
+        return out.begin(info, sparse)
     else:
         out.add(info)
+    return None
 
 
 def _add_synthetic(out: _Out, item: Synthetic) -> None:
@@ -255,4 +252,7 @@ def _add_synthetic(out: _Out, item: Synthetic) -> None:
         out.add(info)
     else:
         info.size = len(item.data)
-        out.add(info, io.BytesIO(item.data))
+        tar = out.begin(info)
+        if item.data:
+            tar.write(item.data)
+            tar.end()

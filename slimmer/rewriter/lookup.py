@@ -1,6 +1,6 @@
-"""Path lookup inside an image's merged filesystem, as the kernel would do it in a container:
-symlink chains (absolute targets start again at the image root, never the host's), ``..``
-clamped at the root, ``PATH`` search for a command name.
+"""Command lookup inside an image's merged filesystem, as execvp would do it in a container:
+``PATH`` search for a command name, relative names from the working directory. Symlinks are
+resolved by ``slimmer.layers.resolve`` (re-exported here with ``Found``).
 
 Paths here are model paths (no leading ``/``); ``""`` is the root. Imports only the model and
 ``slimmer.layers``.
@@ -9,81 +9,19 @@ Paths here are model paths (no leading ``/``); ``""`` is the root. Imports only 
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
 
-from slimmer.layers import MergedFS, Version
-from slimmer.model import DIR, FILE, HARDLINK, SYMLINK
+from slimmer.layers import Found, MergedFS, resolve
+from slimmer.model import normalize_path
 
-MAX_LINKS = 40  # Linux MAXSYMLINKS
+__all__ = ["DEFAULT_PATH", "Found", "find_command", "model_path", "resolve", "search_path"]
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-@dataclass(frozen=True)
-class Found:
-    """A path that resolved: the real path, its final version (None for a directory only
-    implied by deeper entries) and every symlink passed on the way, in order."""
-
-    path: str
-    version: Version | None
-    links: tuple[str, ...] = ()
-
-    @property
-    def is_dir(self) -> bool:
-        """Whether the path is a directory (listed, or implied by deeper entries)."""
-        return self.version is None or self.version.entry.kind == DIR
-
-    @property
-    def is_file(self) -> bool:
-        """Whether the path holds bytes: a regular file or a hard link to one."""
-        return self.version is not None and self.version.entry.kind in (FILE, HARDLINK)
 
 
 def model_path(path: str, cwd: str = "") -> str:
     """Return ``path`` (absolute, or relative to the model path ``cwd``) as a model path, with
     ``.`` and ``..`` folded lexically and clamped at the root."""
-    full = path if path.startswith("/") else "/" + cwd.strip("/") + "/" + path
-    return posixpath.normpath(full).lstrip("/")
-
-
-def resolve(fs: MergedFS, path: str, cwd: str = "", follow_last: bool = True) -> Found | None:
-    """Return where ``path`` leads in ``fs`` following symlinks (the last one only if
-    ``follow_last``), or None if it leads nowhere or loops."""
-    pending = _parts(path if path.startswith("/") else "/" + cwd.strip("/") + "/" + path)
-    done: list[str] = []
-    links: list[str] = []
-    version: Version | None = None
-    while pending:
-        part = pending.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if done:
-                done.pop()
-            version = None
-            continue
-        here = "/".join(done + [part])
-        if not fs.exists(here):
-            return None
-        version = fs.get(here)
-        if version is not None and version.entry.kind == SYMLINK and (pending or follow_last):
-            if len(links) >= MAX_LINKS:
-                return None
-            links.append(here)
-            target = version.entry.link
-            if target.startswith("/"):
-                done = []
-            pending = _parts(target) + pending
-            version = None
-            continue
-        if pending and version is not None and version.entry.kind != DIR:
-            return None  # a file used as a directory
-        done.append(part)
-    real = "/".join(done)
-    return Found(real, fs.get(real) if real else None, tuple(links))
-
-
-def _parts(path: str) -> list[str]:
-    return [p for p in path.split("/") if p]
+    return normalize_path(path if path.startswith("/") else f"{cwd}/{path}")
 
 
 def search_path(env_path: str) -> list[str]:

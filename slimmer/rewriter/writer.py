@@ -1,6 +1,7 @@
 """Writers: a model Image back into bytes, as a ``docker save`` archive or an OCI image layout.
 
-Each layer's uncompressed tar comes from ``Layer.opener``. It is read once, in chunks: hashed
+Each layer's uncompressed tar comes from the verified re-stream (``slimmer.tar.restream``). It
+is read once, in chunks: hashed
 (its *diff_id*), compressed and hashed again (its *digest*) into a temp file in a staging
 directory beside the output, so no layer is ever held in memory. The config written is the
 image's config with ``rootfs.diff_ids`` recomputed from those streams, so an Image whose layers
@@ -33,8 +34,9 @@ from typing import BinaryIO, Iterator, Mapping, Sequence
 
 import zstandard
 
-from slimmer.errors import OutputError, SlimmerError
+from slimmer.errors import OutputError
 from slimmer.model import Image, Layer
+from slimmer.tar import restream
 
 __all__ = ["write_docker_archive", "write_oci", "Written", "json_bytes", "config_with_diff_ids"]
 
@@ -187,15 +189,14 @@ def _stage_layers(image: Image, stage: Path, compression: str) -> list[Blob]:
 
 
 def _stage_layer(layer: Layer, index: int, dest: Path, compression: str) -> Blob:
-    """Compress layer ``index``'s tar stream into ``dest``, hashing both sides on the way."""
+    """Compress layer ``index``'s tar stream into ``dest``, hashing both sides on the way. The
+    tar is read through the verified re-stream: a layer that changed since it was read fails
+    here, before anything is committed."""
     plain, stored = hashlib.sha256(), hashlib.sha256()
     size = 0
     pack = _compressor(compression)
-    with open(dest, "xb") as out, _open_layer(layer, index) as src:
-        while True:
-            chunk = _read_layer(src, layer, index)
-            if not chunk:
-                break
+    with open(dest, "xb") as out:
+        for chunk in restream.chunks(layer, f"layer {index} ({layer.diff_id})"):
             plain.update(chunk)
             data = pack.compress(chunk)
             if data:
@@ -208,24 +209,7 @@ def _stage_layer(layer: Layer, index: int, dest: Path, compression: str) -> Blob
         size += len(data)
         out.flush()
         os.fsync(out.fileno())
-    diff_id = "sha256:" + plain.hexdigest()
-    if diff_id != layer.diff_id:
-        log.debug("layer %d: stream has diff_id %s, the model said %s", index, diff_id, layer.diff_id)
-    return Blob(dest, "sha256:" + stored.hexdigest(), size, diff_id, LAYER_TYPES[compression])
-
-
-def _open_layer(layer: Layer, index: int) -> BinaryIO:
-    try:
-        return layer.opener()
-    except OSError as err:
-        raise SlimmerError(f"cannot read layer {index} ({layer.diff_id}): {err.strerror or err}") from err
-
-
-def _read_layer(src: BinaryIO, layer: Layer, index: int) -> bytes:
-    try:
-        return src.read(CHUNK)
-    except OSError as err:
-        raise SlimmerError(f"cannot read layer {index} ({layer.diff_id}): {err.strerror or err}") from err
+    return Blob(dest, "sha256:" + stored.hexdigest(), size, "sha256:" + plain.hexdigest(), LAYER_TYPES[compression])
 
 
 # ---- archive layouts --------------------------------------------------------------------

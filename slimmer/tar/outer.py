@@ -1,9 +1,11 @@
-"""The members of an archive read once, front to back, from a stream (standard input).
+"""The members of an outer archive (a ``docker save`` or OCI archive tar), read front to back:
+from a stream (standard input) once, or from a file, seeking over member data.
 
 ``tarfile`` in stream mode copies every byte through its own buffers several times (about a
 second per 2 GB here); this walks the headers itself, parses each with ``TarInfo.frombuf``
 (checksums, number formats), follows GNU long names and PAX paths and sizes, and hands out
-each member's data as a bounded reader over the stream, so layer bytes are copied once.
+each member's data as a bounded reader over the stream, so layer bytes are copied once. The
+file store and the pipe store both walk an archive with it: one reading of outer archives.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import tarfile
 from typing import BinaryIO, Iterator, NamedTuple
 
 from slimmer.errors import FormatError, TruncatedError
-from slimmer.reader.tarscan import pax_records
+from slimmer.tar.scan import pax_records
 
 BLOCK = 512
 MAX_META = 1 << 20
@@ -27,6 +29,7 @@ class Member(NamedTuple):
     size: int
     linkname: str
     data: "MemberReader"
+    offset: int = 0  # where the member's data starts in the archive
 
     def isreg(self) -> bool:
         return self.type in tarfile.REGULAR_TYPES
@@ -41,10 +44,11 @@ class Member(NamedTuple):
 class MemberReader:
     """Reads at most ``size`` bytes of the stream: one member's data."""
 
-    def __init__(self, stream: BinaryIO, size: int, where: str):
+    def __init__(self, stream: BinaryIO, size: int, where: str, end: int | None = None):
         self._stream = stream
         self.left = size
         self._where = where
+        self._end = end  # the archive's size when it is a file: data is skipped by seeking
 
     def read(self, n: int = -1) -> bytes:
         """Return up to ``n`` bytes (fewer at a chunk boundary); all that is left if ``n`` < 0."""
@@ -62,6 +66,12 @@ class MemberReader:
         return data
 
     def skip(self) -> None:
+        if self._end is not None and self.left:
+            here = self._stream.tell()
+            if here + self.left > self._end:
+                raise TruncatedError(f"{self._where}: archive is truncated (a member's data runs past its end)")
+            self._stream.seek(self.left, 1)
+            self.left = 0
         while self.left:
             self.read(1 << 20)
 
@@ -77,12 +87,17 @@ def _exactly(stream: BinaryIO, n: int, where: str) -> bytes:
     return b"".join(parts)
 
 
-def iter_members(stream: BinaryIO, where: str) -> Iterator[Member]:
+def iter_members(stream: BinaryIO, where: str, size: int | None = None) -> Iterator[Member]:
     """Yield the members of the tar ``stream`` in order. The consumer may read some or all of
-    a member's ``data`` before asking for the next; what it leaves is skipped."""
+    a member's ``data`` before asking for the next; what it leaves is skipped (by seeking, when
+    ``size`` gives the length of a seekable file)."""
     long_name = long_link = None
     pax: dict[str, str] = {}
+    pos = 0
+    total = size
     while True:
+        if total is not None:
+            pos = stream.tell()
         block = stream.read(BLOCK)
         if len(block) < BLOCK:
             block += _exactly(stream, BLOCK - len(block), where) if block else b""
@@ -94,6 +109,7 @@ def iter_members(stream: BinaryIO, where: str) -> Iterator[Member]:
             info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
         except tarfile.HeaderError as err:
             raise FormatError(f"{where}: not a readable tar archive ({err})") from err
+        end = total
         size = info.size
         if size < 0:
             raise FormatError(f"{where}: negative member size in the archive")
@@ -121,8 +137,8 @@ def iter_members(stream: BinaryIO, where: str) -> Iterator[Member]:
         pax = {}
         if info.type in _HEADER_ONLY:
             size, padding = 0, 0
-        data = MemberReader(stream, size, where)
-        yield Member(name, info.type, size, link, data)
+        data = MemberReader(stream, size, where, end)
+        yield Member(name, info.type, size, link, data, pos + BLOCK)
         data.skip()
         if padding:
             _exactly(stream, padding, where)

@@ -1,0 +1,116 @@
+"""The one verified re-stream of a layer: every command that reads a layer's bytes a second
+time (slim, export, the writers, facts for images built in code) reads them here.
+
+``restream`` opens the stored blob again, decompresses it, and parses it with the one layer
+tar parser (``slimmer.tar.scan``, with full headers). Each member must agree with the scan the
+image was opened with (path, kind, size, mode, owner, link, mtime), and at the end of the
+layer the stored bytes must hash to the layer's digest and the tar to its diff_id. A change
+after the image was opened is a DigestMismatchError that names the layer; members handed out
+before it is found are only ever staged, so callers write nothing that is not verified (they
+commit their output after ``restream`` returns). ``chunks`` is the same check for writers
+that want the uncompressed tar itself. Imports the model, the errors and ``slimmer.tar``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import BinaryIO, Iterator
+
+from slimmer.errors import DigestMismatchError, SlimmerError, TruncatedError
+from slimmer.model import Entry, Layer
+from slimmer.tar.codec import BlobStream
+from slimmer.tar.scan import Header, Sink, TarScanner, Visit
+
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _open(layer: Layer, where: str) -> BinaryIO:
+    try:
+        return _Reading(layer.opener(), where)
+    except OSError as err:
+        raise SlimmerError(f"cannot read {where}: {err.strerror or err}") from err
+
+
+class _Reading:
+    """The stored blob, its read errors turned into one clear error (a sink's write errors
+    pass through as they are: they are the output's)."""
+
+    def __init__(self, raw: BinaryIO, where: str):
+        self.raw, self.where = raw, where
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.raw.read(n)
+        except OSError as err:
+            raise SlimmerError(f"cannot read {self.where}: {err.strerror or err}") from err
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _verify(blob: BlobStream, layer: Layer, where: str) -> None:
+    digest = blob.digest()
+    if _DIGEST_RE.match(layer.digest or "") and digest != layer.digest:
+        raise DigestMismatchError(f"{where}: the layer changed since the image was opened: its blob now hashes "
+                                  f"to {digest}, expected {layer.digest}")
+    diff_id = blob.diff_id()
+    if _DIGEST_RE.match(layer.diff_id or "") and diff_id != layer.diff_id:
+        raise DigestMismatchError(f"{where}: the layer changed since the image was opened: its tar now hashes "
+                                  f"to {diff_id}, expected diff_id {layer.diff_id}")
+
+
+def _bounded(blob: BlobStream, layer: Layer, where: str) -> Iterator[bytes]:
+    limit = layer.uncompressed_size or None
+    for chunk in blob.chunks():
+        if limit is not None and blob.uncompressed_size > limit:
+            raise DigestMismatchError(f"{where}: the layer changed since the image was opened: its tar is now "
+                                      f"longer than the {limit} bytes it had")
+        yield chunk
+
+
+def restream(layer: Layer, visit: Visit, where: str, detail: bool = True) -> None:
+    """Read ``layer`` once more from its stored blob to its end, calling ``visit(index, entry,
+    header)`` for every member (``index`` is its position in ``layer.entries``); a sink it
+    returns gets the member's data. Raises DigestMismatchError, naming ``where``, when the
+    layer is not what it was when scanned, and the reader's errors for a broken stream."""
+    entries = layer.entries
+
+    def checked(index: int, entry: Entry, header: Header | None) -> Sink | None:
+        expected = entries[index] if index < len(entries) else None
+        if expected is None or entry[:8] != expected[:8]:
+            raise DigestMismatchError(
+                f"{where}: the layer changed since the image was opened: member {index} is now "
+                f"{entry.path!r}, the scan found {expected.path if expected else 'no such member'!r}")
+        return visit(index, expected, header)
+
+    raw = _open(layer, where)
+    blob = BlobStream(raw, where)
+    try:
+        scanner = TarScanner(where, None, checked, detail)
+        for chunk in _bounded(blob, layer, where):
+            scanner.feed(chunk)
+        if not scanner.ended and not scanner.complete_members():
+            raise TruncatedError(f"{where}: the layer's tar breaks off (it changed since the image was opened?)")
+        if scanner.ended:
+            scanner.finish()
+        if len(scanner.entries) != len(entries):
+            raise DigestMismatchError(f"{where}: the layer changed since the image was opened: it now has "
+                                      f"{len(scanner.entries)} members, the scan found {len(entries)}")
+        _verify(blob, layer, where)
+    finally:
+        blob.close()
+        raw.close()
+
+
+def chunks(layer: Layer, where: str) -> Iterator[bytes]:
+    """Yield the uncompressed tar of ``layer``, read again and verified: the last chunk is
+    followed by the digest checks, so a consumer that commits only after the iterator is
+    exhausted never commits bytes that changed since the image was opened."""
+    raw = _open(layer, where)
+    blob = BlobStream(raw, where)
+    try:
+        yield from _bounded(blob, layer, where)
+        _verify(blob, layer, where)
+    finally:
+        blob.close()
+        raw.close()

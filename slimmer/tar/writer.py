@@ -1,0 +1,148 @@
+"""The one layer-tar writer: members written as their data streams in (push, never a member
+held in memory), in PAX format, byte-reproducible for equal input.
+
+``member_info`` turns a member as the re-stream hands it over (the model Entry and the tar
+Header) into the ``tarfile.TarInfo`` an output member starts from, so the rewriter and the
+exporter copy mode, owner, names, mtime, device numbers and extended attributes alike. A
+sparse file stays sparse: it is written as a PAX 1.0 sparse member (GNU tar's format: the map
+in front of the data), never expanded. Imports the model and ``slimmer.tar.scan``.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from typing import BinaryIO
+
+from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry
+from slimmer.tar.scan import BLOCKSIZE, Header
+
+_TYPES = {FILE: tarfile.REGTYPE, DIR: tarfile.DIRTYPE, SYMLINK: tarfile.SYMTYPE, HARDLINK: tarfile.LNKTYPE,
+          CHAR: tarfile.CHRTYPE, BLOCK: tarfile.BLKTYPE, FIFO: tarfile.FIFOTYPE}
+# PAX records that tarfile derives from the header fields it writes: copying them would let a
+# stale value (the old path, say) override the new header; sparse records are rewritten.
+_DERIVED = frozenset({"path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "hdrcharset"})
+XATTR_PREFIXES = ("SCHILY.xattr.", "LIBARCHIVE.xattr.")
+CAPABILITY_KEYS = ("SCHILY.xattr.security.capability", "LIBARCHIVE.xattr.security.capability")
+RECORDSIZE = 20 * BLOCKSIZE
+
+
+def member_info(entry: Entry, header: Header | None, path: str | None = None) -> tarfile.TarInfo:
+    """Return the TarInfo of an output member copying ``entry`` (and its ``header``) at
+    ``path`` (default: its own). Sizes are the file's real size; sparse maps are not set here."""
+    info = tarfile.TarInfo(path if path is not None else entry.path)
+    info.type = _TYPES[entry.kind]
+    info.mode = entry.mode
+    info.uid, info.gid = entry.uid, entry.gid
+    info.mtime = entry.mtime
+    info.linkname = entry.link if entry.kind in (SYMLINK, HARDLINK) else ""
+    info.size = entry.size if entry.kind == FILE else 0
+    if header is not None:
+        info.uname, info.gname = header.uname, header.gname
+        if entry.kind in (CHAR, BLOCK):
+            info.devmajor, info.devminor = header.devmajor, header.devminor
+        info.pax_headers = {k: v for k, v in header.pax.items()
+                            if k not in _DERIVED and not k.startswith("GNU.sparse.")}
+        if "mtime" in header.pax:  # a fractional mtime: tarfile writes it back as a PAX record
+            try:
+                info.mtime = float(header.pax["mtime"])
+            except ValueError:
+                pass
+    else:
+        info.uname = info.gname = ""
+    return info
+
+
+class TarWriter:
+    """Writes a tar stream to ``out`` member by member: ``add`` for a member without data,
+    ``begin``/``write``/``end`` for one whose data arrives in pieces, ``close`` for the end
+    blocks. ``size`` counts the bytes written."""
+
+    def __init__(self, out: BinaryIO):
+        self.out = out
+        self.size = 0
+        self._left = 0
+        self._pad = 0
+        self._closed = False
+
+    def _emit(self, data) -> None:
+        self.out.write(data)
+        self.size += len(data)
+
+    def _header(self, info: tarfile.TarInfo) -> None:
+        if self._left:
+            raise ValueError("the previous member's data is not complete")
+        self._emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+
+    def add(self, info: tarfile.TarInfo) -> None:
+        """Write a member that has no data (a directory, link, device; or an empty file)."""
+        data_size = info.size if info.type in tarfile.REGULAR_TYPES else 0
+        if data_size:
+            raise ValueError(f"{info.name!r} has {data_size} bytes of data: use begin()")
+        self._header(info)
+
+    def begin(self, info: tarfile.TarInfo, sparse: tuple[tuple[int, int], ...] | None = None) -> None:
+        """Write the header of a member whose ``info.size`` data bytes follow through ``write``.
+        With ``sparse`` (the map of a file of ``info.size`` bytes), only the mapped regions
+        follow, and the member is written as a PAX 1.0 sparse file."""
+        if sparse is None:
+            self._header(info)
+            self._left, self._pad = info.size, -info.size % BLOCKSIZE
+            if not info.size:
+                self.end()
+            return
+        stored = sum(n for _off, n in sparse)
+        lines = [str(len(sparse))] + [f"{n}" for pair in sparse for n in pair]
+        prefix = ("\n".join(lines) + "\n").encode()
+        prefix += bytes(-len(prefix) % BLOCKSIZE)
+        real = info.size
+        sparse_info = tarfile.TarInfo(_sparse_name(info.name))
+        for attr in ("type", "mode", "uid", "gid", "uname", "gname", "mtime"):
+            setattr(sparse_info, attr, getattr(info, attr))
+        sparse_info.size = len(prefix) + stored
+        sparse_info.pax_headers = {**info.pax_headers, "GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                                   "GNU.sparse.name": info.name, "GNU.sparse.realsize": str(real)}
+        self._header(sparse_info)
+        self._emit(prefix)
+        self._left, self._pad = stored, -(len(prefix) + stored) % BLOCKSIZE
+        if not stored:
+            self.end()
+
+    def write(self, data) -> None:
+        """Write the next piece of the current member's data."""
+        if len(data) > self._left:
+            raise ValueError("more data than the member's header says")
+        self._emit(data)
+        self._left -= len(data)
+
+    def end(self) -> None:
+        """Finish the current member (its data must be complete)."""
+        if self._left:
+            raise ValueError(f"{self._left} bytes of the member's data are missing")
+        if self._pad:
+            self._emit(bytes(self._pad))
+        self._pad = 0
+
+    def copy_from(self, src: BinaryIO, chunk: int = 1 << 20) -> None:
+        """Write the current member's data from ``src`` to its end, then end the member."""
+        while self._left:
+            data = src.read(min(chunk, self._left))
+            if not data:
+                raise ValueError("the source ended before the member's data did")
+            self.write(data)
+        self.end()
+
+    def close(self) -> None:
+        """Write the end-of-archive blocks, padded to a full record as tar does."""
+        if self._closed:
+            return
+        self._closed = True
+        self._emit(bytes(2 * BLOCKSIZE))
+        if self.size % RECORDSIZE:
+            self._emit(bytes(RECORDSIZE - self.size % RECORDSIZE))
+
+
+def _sparse_name(name: str) -> str:
+    """GNU tar's name for the header of a PAX 1.0 sparse file (the real one is in the PAX
+    record ``GNU.sparse.name``): ``DIR/GNUSparseFile.0/NAME``."""
+    parent, _, base = name.rpartition("/")
+    return f"{parent}/GNUSparseFile.0/{base}" if parent else f"GNUSparseFile.0/{base}"
