@@ -77,6 +77,10 @@ def measure(archive: Path, reps: int) -> dict:
                                      "peak_rss_kib": max(r for _, r in rs)}
         if (work / "slimmer.json").exists():
             mine = json.loads((work / "slimmer.json").read_text())
+            if (work / "slimmer-stdin.json").exists():
+                piped = json.loads((work / "slimmer-stdin.json").read_text())
+                result["stdin_json_equals_file"] = {**piped, "image": {**piped["image"], "source": None}} == \
+                    {**mine, "image": {**mine["image"], "source": None}}
             result["files"] = mine["sizes"]["file_count"]
             result["layers"] = mine["sizes"]["layer_count"]
             if (work / "dive.json").exists():
@@ -147,6 +151,8 @@ def table(results: list[dict]) -> str:
         lines.append("ratios: " + ", ".join(f"{k} = {v}" for k, v in r["ratios"].items() if v is not None))
         if "agreement" in r:
             lines.append("agreement with dive: " + json.dumps(r["agreement"]))
+        if "stdin_json_equals_file" in r:
+            lines.append(f"analyze - (pipe) gives the JSON of analyze FILE but image.source: {r['stdin_json_equals_file']}")
         lines.append("")
     return "\n".join(lines)
 

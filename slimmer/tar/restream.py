@@ -7,8 +7,9 @@ image was opened with (path, kind, size, mode, owner, link, mtime), and at the e
 layer the stored bytes must hash to the layer's digest and the tar to its diff_id. A change
 after the image was opened is a DigestMismatchError that names the layer; members handed out
 before it is found are only ever staged, so callers write nothing that is not verified (they
-commit their output after ``restream`` returns). ``chunks`` is the same check for writers
-that want the uncompressed tar itself. Imports the model, the errors and ``slimmer.tar``.
+commit their output after ``restream`` returns). A stream that no longer parses is the same
+error: it parsed when the image was opened. ``chunks`` is the same check for writers that want
+the uncompressed tar itself. Sinks report their own failures as OutputError, never FormatError. Imports the model, the errors and ``slimmer.tar``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import BinaryIO, Iterator
 
-from slimmer.errors import DigestMismatchError, SlimmerError, TruncatedError
+from slimmer.errors import DigestMismatchError, FormatError, SlimmerError, TruncatedError
 from slimmer.model import Entry, Layer
 from slimmer.tar.codec import BlobStream
 from slimmer.tar.scan import Header, Sink, TarScanner, Visit
@@ -87,12 +88,19 @@ def restream(layer: Layer, visit: Visit, where: str, detail: bool = True) -> Non
     blob = BlobStream(raw, where)
     try:
         scanner = TarScanner(where, None, checked, detail)
-        for chunk in _bounded(blob, layer, where):
-            scanner.feed(chunk)
-        if not scanner.ended and not scanner.complete_members():
-            raise TruncatedError(f"{where}: the layer's tar breaks off (it changed since the image was opened?)")
-        if scanner.ended:
-            scanner.finish()
+        try:
+            for chunk in _bounded(blob, layer, where):
+                scanner.feed(chunk)
+            if not scanner.ended and not scanner.complete_members():
+                raise TruncatedError(f"{where}: the layer's tar breaks off")
+            if scanner.ended:
+                scanner.finish()
+        except DigestMismatchError:
+            raise
+        except FormatError as err:
+            # the same bytes parsed cleanly when the image was opened: they are not the same bytes
+            raise DigestMismatchError(f"{where}: the layer changed since the image was opened "
+                                      f"({str(err).removeprefix(where + ': ')})") from err
         if len(scanner.entries) != len(entries):
             raise DigestMismatchError(f"{where}: the layer changed since the image was opened: it now has "
                                       f"{len(scanner.entries)} members, the scan found {len(entries)}")
@@ -109,7 +117,13 @@ def chunks(layer: Layer, where: str) -> Iterator[bytes]:
     raw = _open(layer, where)
     blob = BlobStream(raw, where)
     try:
-        yield from _bounded(blob, layer, where)
+        try:
+            yield from _bounded(blob, layer, where)
+        except DigestMismatchError:
+            raise
+        except FormatError as err:
+            raise DigestMismatchError(f"{where}: the layer changed since the image was opened "
+                                      f"({str(err).removeprefix(where + ': ')})") from err
         _verify(blob, layer, where)
     finally:
         blob.close()
