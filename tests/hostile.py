@@ -348,6 +348,57 @@ class _Zeros(io.RawIOBase):
         return n
 
 
+def _with_config(change: Callable[[dict], None]) -> Callable[[Path], Path]:
+    """A one-layer docker archive whose (otherwise valid) config ``change`` edits."""
+    def build(where: Path) -> Path:
+        blobs = [blob(raw_tar([F("a", b"x")]))]
+        cfg = config_for(blobs)
+        change(cfg)
+        return write_tar(docker_files(blobs, config=cfg), where / "image.tar")
+    return build
+
+
+def _config_text(replace: tuple[str, str]) -> Callable[[Path], Path]:
+    """A one-layer docker archive whose config JSON has ``replace[0]`` replaced by ``replace[1]``
+    (for what json.dumps cannot write: NaN, Infinity)."""
+    def build(where: Path) -> Path:
+        blobs = [blob(raw_tar([F("a", b"x")]))]
+        cfg = config_for(blobs)
+        cfg["config"]["Labels"] = {"v": "PLACEHOLDER"}
+        text = _json(cfg).replace(b'"PLACEHOLDER"', replace[1].encode()) if replace[0] == "label" else \
+            _json(cfg).replace(replace[0].encode(), replace[1].encode())
+        return write_tar(docker_files(blobs, config=text), where / "image.tar")
+    return build
+
+
+def _device(major: int, minor: int = 0) -> Callable[[Path], Path]:
+    """A layer with a character device whose major number needs GNU base-256 (no octal fits)."""
+    def build(where: Path) -> Path:
+        h = bytearray(header(b"dev/big", b"3", 0))
+        h[329:337] = b"\x80" + major.to_bytes(7, "big") if major >= 1 << 21 else b"%07o\0" % major
+        h[337:345] = b"%07o\0" % minor
+        tar = header(b"dev", b"5", 0) + fix_checksum(h) + header(b"app", b"0", 1) + _pad(b"x") + b"\0" * 1024
+        return write_tar(docker_files([blob(tar)]), where / "image.tar")
+    return build
+
+
+def skippable(payload: bytes = b"pzstd!") -> bytes:
+    """Return a zstd skippable frame (RFC 8878 3.1.2), as pzstd writes one first."""
+    return (0x184D2A50).to_bytes(4, "little") + len(payload).to_bytes(4, "little") + payload
+
+
+def _zstd_with_skippable(where: Path) -> Path:
+    tar = raw_tar([D("etc"), F("etc/motd", b"hello\n"), F("etc/big", _incompressible(70_000))])
+    frames = zstandard.ZstdCompressor(write_checksum=True).compress(tar[:5120])
+    rest = zstandard.ZstdCompressor(write_checksum=True).compress(tar[5120:])
+    stored = skippable() + frames + skippable(b"between") + rest
+    return write_tar(docker_files([Blob(stored, sha(tar), "zstd")]), where / "image.tar")
+
+
+DEEP = "/".join(["d"] * 1000) + "/leaf"  # 1,000 components, 2,004 bytes: under PATH_MAX
+DEEPER = "/".join(["e"] * 3000) + "/leaf"  # 3,000 components: a path no system call could take whole
+
+
 def _thousand_layers(where: Path) -> Path:
     layers = []
     for i in range(1000):
@@ -634,7 +685,32 @@ CASES: list[Case] = [
          Fail("diff_ids but the manifest lists 1 layers")),
     Case("a config whose history is not a list is refused",
          _config({"rootfs": {"type": "layers", "diff_ids": [sha(raw_tar([F("a", b"x")]))]}, "history": 7}),
-         Fail("history is not a list")),
+         Fail("history must be a list")),
+    Case("a config whose Env is a number is refused, naming the field",
+         _with_config(lambda c: c["config"].update(Env=7)), Fail("config.Env must be a list of strings")),
+    Case("a config whose Entrypoint is an object is refused",
+         _with_config(lambda c: c["config"].update(Entrypoint={"sh": 1})), Fail("config.Entrypoint must be")),
+    Case("a config whose Cmd holds a number is refused",
+         _with_config(lambda c: c["config"].update(Cmd=["/bin/sh", 7])), Fail("config.Cmd must be")),
+    Case("a config label that is not a string is refused",
+         _with_config(lambda c: c["config"].update(Labels={"n": 7})), Fail("config.Labels['n'] must be a string")),
+    Case("a config whose User is a list is refused",
+         _with_config(lambda c: c["config"].update(User=["root"])), Fail("config.User must be a string")),
+    Case("a history step whose empty_layer is a string is refused",
+         _with_config(lambda c: c["history"][0].update(empty_layer="yes")), Fail("history[0].empty_layer")),
+    Case("a config whose architecture is a number is refused",
+         _with_config(lambda c: c.update(architecture=64)), Fail("config field architecture must be a string")),
+    Case("NaN in a config label is refused: no JSON parser downstream takes it",
+         _config_text(("label", "NaN")), Fail("NaN is not a JSON number")),
+    Case("Infinity in a config is refused", _config_text(("label", "-Infinity")),
+         Fail("-Infinity is not a JSON number")),
+    Case("a lone surrogate in a label is kept exactly, escaped on output",
+         _config_text(("label", '"\\ud800"')), OK({"a": _file(b"x")}, files=1)),
+    Case("a device major of 2**40 is analysed; export skips devices, slim refuses to write it",
+         _device(1 << 40), OK(files=2), export=OK({"dev": DIRX, "app": _file(b"x")}, files=2),
+         slim=Fail("device number")),
+    Case("a config with Entrypoint and Cmd given as strings runs them with /bin/sh -c",
+         _with_config(lambda c: c["config"].update(Entrypoint="echo hi", Cmd="there")), OK({"a": _file(b"x")}, files=1)),
     Case("an image of zero layers exports an empty root", docker(), OK({}, files=0)),
     Case("an image of a thousand layers exports its merged files", _thousand_layers,
          OK(_thousand_tree(), files=900)),
@@ -688,6 +764,16 @@ CASES: list[Case] = [
     Case("a PAX mtime forty digits long exports, the time clamped for the file system",
          docker([F("a", b"x", pax={"mtime": "9" * 40}), F("b", b"y", pax={"mtime": "-" + "9" * 40})]),
          OK({"a": _file(b"x"), "b": _file(b"y")}, files=2)),
+    Case("a zstd layer that starts with a skippable frame (as pzstd writes it) is read", _zstd_with_skippable,
+         OK({"etc": DIRX, "etc/motd": _file(b"hello\n"), "etc/big": _file(_incompressible(70_000))}, files=2)),
+    Case("a path of 1,000 components is analysed, exported and slimmed without recursion",
+         docker([F(DEEP, b"deep", pax={"path": DEEP})]), OK(files=1)),
+    Case("a path of 3,000 components (past PATH_MAX) is exported relative to open directories",
+         docker([F(DEEPER, b"deeper", pax={"path": DEEPER})]), OK(files=1)),
+    Case("a thousand nested directories, each listed, then deleted by a whiteout",
+         docker([D("/".join(["w"] * (i + 1))) for i in range(1000)] + [F("/".join(["w"] * 1000) + "/f", b"x",
+                                                                       pax={"path": "/".join(["w"] * 1000) + "/f"})],
+                [F(".wh.w")]), OK({}, files=0)),
     Case("a sparse file within --max-layer-size exports whole",
          docker(blob(sparse_bomb(3000))), OK({"hole": _file(b"\0" * 3000)}, files=1)),
     # -- what the archive path is
@@ -747,26 +833,35 @@ def run_cli(*args: str) -> Run:
 
 
 def tree_of_dir(root: Path) -> tuple[dict, set]:
-    """Return (path -> description, groups of paths sharing an inode) for a directory tree."""
+    """Return (path -> description, groups of paths sharing an inode) for a directory tree.
+    Walks by directory descriptors, without recursion: trees deeper than PATH_MAX work too."""
     tree, inodes = {}, {}
-    for base, dirs, files in os.walk(root):
-        for name in dirs + files:
-            full = os.path.join(base, name)
-            rel = os.path.relpath(full, root)
-            st = os.lstat(full)
-            if os.path.islink(full):
-                tree[rel] = ("symlink", os.readlink(full))
-            elif os.path.isdir(full):
-                tree[rel] = DIRX
-                continue
-            elif os.path.isfile(full):
-                tree[rel] = ("file", Path(full).read_bytes())
-            elif stat.S_ISFIFO(st.st_mode):
-                tree[rel] = ("fifo",)
-            else:
-                tree[rel] = ("other", oct(st.st_mode))
-            if st.st_nlink > 1:
-                inodes.setdefault((st.st_dev, st.st_ino), []).append(rel)
+    stack = [(os.open(root, os.O_RDONLY | os.O_DIRECTORY), "")]
+    while stack:
+        fd, prefix = stack.pop()
+        try:
+            for entry in sorted(os.scandir(fd), key=lambda e: e.name):
+                rel = prefix + entry.name
+                st = os.stat(entry.name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    tree[rel] = ("symlink", os.readlink(entry.name, dir_fd=fd))
+                elif stat.S_ISDIR(st.st_mode):
+                    tree[rel] = DIRX
+                    stack.append((os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd),
+                                  rel + "/"))
+                    continue
+                elif stat.S_ISREG(st.st_mode):
+                    f = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+                    with os.fdopen(f, "rb") as fh:
+                        tree[rel] = ("file", fh.read())
+                elif stat.S_ISFIFO(st.st_mode):
+                    tree[rel] = ("fifo",)
+                else:
+                    tree[rel] = ("other", oct(st.st_mode))
+                if st.st_nlink > 1:
+                    inodes.setdefault((st.st_dev, st.st_ino), []).append(rel)
+        finally:
+            os.close(fd)
     return tree, {tuple(sorted(g)) for g in inodes.values() if len(g) > 1}
 
 

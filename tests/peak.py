@@ -35,10 +35,20 @@ class Measured:
     peak_mb: float
 
 
-def run_slimmer(*args, report: Path) -> Measured:
-    """Run ``python -m slimmer ARGS``; ``report`` is a scratch file for the launcher."""
+def run_slimmer(*args, report: Path, stdin_path: Path | None = None) -> Measured:
+    """Run ``python -m slimmer ARGS``; ``report`` is a scratch file for the launcher. With
+    ``stdin_path``, that file is fed to the child's standard input through a pipe."""
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", _LAUNCHER, str(report), sys.executable, "-m", "slimmer",
-                           *map(str, args)], capture_output=True, check=False)
+    cmd = [sys.executable, "-c", _LAUNCHER, str(report), sys.executable, "-m", "slimmer", *map(str, args)]
+    if stdin_path is None:
+        done = subprocess.run(cmd, capture_output=True, check=False)
+        out, err, code = done.stdout, done.stderr, done.returncode
+    else:
+        with open(stdin_path, "rb") as src:
+            feeder = subprocess.Popen(["cat"], stdin=src, stdout=subprocess.PIPE)
+            done = subprocess.run(cmd, stdin=feeder.stdout, capture_output=True, check=False)
+            feeder.stdout.close()
+            feeder.wait()
+        out, err, code = done.stdout, done.stderr, done.returncode
     seconds = time.monotonic() - start
-    return Measured(done.returncode, done.stdout, done.stderr, seconds, int(report.read_text()) / 1024)
+    return Measured(code, out, err, seconds, int(report.read_text()) / 1024)

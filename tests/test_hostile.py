@@ -160,6 +160,7 @@ def test_export(case, to, archives, tmp_path, outside):
     assert temps_in(out) == []
     if to == "dir":
         tree, groups = tree_of_dir(dest)
+        subprocess.run(["rm", "-rf", str(dest)], check=True)  # pytest's own cleanup recurses on deep trees
     else:
         tree, groups = tree_of_tar(dest.read_bytes())
     if expected.tree is not None:

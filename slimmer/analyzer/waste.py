@@ -52,11 +52,17 @@ class _DiveStack:
         self.kids: dict[str, set[str]] = {"": set()}
 
     def _node(self, path: str) -> None:
+        """Link ``path`` into the tree, creating the parents dive would create (no recursion on
+        the depth of a path)."""
+        missing = []
         parent, _, name = path.rpartition("/")
-        if parent and parent not in self.info:
-            self._node(parent)
-            self.info[parent] = (0, False)
+        while parent and parent not in self.info:
+            missing.append((parent, name))
+            parent, _, name = parent.rpartition("/")
         self.kids.setdefault(parent, set()).add(name)
+        for node, child in reversed(missing):
+            self.info[node] = (0, False)
+            self.kids.setdefault(node, set()).add(child)
 
     def add(self, path: str, info: tuple[int, bool]) -> None:
         if path not in self.info:

@@ -34,10 +34,20 @@ def _widen_pipe(fd: int) -> None:
         pass  # not a pipe, or not Linux: reading works the same, only slower
 
 
+def _is_terminal(stream: BinaryIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def open_store(source: str | os.PathLike, options: Options, stdin: BinaryIO | None = None) -> Store:
     """Return the store for a path, a directory, or ``-`` (standard input)."""
     if str(source) == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
+        if _is_terminal(stream):
+            raise SlimmerError("standard input is a terminal, not an archive: pipe one in "
+                               "(docker save app | slimmer analyze -) or name a file")
         if stdin is None:
             _widen_pipe(0)
         return PipeStore(stream, "<stdin>", options.scan())

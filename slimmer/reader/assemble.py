@@ -13,7 +13,7 @@ from typing import Callable
 
 from slimmer.errors import DigestMismatchError, FormatError, ImageSelectionError, LimitError
 from slimmer.model import FILE, HistoryStep, Image, Layer
-from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, LayerScan, parse_json
+from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, LayerScan, check_config, parse_json
 from slimmer.reader.cache import LayerCache
 from slimmer.reader.store import ScanOptions, Store
 from slimmer.tar.collect import Policy
@@ -103,6 +103,7 @@ def assemble(store: Store, chosen: Chosen, fmt: str, source: str, options: Optio
         raise DigestMismatchError(f"{where}: config {chosen.config_name} has digest {config_digest}, "
                                   f"its name promises {promised}")
     config = parse_json(config_bytes, f"{where}: config {chosen.config_name}")
+    check_config(config, f"{where}: config {chosen.config_name}")
     if options.platform:
         from slimmer.reader.oci_layout import platform_matches
 

@@ -80,12 +80,71 @@ def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | No
                      as_mapping(collector.facts) if collector else {}, policy.key if policy else "", notes)
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_json(data: bytes, where: str, kind: type = dict):
-    """Parse a JSON document that must be of ``kind`` (dict or list)."""
+    """Parse a JSON document that must be of ``kind`` (dict or list). Strictly JSON (RFC 8259):
+    NaN and Infinity, which Python's parser takes and no other parser downstream does, are
+    refused, so nothing slimmer writes back can carry them."""
     try:
-        value = json.loads(data)
+        value = json.loads(data, parse_constant=_no_constant)
     except (ValueError, RecursionError) as err:
         raise FormatError(f"{where}: not valid JSON ({err})") from err
     if not isinstance(value, kind):
         raise FormatError(f"{where}: expected a JSON {'object' if kind is dict else 'array'}")
     return value
+
+
+# The image config's fields and the JSON types the image-spec gives them (config.md); a
+# field of another type is refused here, once, as Docker and containerd refuse it. Entrypoint
+# and Cmd may also be a string (old builders wrote them so; it runs with /bin/sh -c).
+_STR, _LIST, _OBJ, _BOOL = "a string", "a list of strings", "an object", "true or false"
+CONFIG_FIELDS = {"created": _STR, "author": _STR, "architecture": _STR, "os": _STR, "os.version": _STR,
+                 "os.features": _LIST, "variant": _STR, "config": _OBJ, "rootfs": _OBJ, "history": "a list"}
+RUNTIME_FIELDS = {"User": _STR, "ExposedPorts": _OBJ, "Env": _LIST, "Entrypoint": _LIST, "Cmd": _LIST,
+                  "Volumes": _OBJ, "WorkingDir": _STR, "Labels": _OBJ, "StopSignal": _STR, "ArgsEscaped": _BOOL,
+                  "Healthcheck": _OBJ, "OnBuild": _LIST, "Shell": _LIST, "Domainname": _STR, "Hostname": _STR}
+HISTORY_FIELDS = {"created": _STR, "created_by": _STR, "author": _STR, "comment": _STR, "empty_layer": _BOOL}
+
+
+def _is(value: Any, kind: str, string_ok: bool = False) -> bool:
+    if value is None:
+        return True
+    if kind == _STR:
+        return isinstance(value, str)
+    if kind == _LIST:
+        return (string_ok and isinstance(value, str)) or (isinstance(value, list)
+                                                          and all(isinstance(v, str) for v in value))
+    if kind == _OBJ:
+        return isinstance(value, dict)
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    return isinstance(value, list)
+
+
+def check_config(config: dict, where: str) -> None:
+    """Refuse an image config whose known fields have the wrong JSON types (a list where a
+    string belongs, ``"Env": 7``, labels that are not strings), naming the field."""
+    def bad(key: str, kind: str, value: Any) -> FormatError:
+        return FormatError(f"{where}: config field {key} must be {kind}, not {type(value).__name__}")
+
+    for key, kind in CONFIG_FIELDS.items():
+        if not _is(config.get(key), kind):
+            raise bad(key, kind, config.get(key))
+    runtime = config.get("config") or {}
+    for key, kind in RUNTIME_FIELDS.items():
+        value = runtime.get(key)
+        if not _is(value, kind, string_ok=key in ("Entrypoint", "Cmd")):
+            raise bad(f"config.{key}", kind, value)
+    labels = runtime.get("Labels") or {}
+    for name, value in labels.items():
+        if not isinstance(value, str):
+            raise bad(f"config.Labels[{name!r}]", _STR, value)
+    for i, step in enumerate(config.get("history") or []):
+        if not isinstance(step, dict):
+            raise bad(f"history[{i}]", _OBJ, step)
+        for key, kind in HISTORY_FIELDS.items():
+            if not _is(step.get(key), kind):
+                raise bad(f"history[{i}].{key}", kind, step.get(key))

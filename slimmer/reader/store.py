@@ -445,8 +445,9 @@ class Prefetcher(io.RawIOBase):
 
     def _pump(self, raw: BinaryIO) -> None:
         try:
-            fd = raw.fileno() if not hasattr(raw, "peek") else None
-        except (OSError, AttributeError, io.UnsupportedOperation):
+            # nothing has been read from it yet, so its buffer is empty: read the descriptor
+            fd: int | None = raw.fileno()
+        except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
             fd = None
         try:
             while not self._stop:

@@ -32,6 +32,15 @@ def _open(layer: Layer, where: str) -> BinaryIO:
         raise SlimmerError(f"cannot read {where}: {err.strerror or err}") from err
 
 
+class _SourceError(Exception):
+    """Carries an error the stored blob's own stream raised past the re-stream's checks: it is
+    the source's failure (reported as it is), not a sign that the layer changed."""
+
+    def __init__(self, err: SlimmerError):
+        super().__init__(str(err))
+        self.err = err
+
+
 class _Reading:
     """The stored blob, its read errors turned into one clear error (a sink's write errors
     pass through as they are: they are the output's)."""
@@ -43,7 +52,9 @@ class _Reading:
         try:
             return self.raw.read(n)
         except OSError as err:
-            raise SlimmerError(f"cannot read {self.where}: {err.strerror or err}") from err
+            raise _SourceError(SlimmerError(f"cannot read {self.where}: {err.strerror or err}")) from err
+        except SlimmerError as err:
+            raise _SourceError(err) from err
 
     def close(self) -> None:
         self.raw.close()
@@ -95,6 +106,8 @@ def restream(layer: Layer, visit: Visit, where: str, detail: bool = True) -> Non
                 raise TruncatedError(f"{where}: the layer's tar breaks off")
             if scanner.ended:
                 scanner.finish()
+        except _SourceError as err:
+            raise err.err from None
         except DigestMismatchError:
             raise
         except FormatError as err:
@@ -119,6 +132,8 @@ def chunks(layer: Layer, where: str) -> Iterator[bytes]:
     try:
         try:
             yield from _bounded(blob, layer, where)
+        except _SourceError as err:
+            raise err.err from None
         except DigestMismatchError:
             raise
         except FormatError as err:

@@ -283,9 +283,7 @@ class TarScanner:
                 raise FormatError(f"{self.where}: sparse member {name!r} has no room for its map")
             return
         if real is not None and self.detail and "GNU.sparse.map" in pax:
-            sparse = _pairs(pax["GNU.sparse.map"].split(","), self.where, name)
-        elif real is not None and self.detail and "GNU.sparse.offset" in pax:
-            sparse = ((self._pax_int(pax, "GNU.sparse.offset", name), self._pax_int(pax, "GNU.sparse.numbytes", name)),)
+            sparse = _pairs(pax["GNU.sparse.map"].split(","), self.where, name) if pax["GNU.sparse.map"] else ()
         else:
             sparse = None
         self._add(name, link, size, header, real, sparse)
@@ -459,8 +457,12 @@ def _pairs(numbers: list[str], where: str, name: str) -> tuple[tuple[int, int], 
 
 
 def pax_records(raw: bytes, where: str) -> dict[str, str]:
-    """Return the records of a PAX extended header; raise FormatError if it is malformed."""
+    """Return the records of a PAX extended header; raise FormatError if it is malformed.
+
+    GNU tar's sparse format 0.0 repeats ``GNU.sparse.offset`` and ``GNU.sparse.numbytes`` once
+    per region; those pairs are gathered into ``GNU.sparse.map`` (format 0.1's spelling)."""
     out: dict[str, str] = {}
+    regions: list[str] = []
     pos = 0
     while pos < len(raw):
         if raw[pos] == 0:
@@ -478,6 +480,14 @@ def pax_records(raw: bytes, where: str) -> dict[str, str]:
         key, sep, value = record.partition(b"=")
         if not sep:
             raise FormatError(f"{where}: malformed PAX record")
-        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        name = key.decode("utf-8", "surrogateescape")
+        text = value.decode("utf-8", "surrogateescape")
+        if name in ("GNU.sparse.offset", "GNU.sparse.numbytes"):
+            if len(regions) > 2 * MAX_SPARSE_ENTRIES:
+                raise FormatError(f"{where}: a sparse map of more than {MAX_SPARSE_ENTRIES} regions")
+            regions.append(text)
+        out[name] = text
         pos += length
+    if regions:
+        out["GNU.sparse.map"] = ",".join(regions)
     return out

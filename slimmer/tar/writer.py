@@ -13,6 +13,7 @@ from __future__ import annotations
 import tarfile
 from typing import BinaryIO
 
+from slimmer.errors import OutputError
 from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry
 from slimmer.tar.scan import BLOCKSIZE, Header
 
@@ -24,6 +25,7 @@ _DERIVED = frozenset({"path", "linkpath", "size", "uid", "gid", "uname", "gname"
 XATTR_PREFIXES = ("SCHILY.xattr.", "LIBARCHIVE.xattr.")
 CAPABILITY_KEYS = ("SCHILY.xattr.security.capability", "LIBARCHIVE.xattr.security.capability")
 RECORDSIZE = 20 * BLOCKSIZE
+MAX_DEVICE = 8 ** 7  # a ustar/PAX device field holds seven octal digits
 
 
 def member_info(entry: Entry, header: Header | None, path: str | None = None) -> tarfile.TarInfo:
@@ -39,6 +41,9 @@ def member_info(entry: Entry, header: Header | None, path: str | None = None) ->
     if header is not None:
         info.uname, info.gname = header.uname, header.gname
         if entry.kind in (CHAR, BLOCK):
+            if not (0 <= header.devmajor < MAX_DEVICE and 0 <= header.devminor < MAX_DEVICE):
+                raise OutputError(f"cannot write device {info.name!r}: device number {header.devmajor},"
+                                  f"{header.devminor} does not fit a tar header (nor a Linux dev_t)")
             info.devmajor, info.devminor = header.devmajor, header.devminor
         info.pax_headers = {k: v for k, v in header.pax.items()
                             if k not in _DERIVED and not k.startswith("GNU.sparse.")}
