@@ -84,8 +84,11 @@ class AnalysisPolicy:
 
     def sink(self, entry: Entry, facts: Facts):
         path = entry.path
-        index = cats.rule_index(path)
-        facts.put(RULE, path, index)
+        index = rule_index(path)
+        rules = facts.kinds.get(RULE)
+        if rules is None:
+            rules = facts.kinds[RULE] = {}
+        rules[path] = index  # a rule follows from the path: a later member of it writes the same
         size = entry.size
         if not self.content or not size or entry.offset < 0:
             return None  # empty, or sparse: its stream holds a map, not the file
@@ -114,6 +117,7 @@ class AnalysisPolicy:
 
 
 _HEAD, _FULL, _GO, _HASH = 1, 2, 4, 8
+rule_index = cats.rule_index
 
 
 class _Probe:

@@ -302,8 +302,13 @@ def go_binary(path: str, info: GoBuildInfo) -> Package:
 # ---- all together ----------------------------------------------------------------------------------
 
 
+_DB_ENDINGS = ("/status", "/installed", ".list", "/RECORD", "/package.json")
+
+
 def is_database(path: str) -> bool:
     """Return whether the content of ``path`` is a package database ``find_packages`` reads."""
+    if not path.endswith(_DB_ENDINGS) and not path.startswith(DPKG_STATUS_D):
+        return False  # the common case, decided by one call
     if path == DPKG_STATUS or path == APK_INSTALLED:
         return True
     if path.startswith(DPKG_INFO) and path.endswith(".list") and path.count("/") == 4:

@@ -65,14 +65,21 @@ def _is_config_prefix(wanted: str, config_name: str) -> bool:
     return base.startswith(hexpart)
 
 
-def matches(tags: list[str], wanted: str) -> bool:
-    """Return whether ``wanted`` names one of ``tags`` (``name`` means ``name:latest``)."""
-    candidates = {wanted}
-    last = wanted.rsplit("/", 1)[-1]
+def normalize_ref(ref: str) -> str:
+    """Return a reference as Docker reads it: ``name`` means ``name:latest``, and Docker Hub's
+    ``docker.io/library/`` (or ``index.docker.io/``, or ``library/``) prefix is implied;
+    podman's ``localhost/`` prefix is dropped too."""
+    last = ref.rsplit("/", 1)[-1]
     if ":" not in last and "@" not in last:
-        candidates.add(wanted + ":latest")
-    for tag in tags:
-        if tag in candidates or tag.removeprefix("docker.io/library/") in candidates \
-                or tag.removeprefix("docker.io/") in candidates or tag.removeprefix("localhost/") in candidates:
-            return True
-    return False
+        ref += ":latest"
+    for prefix in ("index.docker.io/", "docker.io/", "localhost/"):
+        if ref.startswith(prefix):
+            ref = ref[len(prefix):]
+            break
+    return ref.removeprefix("library/")
+
+
+def matches(tags: list[str], wanted: str) -> bool:
+    """Return whether ``wanted`` names one of ``tags``, both normalised as Docker does."""
+    want = normalize_ref(wanted)
+    return any(normalize_ref(tag) == want for tag in tags)

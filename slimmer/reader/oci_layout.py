@@ -93,13 +93,27 @@ def _candidates(store: Store, index: dict, where: str, refs: list[str], plat: st
         names = refs + _names(ann)
         p = _platform_of(desc) or plat
         media = desc.get("mediaType")
+        if desc.get("artifactType"):
+            continue  # an artifact (a signature, an SBOM) beside the images, not an image
         if media in INDEX_TYPES:
             sub, _ = read_blob_json(store, desc, where)
             yield from _candidates(store, sub, where, names, p, depth + 1)
         elif media in MANIFEST_TYPES or media is None:
             yield desc, names, p
-        else:
-            raise FormatError(f"{where}: unknown media type {media!r} in index")
+        # image-spec (image-index.md): an entry of an unknown media type MUST be ignored
+
+
+CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
+
+
+def _is_image_manifest(store: Store, desc: dict, where: str) -> bool:
+    """Return whether the manifest ``desc`` names is an image's (its config is an image
+    config), not an artifact's."""
+    manifest, _ = read_blob_json(store, desc, where)
+    config = manifest.get("config")
+    if manifest.get("artifactType") or not isinstance(config, dict):
+        return False
+    return config.get("mediaType", next(iter(CONFIG_TYPES))) in CONFIG_TYPES
 
 
 def _norm_platform(text: str) -> list[str]:
@@ -123,10 +137,13 @@ def read(store: Store, options: Options) -> Image:
     index = parse_json(store.read_bytes("index.json"), f"{where}: index.json")
     found = list(_candidates(store, index, where, [], None, 0))
     found = [f for f in found if f[2] != "unknown/unknown"]
+    if len(found) > 1:
+        # artifact manifests carry another config media type (OCI 1.1 artifacts, cosign)
+        found = [f for f in found if _is_image_manifest(store, f[0], where)]
     if not found:
         raise FormatError(f"{where}: the index lists no image manifest")
     if options.image:
-        found = [f for f in found if _ref_matches(f[1], options.image)]
+        found = [f for f in found if _ref_matches(f[1], options.image) or _ref_name(f[0]) == options.image]
         if not found:
             raise ImageSelectionError(f"{where}: no image {options.image!r} in the index")
     want = options.platform
@@ -168,6 +185,12 @@ def read(store: Store, options: Options) -> Image:
             raise FormatError(f"{where}: layer {name} is {store.size(name)} bytes, the manifest says {x['size']}")
     fmt = FORMAT if store.kind == "dir" else "oci-archive"
     return assemble(store, chosen, fmt, store.where, options)
+
+
+def _ref_name(desc: dict) -> str | None:
+    """Return the descriptor's ``org.opencontainers.image.ref.name`` (what ``oci:DIR:TAG`` names)."""
+    ann = desc.get("annotations")
+    return ann.get("org.opencontainers.image.ref.name") if isinstance(ann, dict) else None
 
 
 def _ref_matches(names: list[str], wanted: str) -> bool:

@@ -32,7 +32,7 @@ from typing import BinaryIO, Callable
 from slimmer.errors import FormatError, LimitError, SlimmerError, TruncatedError
 from slimmer.model import Entry, normalize_path
 from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, scan_layer
-from slimmer.tar.codec import CHUNK, compression_of
+from slimmer.tar.codec import CHUNK, compression_of, open_outer
 from slimmer.tar.collect import Policy
 from slimmer.tar.outer import Member, iter_members
 
@@ -267,10 +267,6 @@ class TarStore(Store):
         try:
             for member in iter_members(self._file, self.where, end):
                 self.members[clean_name(member.name, self.where).rstrip("/")] = _Indexed(member)
-        except FormatError as err:
-            if isinstance(err, TruncatedError):
-                raise
-            raise FormatError(f"{path}: not a readable tar archive ({str(err).split(': ', 1)[-1]})") from err
         except OSError as err:
             raise SlimmerError(f"cannot read {path}: {err.strerror}") from err
 
@@ -517,6 +513,7 @@ class PipeStore(Store):
         self.small: dict[str, bytes] = {}
         self.scans: dict[str, LayerScan] = {}
         self.sizes: dict[str, int] = {}
+        self.offsets: dict[str, int] = {}
         self.links: dict[str, tuple[str, bool]] = {}
         self._names: set[str] = set()
         self._kept = 0
@@ -531,6 +528,7 @@ class PipeStore(Store):
                 if not info.isreg():
                     continue
                 self.sizes[name] = info.size
+                self.offsets[name] = info.offset
                 self._take(name, info.size, _Prefetched(info.data), options)
                 if options.progress:
                     options.progress(info.size)
@@ -601,6 +599,72 @@ class PipeStore(Store):
                     raise FormatError(f"{self.where}: {name!r} is not a layer blob")
             out.append(self.scans[real])
         return out
+
+
+class CompressedStore(PipeStore):
+    """A tar archive on disk, compressed as a whole (``docker save app | gzip > app.tar.gz``):
+    read once, decompressing, as a pipe is; a layer is read again by decompressing the file
+    anew up to the layer (verified like any re-read), since a compressed stream cannot seek."""
+
+    kind = "compressed"
+
+    def __init__(self, path: Path, compression: str, options: ScanOptions):
+        self.path, self.compression = path, compression
+        try:
+            raw = open(path, "rb")
+        except OSError as err:
+            raise SlimmerError(f"cannot open {path}: {err.strerror}") from err
+        with raw:
+            super().__init__(open_outer(raw, str(path), compression), str(path), options)
+
+    def opener(self, name: str) -> Callable[[], BinaryIO]:
+        real = self._resolve(name)
+        if real is None:
+            raise self.missing(name, "layer")
+        path, compression, offset, size, where = self.path, self.compression, self.offsets[real], \
+            self.sizes[real], f"{self.where}:{name}"
+
+        def open_blob() -> BinaryIO:
+            stream = open_outer(open(path, "rb"), where, compression)
+            left = offset
+            while left:
+                skipped = len(stream.read(min(CHUNK, left)))
+                if not skipped:
+                    stream.close()
+                    raise TruncatedError(f"{where}: the archive ends before the layer")
+                left -= skipped
+            return _Bounded(stream, size, where)
+
+        return open_blob
+
+
+class _Bounded(io.RawIOBase):
+    """The next ``size`` bytes of a stream, which it closes with itself."""
+
+    def __init__(self, stream: BinaryIO, size: int, where: str):
+        self._stream, self._left, self._where = stream, size, where
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        if n <= 0:
+            return b""
+        data = self._stream.read(n)
+        if not data:
+            raise TruncatedError(f"{self._where}: archive ends inside a member")
+        self._left -= len(data)
+        return data
+
+    def readinto(self, buf) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
 
 
 class _Prefetched:

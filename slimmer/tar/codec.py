@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import queue
 import threading
 import zlib
@@ -182,7 +183,48 @@ def _plain_chunks(src: HashingReader, where: str):
         yield out
 
 
+def _xz_chunks(src: HashingReader, where: str):
+    """xz (outer archives only: no layer media type is xz): several streams may follow each
+    other, with zero padding between them."""
+    d = lzma.LZMADecompressor(lzma.FORMAT_XZ)
+    data = b""
+    while True:
+        if d.eof:
+            rest = d.unused_data + data
+            data = b""
+            while not rest.strip(b"\0"):
+                rest = src.read(CHUNK)
+                if not rest:
+                    return
+            d, data = lzma.LZMADecompressor(lzma.FORMAT_XZ), rest.lstrip(b"\0")
+        if not data and d.needs_input:
+            data = src.read(CHUNK)
+            if not data:
+                raise TruncatedError(f"{where}: xz stream is truncated")
+        try:
+            out = d.decompress(data if d.needs_input else b"", CHUNK)
+        except lzma.LZMAError as err:
+            raise FormatError(f"{where}: corrupt xz stream ({err})") from err
+        data = b""
+        if out:
+            yield out
+
+
 _DECODERS: dict[str, Callable] = {"gzip": _gzip_chunks, "zstd": _zstd_chunks, "none": _plain_chunks}
+_OUTER_DECODERS: dict[str, Callable] = {**_DECODERS, "xz": _xz_chunks}
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def outer_compression(head: bytes) -> str:
+    """Return how a whole archive is compressed ("gzip", "zstd", "xz" or "none"), by magic:
+    ``docker save app | gzip > app.tar.gz`` is how CI caches keep images."""
+    return "xz" if head.startswith(XZ_MAGIC) else compression_of(head)
+
+
+def open_outer(raw: BinaryIO, where: str, compression: str) -> BinaryIO:
+    """Return a buffered stream of the uncompressed bytes of a whole compressed archive."""
+    src = HashingReader(raw)
+    return io.BufferedReader(_ChunkStream(_OUTER_DECODERS[compression](src, where), raw), CHUNK)
 
 
 class BlobStream:

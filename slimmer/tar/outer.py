@@ -93,11 +93,9 @@ def iter_members(stream: BinaryIO, where: str, size: int | None = None) -> Itera
     ``size`` gives the length of a seekable file)."""
     long_name = long_link = None
     pax: dict[str, str] = {}
-    pos = 0
+    pos = 0  # of the next header, counted (a pipe cannot tell)
     total = size
     while True:
-        if total is not None:
-            pos = stream.tell()
         block = stream.read(BLOCK)
         if len(block) < BLOCK:
             block += _exactly(stream, BLOCK - len(block), where) if block else b""
@@ -118,6 +116,7 @@ def iter_members(stream: BinaryIO, where: str, size: int | None = None) -> Itera
             if size > MAX_META:
                 raise FormatError(f"{where}: extended header of {size} bytes in the archive")
             raw = _exactly(stream, size + padding, where)[:size]
+            pos += BLOCK + size + padding
             if info.type == tarfile.GNUTYPE_LONGNAME:
                 long_name = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             elif info.type == tarfile.GNUTYPE_LONGLINK:
@@ -142,3 +141,4 @@ def iter_members(stream: BinaryIO, where: str, size: int | None = None) -> Itera
         data.skip()
         if padding:
             _exactly(stream, padding, where)
+        pos += BLOCK + size + padding
