@@ -145,7 +145,7 @@ def _plan(image: Image, only: int | None, max_layer_size: int) -> _Plan:
         if not 0 <= only < len(image.layers):
             count = len(image.layers)
             span = f"layers 0-{count - 1}" if count else "no layers"
-            raise SlimmerError(f"{image.source or 'the image'} has no layer {only}: it has {span}")
+            raise NoSuchLayerError(f"{image.source or 'the image'} has no layer {only}: it has {span}")
         fs = _single_layer_fs(image.layers[only], only)
         indexes = range(only, only + 1)
         # one layer as it is: its hard links name earlier members of the same layer only

@@ -14,7 +14,8 @@ from slimmer.analyzer.report import analyze
 from slimmer.cli.group import cli
 from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.cli.options import Size, default_jobs, load, output_option, read_options
-from slimmer.config_file import ConfigError, load_thresholds, parse_size
+from slimmer.config_file import load_thresholds, parse_size
+from slimmer.errors import ConfigError
 from slimmer.render_ci import check_json, check_text, write_junit, write_sarif
 
 

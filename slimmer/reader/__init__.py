@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-from slimmer.errors import FormatError, SlimmerError
+from slimmer.errors import FormatError, InputError
 from slimmer.model import Image
 from slimmer.reader import docker_archive, oci_layout
 from slimmer.reader.assemble import Options
@@ -45,7 +45,7 @@ def open_store(source: str | os.PathLike, options: Options, stdin: BinaryIO | No
     try:
         st = os.stat(path)
     except OSError as err:
-        raise SlimmerError(f"cannot open {path}: {err.strerror}") from err
+        raise InputError(f"cannot open {path}: {err.strerror}") from err
     if stat.S_ISDIR(st.st_mode):
         return DirStore(path)
     if stat.S_ISFIFO(st.st_mode):
@@ -53,7 +53,7 @@ def open_store(source: str | os.PathLike, options: Options, stdin: BinaryIO | No
             _widen_pipe(f.fileno())
             return PipeStore(f, str(path), options.scan())
     if not stat.S_ISREG(st.st_mode):
-        raise SlimmerError(f"{path} is not a regular file, a directory or a pipe")
+        raise InputError(f"{path} is not a regular file, a directory or a pipe")
     if st.st_size == 0:
         raise FormatError(f"{path} is empty, expected an image archive")
     return TarStore(path)

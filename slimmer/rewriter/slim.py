@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from slimmer.errors import OutputError
+from slimmer.errors import OutputError, SlimError
 from slimmer.exporter import remove_stale_temps
 from slimmer.layers import merge
 from slimmer.model import DIR, FILE, HistoryStep, Image, runtime_config, total_size, with_layers
@@ -31,7 +31,7 @@ from slimmer.rewriter.closure import entrypoint_closure
 from slimmer.rewriter.contents import Contents
 from slimmer.rewriter.distroless import base_synthetic, plan_distroless
 from slimmer.rewriter.members import MemberIndex
-from slimmer.rewriter.plan import DISTROLESS, MODES, PRUNE, SHADOWED, Globs, Plan, SlimError
+from slimmer.rewriter.plan import DISTROLESS, MODES, PRUNE, SHADOWED, Globs, Plan
 from slimmer.rewriter.prune import plan_prune
 from slimmer.rewriter.writer import write_docker_archive, write_oci
 

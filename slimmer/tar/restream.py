@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import BinaryIO, Iterator
 
-from slimmer.errors import DigestMismatchError, SlimmerError, TruncatedError
+from slimmer.errors import DigestMismatchError, InputError, TruncatedError
 from slimmer.model import Entry, Layer
 from slimmer.tar.codec import BlobStream
 from slimmer.tar.scan import Header, Sink, TarScanner, Visit
@@ -28,7 +28,7 @@ def _open(layer: Layer, where: str) -> BinaryIO:
     try:
         return _Reading(layer.opener(), where)
     except OSError as err:
-        raise SlimmerError(f"cannot read {where}: {err.strerror or err}") from err
+        raise InputError(f"cannot read {where}: {err.strerror or err}") from err
 
 
 class _Reading:
@@ -42,7 +42,7 @@ class _Reading:
         try:
             return self.raw.read(n)
         except OSError as err:
-            raise SlimmerError(f"cannot read {self.where}: {err.strerror or err}") from err
+            raise InputError(f"cannot read {self.where}: {err.strerror or err}") from err
 
     def close(self) -> None:
         self.raw.close()
