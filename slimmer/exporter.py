@@ -38,7 +38,7 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from slimmer.errors import FormatError, LimitError, OutputError, SlimmerError
+from slimmer.errors import FormatError, LimitError, NoSuchLayerError, OutputError
 from slimmer.layers import MergedFS, hardlink_sources, merge
 from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, Image, Layer
 from slimmer.tar.restream import restream
