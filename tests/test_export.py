@@ -20,6 +20,7 @@ from builders import FORMATS, content, write
 from hostile import D, F, H, M, S, docker, fingerprint, oci_dir, run_cli, temps_in, tree_of_dir, tree_of_tar
 
 from slimmer import exporter
+from slimmer.atomic import remove_stale_temps
 from slimmer.errors import DigestMismatchError, OutputError, SlimmerError
 from slimmer.exporter import ExportOptions, export
 from slimmer.model import FILE, Entry, Image, Layer
@@ -401,7 +402,7 @@ def test_remove_stale_temps_keeps_live_and_foreign_ones(tmp_path):
     os.chown(tmp_path / f".slimmer-tmp-{dead}-eeee", 65534, 65534)
     (tmp_path / f".slimmer-tmp-{os.getpid()}-cccc").write_text("x")
     (tmp_path / ".slimmer-tmpnot").write_text("x")
-    removed = exporter.remove_stale_temps(tmp_path)
+    removed = remove_stale_temps(tmp_path)
     assert sorted(removed) == [f".slimmer-tmp-{dead}-{x}" for x in ("aaaa", "bbbb", "dddd")]
     assert sorted(os.listdir(tmp_path)) == sorted([f".slimmer-tmp-{os.getpid()}-cccc", ".slimmer-tmpnot",
                                                    f".slimmer-tmp-{dead}-eeee"])
