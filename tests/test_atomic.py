@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 from builders import image, layer, write
 
-from slimmer.atomic import TEMP_PREFIX, atomic_dir, atomic_file, remove_stale_temps, scratch_dir, temp_path, write_bytes
+from slimmer.atomic import (
+    TEMP_PREFIX,
+    atomic_dir,
+    atomic_file,
+    remove_stale_temps,
+    scratch_dir,
+    temp_path,
+    write_bytes,
+)
 from slimmer.errors import OutputError
 
 
@@ -47,10 +55,9 @@ def test_a_failing_block_leaves_the_destination_and_no_temp(tmp_path, exc):
     """When the block raises, the old destination stays as it was and the temp file is gone."""
     dest = tmp_path / "report.txt"
     dest.write_bytes(b"old")
-    with pytest.raises(type(exc)):
-        with atomic_file(dest) as out:
-            out.write(b"half")
-            raise exc
+    with pytest.raises(type(exc)), atomic_file(dest) as out:
+        out.write(b"half")
+        raise exc
     assert dest.read_bytes() == b"old"
     assert temps(tmp_path) == []
 
@@ -58,9 +65,9 @@ def test_a_failing_block_leaves_the_destination_and_no_temp(tmp_path, exc):
 def test_an_os_error_in_the_block_is_an_output_error_naming_the_destination(tmp_path):
     """An OSError while writing becomes an OutputError naming the destination (and the what, if given)."""
     dest = tmp_path / "check.xml"
-    with pytest.raises(OutputError, match=f"cannot write the JUnit report to {dest}: No space left on device"):
-        with atomic_file(dest, "JUnit report"):
-            raise OSError(28, "No space left on device")
+    message = f"cannot write the JUnit report to {dest}: No space left on device"
+    with pytest.raises(OutputError, match=message), atomic_file(dest, "JUnit report"):
+        raise OSError(28, "No space left on device")
     assert os.listdir(tmp_path) == []
 
 
@@ -152,22 +159,20 @@ def test_a_directory_appears_whole_only_when_the_block_ends(tmp_path):
 def test_a_failing_directory_block_leaves_nothing(tmp_path):
     """When the block raises, the temp directory and all it holds are removed."""
     dest = tmp_path / "layout"
-    with pytest.raises(ValueError):
-        with atomic_dir(dest) as root:
-            (root / "sub").mkdir()
-            (root / "sub" / "f").write_text("x")
-            raise ValueError("boom")
+    with pytest.raises(ValueError), atomic_dir(dest) as root:
+        (root / "sub").mkdir()
+        (root / "sub" / "f").write_text("x")
+        raise ValueError("boom")
     assert os.listdir(tmp_path) == []
 
 
 def test_a_directory_filled_meanwhile_is_refused_and_kept(tmp_path):
     """A destination that gained files while the tree was built is left alone, and the temp removed."""
     dest = tmp_path / "root"
-    with pytest.raises(OutputError, match="it appeared meanwhile and is not empty"):
-        with atomic_dir(dest) as root:
-            (root / "mine").write_text("x")
-            dest.mkdir()
-            (dest / "theirs").write_text("y")
+    with pytest.raises(OutputError, match="it appeared meanwhile and is not empty"), atomic_dir(dest) as root:
+        (root / "mine").write_text("x")
+        dest.mkdir()
+        (dest / "theirs").write_text("y")
     assert os.listdir(dest) == ["theirs"]
     assert temps(tmp_path) == []
 
@@ -177,9 +182,8 @@ def test_a_scratch_directory_is_removed_however_the_block_ends(tmp_path):
     with scratch_dir(tmp_path / "out.tar", "slim") as scratch:
         (scratch / "layer.tar").write_bytes(b"x")
         assert scratch.parent == tmp_path and scratch.name.endswith("-slim")
-    with pytest.raises(ValueError):
-        with scratch_dir(tmp_path / "out.tar") as scratch:
-            raise ValueError("boom")
+    with pytest.raises(ValueError), scratch_dir(tmp_path / "out.tar"):
+        raise ValueError("boom")
     assert os.listdir(tmp_path) == []
 
 

@@ -33,8 +33,14 @@ _UNSAFE_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f
                                  "\ud800-\udfff]")
 
 
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
 def _escaped(match: re.Match) -> str:
-    o = ord(match.group())
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    o = ord(char)
     if 0xDC80 <= o <= 0xDCFF:
         return f"\\x{o - 0xDC00:02x}"  # the byte that was not UTF-8
     if o < 0x100:
@@ -45,8 +51,8 @@ def _escaped(match: re.Match) -> str:
 def safe(text: object, newlines: bool = False) -> str:
     """Return ``text`` visible and inert on a terminal: control characters (ESC, CSI, OSC, C0,
     C1, DEL, CR), bidirectional controls and surrogates (bytes that were not UTF-8) shown as
-    escapes like ``\\x1b``; any other Unicode text is kept as it is. ``newlines`` keeps line
-    feeds (for a whole report whose lines are ours)."""
+    escapes like ``\\x1b``, ``\\r``, ``\\xe9`` or ``\\ud800``; any other Unicode text is kept as
+    it is. ``newlines`` keeps line feeds (for a whole report whose lines are ours)."""
     text = str(text)
     pattern = _UNSAFE_BUT_NEWLINE if newlines else _UNSAFE
     return pattern.sub(_escaped, text) if pattern.search(text) else text

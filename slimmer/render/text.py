@@ -135,8 +135,8 @@ def by_table(a, by: str, top: int) -> str:
 def findings_text(a, top: int) -> str:
     """Return the findings, largest savings first, with the total that slimming could save."""
     total = a.summary.total_size
-    out = [f"Findings: could save {human(a.could_save_bytes)} of {human(total)} "
-           f"(estimated {human(a.estimated_size_after_bytes)} after slimming)"]
+    out = [(f"Findings: could save {human(a.could_save_bytes)} of {human(total)} "
+            f"(estimated {human(a.estimated_size_after_bytes)} after slimming)")]
     if a.could_save_by_fix:
         out.append("  by fix: " + ", ".join(f"{fix} {human(n)}" for fix, n in a.could_save_by_fix.items() if n))
     if not a.findings:
@@ -216,8 +216,8 @@ def diff_text(d, a: str, b: str, top: int) -> str:
     """Return the human report of one diff (an ``ImageDiff``) from archive ``a`` to ``b``."""
     out = [f"A  {clip(a, 60)}   {human(d.a_bytes)} in files, {human(d.a_stored)} stored",
            f"B  {clip(b, 60)}   {human(d.b_bytes)} in files, {human(d.b_stored)} stored",
-           f"paths  {d.count(REMOVED)} removed, {d.count(ADDED)} added, {d.count(CHANGED)} changed   "
-           f"net {_signed(d.b_bytes - d.a_bytes)}"]
+           (f"paths  {d.count(REMOVED)} removed, {d.count(ADDED)} added, {d.count(CHANGED)} changed   "
+            f"net {_signed(d.b_bytes - d.a_bytes)}")]
     out += _groups(list(d.by_category), top, "category")
     out += _groups(list(d.by_package), top, "package")
     out.append("")

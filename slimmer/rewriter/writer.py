@@ -348,10 +348,9 @@ def _member_order(name: str) -> tuple[str, ...]:
 
 
 def _commit_tar(members: Members, out: Path) -> None:
-    with atomic_file(out) as raw:
-        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
-            for name in sorted(members, key=_member_order):
-                _add_member(tf, name, members[name], out)
+    with atomic_file(out) as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name in sorted(members, key=_member_order):
+            _add_member(tf, name, members[name], out)
 
 
 def _add_member(tf: tarfile.TarFile, name: str, src: bytes | Blob | None, out: Path) -> None:
