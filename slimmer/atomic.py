@@ -11,7 +11,7 @@ complete, and a failure leaves nothing behind.
 Every temp name is ``.slimmer-tmp-<pid>-<random>``: unique per process and per call, so two runs
 writing the same destination at once never share a temp file, and a later run can tell the
 temps of a killed process (its pid is gone) from those of a live one (``remove_stale_temps``,
-called before each staged output). On any failure the temp is removed and an ``OSError`` becomes
+called before each staged output, in the destination's directory). On any failure the temp is removed and an ``OSError`` becomes
 an ``OutputError`` naming the destination.
 
 Imports only the errors.
@@ -198,7 +198,9 @@ def scratch_dir(beside: str | os.PathLike | None = None, tag: str = "") -> Itera
     the block ends. Raises OutputError (naming ``beside``, the output it is for) when it cannot
     be made."""
     parent = _parent(beside) if beside is not None else tempfile.gettempdir()
-    remove_stale_temps(parent)
+    if beside is not None:
+        # not in the shared temp directory: a pid there may belong to another pid namespace
+        remove_stale_temps(parent)
     path = temp_path(parent, tag)
     try:
         os.mkdir(path, 0o700)

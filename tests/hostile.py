@@ -5,7 +5,11 @@ A case builds its archive from bytes it controls completely: tar headers are wri
 here (``raw_tar``), so names with ``..``, NUL bytes, invalid UTF-8, bad checksums or lying size
 fields are possible. ``Case.analyze`` / ``Case.export`` / ``Case.slim`` say what must happen:
 ``OK(...)`` (and what the result must hold) or ``Fail(fragment)``: exit 2 with exactly one
-stderr line ``slimmer: error: ...`` containing ``fragment``. ``test_hostile.py`` runs them.
+stderr line ``slimmer: error: ...`` containing ``fragment``; ``Case.distroless`` and ``Case.diff``
+do the same for ``slim --mode distroless`` and ``diff``. ``Case.shown``, ``paged`` and ``warned``
+are what analyze's table, its HTML report and export's warnings must show of the image's strings
+(escaped), ``Case.exact`` what analyze's JSON must hold exactly. ``test_hostile.py`` runs them,
+and checks that no run puts a raw control character on standard output or standard error.
 
 ``OUTSIDE`` is a directory outside every export destination (one per test process); members
 point symlinks at it, and the test checks that nothing ever appears in it.

@@ -4,7 +4,6 @@ of both (``slimmer.atomic``). The verdict's text and JSON are in ``render.text``
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from slimmer.analyzer.findings import DESCRIPTIONS
 from slimmer.analyzer.gate import FAIL, SKIP, CheckResult
 from slimmer.atomic import write_bytes
 from slimmer.render import safe
+from slimmer.render.json import dumps
 
 __all__ = ["junit_xml", "sarif", "write_junit", "write_sarif"]
 
@@ -81,4 +81,4 @@ def write_junit(result: CheckResult, path: str | Path) -> Path:
 
 def write_sarif(result: CheckResult, path: str | Path, findings=()) -> Path:
     """Write the SARIF log to ``path``."""
-    return write_bytes(path, (json.dumps(sarif(result, findings), indent=2) + "\n").encode("ascii"), "SARIF report")
+    return write_bytes(path, (dumps(sarif(result, findings)) + "\n").encode("ascii"), "SARIF report")

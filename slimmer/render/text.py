@@ -24,12 +24,20 @@ __all__ = [
     "findings_text",
     "fleet_errors",
     "fleet_text",
+    "progress_line",
     "slim_text",
 ]
 
 BY = ("category", "package", "layer", "step", "dir")
 SHOWN_PATHS = 20  # paths listed by slim's dry run
 SHOWN_WARNED = 5  # paths named in one warning of export
+CLEAR_LINE = "\r\033[K"  # back to the start of the line, and erase it (ECMA-48 EL)
+
+
+def progress_line(done_bytes: int) -> str:
+    """Return the progress shown on a terminal while an image is read; it starts with a carriage
+    return, so each one replaces the last, and ``CLEAR_LINE`` removes it."""
+    return f"\rslimmer: read {done_bytes / 1e6:,.0f} MB"
 
 
 # ---- analyze -------------------------------------------------------------------------------
