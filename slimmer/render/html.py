@@ -39,7 +39,7 @@ class _Node:
     name: str
     size: int = 0
     category: Counter = field(default_factory=Counter)
-    children: dict[str, "_Node"] = field(default_factory=dict)
+    children: dict[str, _Node] = field(default_factory=dict)
     path: str = ""
 
     def dominant(self) -> str:
