@@ -26,17 +26,12 @@ from typing import Any, Mapping
 
 from slimmer.analyzer.categories import CATEGORIES
 from slimmer.analyzer.gate import Thresholds
-from slimmer.errors import SlimmerError
+from slimmer.errors import ConfigError
 
 FILES = (".slimmer.toml", "pyproject.toml")
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
-
-
-class ConfigError(SlimmerError):
-    """Raised when a slimmer settings file cannot be read or holds an unknown key or a bad value
-    (the message names the file and the key)."""
 
 
 def parse_size(value: Any, where: str) -> int:

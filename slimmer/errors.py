@@ -36,3 +36,30 @@ class LimitError(SlimmerError):
 class OutputError(SlimmerError):
     """Raised when an output cannot be written (disk full, unwritable destination, a destination
     that would escape its root)."""
+
+
+class InputError(SlimmerError):
+    """Raised when an input cannot be opened or read (a missing archive, an I/O error on a layer
+    blob), or is not a kind of file slimmer reads: a device, a pipe that would have to be read
+    twice, a directory to audit that is not one."""
+
+
+class NoSuchLayerError(SlimmerError):
+    """Raised when a request names a layer the image does not have (``export --layer N`` past
+    the last layer)."""
+
+
+class ConfigError(SlimmerError):
+    """Raised when a slimmer settings file cannot be read or holds an unknown key or a bad value
+    (the message names the file and the key), or an option given on the command line in the same
+    form is malformed (``--max-category``)."""
+
+
+class SlimError(SlimmerError):
+    """Raised when a slimming request cannot be carried out as asked (an unknown mode or output
+    format, a bad --user value, a glob that cannot be read, a bad SOURCE_DATE_EPOCH)."""
+
+
+class ElfError(FormatError):
+    """Raised when a file starts with the ELF magic but its headers are truncated or point
+    outside the file (a broken or hostile ELF file)."""

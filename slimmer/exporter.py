@@ -16,11 +16,12 @@ How it stays safe with untrusted images:
 - Sparse files stay sparse: holes in a directory export, a sparse member in a tar.
 - Device nodes and setuid/setgid bits (and the ``security.capability`` xattr in a tar) are
   written only when asked; ownership is applied to a directory only when asked and root.
-- Output is atomic: a tar goes to a temp file next to DEST, a directory to a temp directory next
-  to DEST, renamed into place when complete. Temp names start with ``.slimmer-tmp-<pid>-`` so a
-  later run removes those left by a killed process.
+- Output is atomic (``slimmer.atomic``): a tar goes to a temp file next to DEST, a directory to a
+  temp directory next to DEST, renamed into place when complete; a later run removes the temps
+  a killed process left.
 
-Imports the model, ``slimmer.layers`` and the errors; never the reader or the analyzer.
+Imports the model, ``slimmer.layers``, ``slimmer.tar``, ``slimmer.atomic`` and the errors; never
+the reader or the analyzer.
 """
 
 from __future__ import annotations
@@ -28,17 +29,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import errno
-import logging
 import os
-import re
-import secrets
-import shutil
 import stat
 import tarfile
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from slimmer.errors import FormatError, LimitError, OutputError, SlimmerError
+from slimmer.atomic import atomic_dir, atomic_file, output_error
+from slimmer.errors import FormatError, LimitError, NoSuchLayerError, OutputError
 from slimmer.layers import MergedFS, hardlink_sources, merge
 from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, Image, Layer
 from slimmer.tar.restream import restream
@@ -47,22 +45,16 @@ from slimmer.tar.writer import CAPABILITY_KEYS, XATTR_PREFIXES, TarWriter
 from slimmer.tar.writer import member_info
 
 __all__ = [
-    "TEMP_PREFIX",
     "ExportOptions",
     "Exported",
     "export",
     "export_dir",
     "export_tar",
-    "remove_stale_temps",
 ]
-
-log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 _OPEN_DIRS = 64  # parent directory fds a directory export keeps open
 DEFAULT_MAX_LAYER_SIZE = 64 << 30
-TEMP_PREFIX = ".slimmer-tmp-"
-_TEMP_RE = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-")
 _SETID = stat.S_ISUID | stat.S_ISGID
 # A PAX mtime may be any number; a file system takes what fits in time_t (clamped to years 1-9999)
 _TIME_RANGE = (-62135596800, 253402300799)
@@ -145,7 +137,7 @@ def _plan(image: Image, only: int | None, max_layer_size: int) -> _Plan:
         if not 0 <= only < len(image.layers):
             count = len(image.layers)
             span = f"layers 0-{count - 1}" if count else "no layers"
-            raise SlimmerError(f"{image.source or 'the image'} has no layer {only}: it has {span}")
+            raise NoSuchLayerError(f"{image.source or 'the image'} has no layer {only}: it has {span}")
         fs = _single_layer_fs(image.layers[only], only)
         indexes = range(only, only + 1)
         # one layer as it is: its hard links name earlier members of the same layer only
@@ -489,63 +481,7 @@ def _ids(uid: int, gid: int, name: str) -> tuple[int, int]:
     return uid, gid
 
 
-# ---- temp files and atomic placement -------------------------------------------------------
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temps(directory: str | os.PathLike) -> list[str]:
-    """Remove the ``.slimmer-tmp-<pid>-*`` files and directories in ``directory`` that this user
-    owns and whose process is gone (left by a killed run); return their names."""
-    removed = []
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return removed
-    for name in names:
-        m = _TEMP_RE.match(name)
-        if not m or _pid_alive(int(m.group(1))):
-            continue
-        full = os.path.join(directory, name)
-        try:
-            if os.lstat(full).st_uid != os.geteuid():
-                continue  # someone else's: not ours to judge, even in a shared /tmp
-        except OSError:
-            continue
-        if _remove(full):
-            removed.append(name)
-            log.info("removed %s, left by a killed slimmer run", full)
-    return removed
-
-
-def _remove(path: str) -> bool:
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
-    except FileNotFoundError:
-        return True
-    except OSError as err:
-        log.warning("cannot remove %s: %s", path, err)
-        return False
-    return True
-
-
-def _temp_name(directory: str) -> str:
-    return os.path.join(directory, f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
-
-
-def _write_error(dest: str, err: OSError) -> OutputError:
-    return OutputError(f"cannot write {dest}: {err.strerror or err}")
+# ---- placement ------------------------------------------------------------------------
 
 
 def _resolve_kind(dest: str, to: str) -> str:
@@ -598,7 +534,7 @@ def export_tar(image: Image, dest: str | os.PathLike, options: ExportOptions = E
         except BrokenPipeError:
             raise
         except OSError as err:
-            raise _write_error("standard output", err) from err
+            raise output_error("standard output", err) from err
         return result
     full = os.path.abspath(dest)
     parent = os.path.dirname(full)
@@ -608,24 +544,8 @@ def export_tar(image: Image, dest: str | os.PathLike, options: ExportOptions = E
         raise OutputError(f"cannot write {dest}: directory {parent} does not exist")
     if _is_input(image, full):
         raise OutputError(f"refusing to write the tar over the input archive {dest}")
-    remove_stale_temps(parent)
-    tmp = _temp_name(parent)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    except OSError as err:
-        raise _write_error(dest, err) from err
-    try:
-        with os.fdopen(fd, "wb", buffering=CHUNK) as out:
-            _run(image, plan, _TarSink(out, result, options))
-            out.flush()
-            os.fsync(out.fileno())
-        os.rename(tmp, full)
-    except OSError as err:
-        _remove(tmp)
-        raise _write_error(dest, err) from err
-    except BaseException:
-        _remove(tmp)
-        raise
+    with atomic_file(dest, mode=0o644, buffering=CHUNK) as out:
+        _run(image, plan, _TarSink(out, result, options))
     return result
 
 
@@ -641,30 +561,15 @@ def export_dir(image: Image, dest: str | os.PathLike, options: ExportOptions = E
     full = os.path.abspath(dest)
     parent = os.path.dirname(full)
     _check_dest_dir(dest, full, parent)
-    remove_stale_temps(parent)
-    tmp = _temp_name(parent)
     result = Exported(dest, "dir")
-    try:
-        os.mkdir(tmp, 0o700)
+    with atomic_dir(dest) as tmp:
         root_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as err:
-        raise _write_error(dest, err) from err
-    sink = _DirSink(root_fd, result, options)
-    try:
+        sink = _DirSink(root_fd, result, options)
         try:
             _run(image, plan, sink)
         finally:
             sink.close()
             os.close(root_fd)
-        os.rename(tmp, full)
-    except OSError as err:
-        _remove(tmp)
-        if err.errno in (errno.ENOTEMPTY, errno.EEXIST) and os.path.lexists(full):
-            raise OutputError(f"cannot write {dest}: it appeared meanwhile and is not empty") from err
-        raise _write_error(dest, err) from err
-    except BaseException:
-        _remove(tmp)
-        raise
     return result
 
 
@@ -683,11 +588,11 @@ def _check_dest_dir(dest: str, full: str, parent: str) -> None:
             raise OutputError(f"cannot write {dest}: directory {parent} does not exist") from None
         return
     except OSError as err:
-        raise _write_error(dest, err) from err
+        raise output_error(dest, err) from err
     if not stat.S_ISDIR(st.st_mode):
         raise OutputError(f"cannot export to {dest}: it exists and is not a directory")
     try:
         if os.listdir(full):
             raise OutputError(f"cannot export to {dest}: the directory is not empty")
     except OSError as err:
-        raise _write_error(dest, err) from err
+        raise output_error(dest, err) from err

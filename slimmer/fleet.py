@@ -15,7 +15,7 @@ from pathlib import Path
 from slimmer import reader
 from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.analyzer.report import Analysis, analyze
-from slimmer.errors import SlimmerError
+from slimmer.errors import InputError, SlimmerError
 from slimmer.reader.cache import LayerCache
 
 
@@ -66,7 +66,7 @@ def find_archives(root: str | os.PathLike) -> list[Path]:
     """Return every image archive (a tar file, or an OCI layout directory) below ``root``."""
     root = Path(root)
     if not root.is_dir():
-        raise SlimmerError(f"{root} is not a directory")
+        raise InputError(f"{root} is not a directory")
     found: list[Path] = []
     for base, dirs, files in os.walk(root):
         here = Path(base)

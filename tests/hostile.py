@@ -5,7 +5,11 @@ A case builds its archive from bytes it controls completely: tar headers are wri
 here (``raw_tar``), so names with ``..``, NUL bytes, invalid UTF-8, bad checksums or lying size
 fields are possible. ``Case.analyze`` / ``Case.export`` / ``Case.slim`` say what must happen:
 ``OK(...)`` (and what the result must hold) or ``Fail(fragment)``: exit 2 with exactly one
-stderr line ``slimmer: error: ...`` containing ``fragment``. ``test_hostile.py`` runs them.
+stderr line ``slimmer: error: ...`` containing ``fragment``; ``Case.distroless`` and ``Case.diff``
+do the same for ``slim --mode distroless`` and ``diff``. ``Case.shown``, ``paged`` and ``warned``
+are what analyze's table, its HTML report and export's warnings must show of the image's strings
+(escaped), ``Case.exact`` what analyze's JSON must hold exactly. ``test_hostile.py`` runs them,
+and checks that no run puts a raw control character on standard output or standard error.
 
 ``OUTSIDE`` is a directory outside every export destination (one per test process); members
 point symlinks at it, and the test checks that nothing ever appears in it.
@@ -18,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 import tarfile
 from collections.abc import Callable
@@ -296,10 +301,28 @@ class Case:
     bug_in: tuple[str, ...] = ("analyze", "export", "slim")  # the commands the reader bug shows in
     fifo: bool = False  # the archive is fed through a named pipe
     skip_slim: str | None = None  # why running slim on this case is not safe yet
+    distroless: object = SAME  # slim --mode distroless: SAME as slim unless given
+    diff: object = SAME  # diff of a benign image with this one: SAME as analyze unless given
+    shown: tuple[str, ...] = ()  # what analyze's table must show (escaped strings)
+    paged: tuple[str, ...] = ()  # what analyze's HTML report must show (escaped strings)
+    warned: tuple[str, ...] = ()  # what export's warnings on stderr must show
+    exact: tuple[tuple[str, object], ...] = ()  # analyze --json: key path ("image.tags") -> exact value
 
     @property
     def export_outcome(self) -> OK | Fail:
         return self.export if self.export is not None else self.analyze
+
+    @property
+    def slim_outcome(self) -> OK | Fail:
+        return self.analyze if self.slim is SAME else self.slim
+
+    @property
+    def distroless_outcome(self) -> OK | Fail:
+        return self.slim_outcome if self.distroless is SAME else self.distroless
+
+    @property
+    def diff_outcome(self) -> OK | Fail:
+        return self.analyze if self.diff is SAME else self.diff
 
 
 def _file(data: bytes):
@@ -545,6 +568,25 @@ def _fifo(where: Path) -> Path:
     return write_tar(docker_files([blob(raw_tar([D("etc"), F("etc/motd", b"hi\n")]))]), where / "image.tar")
 
 
+def configured(*layers: list[M], config: dict | None = None, history: list | None = None,
+               tags: list | None = None) -> Callable[[Path], Path]:
+    """A builder of a ``docker save`` tar whose config's ``config`` gets ``config`` (Entrypoint,
+    User, Labels...), whose history is ``history`` and whose RepoTags are ``tags``, if given."""
+    def build(where: Path) -> Path:
+        blobs = [blob(raw_tar(x)) for x in layers]
+        cfg = config_for(blobs)
+        cfg["config"].update(config or {})
+        if history is not None:
+            cfg["history"] = history
+        files = docker_files(blobs, config=cfg)
+        if tags is not None:
+            manifest = json.loads(files["manifest.json"])
+            manifest[0]["RepoTags"] = tags
+            files["manifest.json"] = _json(manifest)
+        return write_tar(files, where / "image.tar")
+    return build
+
+
 def _devnull(where: Path) -> Path:
     return Path("/dev/null")
 
@@ -556,6 +598,9 @@ def _missing(where: Path) -> Path:
 # ---- the corpus ----------------------------------------------------------------------------
 
 ABS_ESCAPE = OUTSIDE
+OSC = "\x1b]0;PWNED\x07"  # sets the terminal's title
+CSI = "\x1b[2J"  # clears the screen
+C1_CSI = "\u009b31m"  # the one-character CSI of C1 (red text on terminals that take it)
 LONG = "/".join(["d" * 50] * 6) + "/leaf"  # 305 characters, deeper than ustar can name
 TOO_LONG_COMPONENT = "n" * 300
 
@@ -605,17 +650,17 @@ CASES: list[Case] = [
     Case("a hardlink to /etc/passwd (in no layer) is refused by export",
          docker([H("passwd", "/etc/passwd")]),
          OK(files=1), export=Fail("which no earlier member holds"),
-         slim=NO_EARLIER),
+         slim=NO_EARLIER, distroless=OK()),
     Case("a hardlink climbing out of the root is refused",
          docker([H("x", "../../etc/passwd")]), Fail("points outside the root")),
     Case("a hardlink to itself is refused by export",
          docker([H("self", "self")]), OK(files=1), export=Fail("which no earlier member holds"),
-         slim=NO_EARLIER),
+         slim=NO_EARLIER, distroless=OK()),
     Case("a hardlink replacing the file it names keeps that file's data",
          docker([F("f", b"data"), H("f", "f")]), OK({"f": _file(b"data")}, files=1)),
     Case("two hardlinks naming each other are refused by export",
          docker([H("a", "b"), H("b", "a")]), OK(files=2), export=Fail("which no earlier member holds"),
-         slim=NO_EARLIER),
+         slim=NO_EARLIER, distroless=OK()),
     Case("a hardlink to a file of a lower layer links to it, as containerd and umoci apply layers",
          docker([F("a", b"low")], [H("b", "a")]),
          OK({"a": _file(b"low"), "b": _file(b"low")}, links=(("a", "b"),), files=2)),
@@ -625,7 +670,8 @@ CASES: list[Case] = [
          docker([F("a", b"low")], [F("a", b"new"), H("b", "a")]),
          OK({"a": _file(b"new"), "b": _file(b"new")}, links=(("a", "b"),), files=2)),
     Case("a hardlink to a directory is refused by export and slim",
-         docker([D("d"), H("h", "d")]), OK(files=1), export=Fail("names directory"), slim=Fail("names directory")),
+         docker([D("d"), H("h", "d")]), OK(files=1), export=Fail("names directory"), slim=Fail("names directory"),
+         distroless=OK()),
     Case("a hardlink whose target a later layer deletes carries the data",
          docker([F("a", b"kept"), H("b", "a"), H("c", "a")], [F(".wh.a")]),
          OK({"b": _file(b"kept"), "c": _file(b"kept")}, links=(("b", "c"),), files=2)),
@@ -708,7 +754,7 @@ CASES: list[Case] = [
          _config_text(("label", '"\\ud800"')), OK({"a": _file(b"x")}, files=1)),
     Case("a device major of 2**40 is analysed; export skips devices, slim refuses to write it",
          _device(1 << 40), OK(files=2), export=OK({"dev": DIRX, "app": _file(b"x")}, files=2),
-         slim=Fail("device number")),
+         slim=Fail("device number"), distroless=OK()),
     Case("a config with Entrypoint and Cmd given as strings runs them with /bin/sh -c",
          _with_config(lambda c: c["config"].update(Entrypoint="echo hi", Cmd="there")), OK({"a": _file(b"x")}, files=1)),
     Case("an image of zero layers exports an empty root", docker(), OK({}, files=0)),
@@ -782,7 +828,64 @@ CASES: list[Case] = [
     Case("a missing archive is refused", _missing, Fail("cannot open")),
     Case("a character device is refused", _devnull, Fail("not a regular file, a directory or a pipe")),
     Case("an archive fed through a FIFO is analyzed; export needs to read it twice", _fifo,
-         OK(files=1), export=Fail("cannot be read twice"), slim=Fail("cannot be read twice"), fifo=True),
+         OK(files=1), export=Fail("cannot be read twice"), slim=Fail("cannot be read twice"), fifo=True,
+         distroless=OK()),
+    # -- strings a terminal would act on (issue 14, class 1): shown escaped, kept exact in JSON
+    Case("member names holding OSC, CSI, C1 and CR are shown escaped and exported as they are",
+         docker([F("evil" + OSC, b"1"), F("clear" + CSI, b"22"), F("c1" + C1_CSI, b"333"), F("cr\rover", b"4444")]),
+         OK({"evil" + OSC: _file(b"1"), "clear" + CSI: _file(b"22"), "c1" + C1_CSI: _file(b"333"),
+             "cr\rover": _file(b"4444")}, files=4),
+         shown=(r"/evil\x1b]0;PWNED\x07", r"/clear\x1b[2J", r"/c1\x9b31m", r"/cr\rover"),
+         paged=(r"evil\x1b]0;PWNED\x07", r"clear\x1b[2J", r"c1\x9b31m", r"cr\rover")),
+    Case("RepoTags holding OSC, CSI and DEL are shown escaped",
+         configured([F("a", b"x")], tags=["evil" + OSC + ":latest", "clear" + CSI + "\x7f:1"]),
+         OK({"a": _file(b"x")}, files=1), shown=(r"evil\x1b]0;PWNED\x07:latest, clear\x1b[2J\x7f:1",),
+         paged=(r"evil\x1b]0;PWNED\x07:latest, clear\x1b[2J\x7f:1",),
+         exact=(("image.tags", ["evil" + OSC + ":latest", "clear" + CSI + "\x7f:1"]),)),
+    Case("a created_by holding CSI, OSC, CR and a line feed is shown escaped on one line",
+         configured([F("a", b"x")], history=[{"created_by": "RUN " + CSI + "make " + OSC + "\rdone\nrm -rf /"}]),
+         OK({"a": _file(b"x")}, files=1), shown=(r"RUN \x1b[2Jmake \x1b]0;PWNED\x07\rdone\nrm -rf /",),
+         paged=(r"RUN \x1b[2Jmake \x1b]0;PWNED\x07\rdone\nrm -rf /",),
+         exact=(("layers.0.created_by", "RUN " + CSI + "make " + OSC + "\rdone\nrm -rf /"),)),
+    Case("an Entrypoint, Cmd, User and labels holding OSC, C1 and CSI are shown escaped",
+         configured([F("a", b"x")], config={"Entrypoint": ["/bin/" + OSC], "Cmd": [C1_CSI], "User": "r" + CSI + "oot",
+                                            "Labels": {"k" + OSC: "v" + CSI}}),
+         OK({"a": _file(b"x")}, files=1), shown=(r"/bin/\x1b]0;PWNED\x07", r"\x9b31m", r"User r\x1b[2Joot"),
+         paged=(r"user r\x1b[2Joot",),
+         exact=(("image.entrypoint", ["/bin/" + OSC]), ("image.user", "r" + CSI + "oot"))),
+    Case("a symlink chain whose names and targets hold OSC is exported as it is and shown escaped",
+         configured([D("bin"), F("bin/ev" + OSC, b"#!/bin/sh\necho hi\n", mode=0o755), S("bin/link", "ev" + OSC),
+                     S("bin/up", "/bin/link" + CSI)], config={"Entrypoint": ["/bin/link"]}),
+         OK({"bin": DIRX, "bin/ev" + OSC: _file(b"#!/bin/sh\necho hi\n"), "bin/link": ("symlink", "ev" + OSC),
+             "bin/up": ("symlink", "/bin/link" + CSI)}, files=3), shown=(r"/bin/ev\x1b]0;PWNED\x07",),
+         paged=(r"ev\x1b]0;PWNED\x07",)),
+    Case("an error naming a hardlink and its target holding OSC and CSI is one escaped line",
+         docker([H("h" + OSC, "gone" + CSI)]), OK(files=1),
+         export=Fail(r"hard link 'h\x1b]0;PWNED\x07' names 'gone\x1b[2J', which no earlier member holds"),
+         slim=NO_EARLIER, distroless=OK()),
+    Case("an error naming a climbing member holding CSI is one escaped line",
+         docker([F("../evil" + CSI, b"boom")]), Fail("points outside the root")),
+    Case("an error naming a config path holding OSC is one escaped line",
+         docker([F("a", b"x")], config_name="../conf" + OSC + ".json"), Fail(r"conf\x1b]0;PWNED\x07.json")),
+    Case("export's warnings name a device node and a setuid file holding OSC and CSI escaped",
+         docker([D("dev"), M("dev/tty" + OSC, type=b"3", devmajor=5, devminor=0, mode=0o666),
+                 F("bin/su" + CSI, b"x", mode=0o4755)]),
+         OK({"dev": DIRX, "bin": DIRX, "bin/su" + CSI: _file(b"x")}, files=2),
+         warned=(r"skipped 1 device node (/dev/tty\x1b]0;PWNED\x07)", r"cleared 1 setuid/setgid bit (/bin/su\x1b[2J)")),
+    # -- strings that are not Unicode (issue 14, class 2): shown escaped in tables and HTML alike
+    Case("member names that are not UTF-8 are shown escaped in the table and the HTML report",
+         docker([F(b"caf\xe9", b"latin-1"), D(b"\xff\xfe"), F(b"\xff\xfe/\x9b2J", b"bytes")]),
+         OK({"caf\udce9": _file(b"latin-1"), "\udcff\udcfe": DIRX, "\udcff\udcfe/\udc9b2J": _file(b"bytes")}, files=2),
+         shown=(r"/caf\xe9", r"/\xff\xfe/\x9b2J"), paged=(r"caf\xe9", r"\xff\xfe/\x9b2J")),
+    Case("lone surrogates in the User, Entrypoint, labels and RepoTags are shown escaped",
+         configured([F("a", b"x")], config={"User": "\ud800", "Entrypoint": ["/x\udfff"], "Labels": {"\udc00": "\ud83d"}},
+                    tags=["t\ud800:1"]),
+         OK({"a": _file(b"x")}, files=1), shown=(r"User \ud800", r"/x\udfff", r"t\ud800:1"),
+         paged=(r"user \ud800", r"t\ud800:1"),
+         exact=(("image.user", "\ud800"), ("image.tags", ["t\ud800:1"]))),
+    Case("a lone surrogate in a created_by is shown escaped",
+         configured([F("a", b"x")], history=[{"created_by": "RUN \ud800 \udcff"}]),
+         OK({"a": _file(b"x")}, files=1), shown=(r"RUN \ud800 \xff",), paged=(r"RUN \ud800 \xff",)),
 ]
 
 
@@ -905,6 +1008,21 @@ def fingerprint(path: Path) -> str:
             h.update(str(full.relative_to(path)).encode("utf-8", "surrogateescape") + b"\0")
             h.update(os.readlink(full).encode() if full.is_symlink() else full.read_bytes())
     return h.hexdigest()
+
+
+# what a terminal acts on: C0 controls but the line feed, DEL, C1 controls
+_RAW = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def raw_controls(data: bytes | str) -> list[str]:
+    """Return the control characters in ``data`` a terminal would act on (and a note for bytes
+    that are not UTF-8, which cannot reach a terminal as text)."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return [f"not UTF-8: {err}"]
+    return _RAW.findall(data)
 
 
 def temps_in(directory: Path) -> list[str]:

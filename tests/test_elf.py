@@ -14,7 +14,8 @@ import subprocess
 import pytest
 
 from slimmer.rewriter import loader
-from slimmer.rewriter.elf import ElfError, ElfInfo, read_elf
+from slimmer.errors import ElfError
+from slimmer.rewriter.elf import ElfInfo, read_elf
 
 BASE = 0x400000
 

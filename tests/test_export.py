@@ -19,7 +19,6 @@ import pytest
 from builders import FORMATS, content, write
 from hostile import D, F, H, M, S, docker, fingerprint, oci_dir, run_cli, temps_in, tree_of_dir, tree_of_tar
 
-from slimmer import exporter
 from slimmer.errors import DigestMismatchError, OutputError, SlimmerError
 from slimmer.exporter import ExportOptions, export
 from slimmer.model import FILE, Entry, Image, Layer
@@ -388,26 +387,3 @@ def test_library_raises_digest_mismatch_for_a_changed_layer(tmp_path):
     with pytest.raises(DigestMismatchError):
         export(img, tmp_path / "root.tar")
     assert not (tmp_path / "root.tar").exists()
-
-
-def test_remove_stale_temps_keeps_live_and_foreign_ones(tmp_path):
-    """Temps of a dead process are removed; those of a live process, another user's, and other names are kept."""
-    dead = _dead_pid()
-    (tmp_path / f".slimmer-tmp-{dead}-aaaa").mkdir()
-    (tmp_path / f".slimmer-tmp-{dead}-aaaa" / "f").write_text("x")
-    (tmp_path / f".slimmer-tmp-{dead}-bbbb").write_text("x")
-    (tmp_path / f".slimmer-tmp-{dead}-dddd").symlink_to("/etc")
-    (tmp_path / f".slimmer-tmp-{dead}-eeee").write_text("someone else's")
-    os.chown(tmp_path / f".slimmer-tmp-{dead}-eeee", 65534, 65534)
-    (tmp_path / f".slimmer-tmp-{os.getpid()}-cccc").write_text("x")
-    (tmp_path / ".slimmer-tmpnot").write_text("x")
-    removed = exporter.remove_stale_temps(tmp_path)
-    assert sorted(removed) == [f".slimmer-tmp-{dead}-{x}" for x in ("aaaa", "bbbb", "dddd")]
-    assert sorted(os.listdir(tmp_path)) == sorted([f".slimmer-tmp-{os.getpid()}-cccc", ".slimmer-tmpnot",
-                                                   f".slimmer-tmp-{dead}-eeee"])
-
-
-def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid

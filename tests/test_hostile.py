@@ -1,7 +1,8 @@
-"""The hostile corpus (tests/hostile.py) against `slimmer analyze`, `slimmer export` (to a
-directory and to a tar) and `slimmer slim`: each case gives its exact expected outcome, never a
-traceback, never a partial output, never a write outside the destination, and leaves its input
-unchanged."""
+"""The hostile corpus (tests/hostile.py) against `slimmer analyze` (JSON, table and HTML report),
+`slimmer export` (to a directory and to a tar), `slimmer slim` (both modes) and `slimmer diff`:
+each case gives its exact expected outcome, never a traceback, never a partial output, never a
+write outside the destination, never a raw control character on standard output or standard
+error, and leaves its input unchanged."""
 
 from __future__ import annotations
 
@@ -9,15 +10,28 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import hostile
 import pytest
+from hostile import (
+    CASES,
+    OK,
+    OUTSIDE,
+    Case,
+    F,
+    Fail,
+    docker,
+    fingerprint,
+    raw_controls,
+    run_cli,
+    temps_in,
+    tree_of_dir,
+    tree_of_tar,
+)
 from peak import run_slimmer
-from hostile import CASES, OK, OUTSIDE, SAME, Case, Fail, fingerprint, run_cli, temps_in, tree_of_dir, tree_of_tar
 
 from slimmer.reader import open_image
 
@@ -104,6 +118,8 @@ def _run(case: Case, archives, tmp_path: Path, *args: str):
     if run.exc is not None:
         raise run.exc
     assert fingerprint(archives(case)) == before, "the input archive changed"
+    assert raw_controls(run.out) == [], f"raw control characters on standard output: {run.out[:300]!r}"
+    assert raw_controls(run.err) == [], f"raw control characters on standard error: {run.err[:300]!r}"
     return run
 
 
@@ -136,9 +152,42 @@ def test_analyze(case, archives, tmp_path):
         assert run.out == b""
         return
     assert run.code == 0, run.err
+    assert run.out.isascii(), "the JSON is not ASCII: a string from the image went out unescaped"
     report = json.loads(run.out)
     if case.analyze.files is not None:
         assert report["sizes"]["file_count"] == case.analyze.files
+    for path, value in case.exact:
+        assert _at(report, path) == value, path
+
+
+def _at(doc, path: str):
+    for key in path.split("."):
+        doc = doc[int(key)] if isinstance(doc, list) else doc[key]
+    return doc
+
+
+@pytest.mark.parametrize("case", _params("analyze"))
+def test_analyze_table_and_html(case, archives, tmp_path):
+    """`slimmer analyze --html` prints the table and writes the page, every string from the image shown
+    escaped in both, or gives one error line and writes no page."""
+    out = tmp_path / "out"
+    out.mkdir()
+    report = out / "report.html"
+    run = _run(case, archives, tmp_path, "analyze", "--html", report)
+    if isinstance(case.analyze, Fail):
+        _assert_failed(run, case.analyze)
+        assert run.out == b"" and os.listdir(out) == []
+        return
+    assert run.code == 0, run.err
+    assert os.listdir(out) == ["report.html"]
+    page = report.read_bytes()
+    assert raw_controls(page) == [], "raw control characters in the HTML report"
+    text = run.out.decode("utf-8")
+    html = page.decode("utf-8")
+    for shown in case.shown:
+        assert shown in text, f"{shown!r} not in the table:\n{text}"
+    for shown in case.paged:
+        assert shown in html, f"{shown!r} not in the HTML report"
 
 
 @pytest.mark.parametrize("to", [pytest.param("dir", id="to a directory"), pytest.param("tar", id="to a tar")])
@@ -157,6 +206,9 @@ def test_export(case, to, archives, tmp_path, outside):
         assert os.listdir(out) == [], "a failed export left output behind"
         return
     assert run.code == 0, run.err
+    assert all(line.startswith("slimmer: warning: ") for line in run.err_lines), run.err
+    for warned in case.warned:
+        assert warned in run.err, run.err
     assert temps_in(out) == []
     if to == "dir":
         tree, groups = tree_of_dir(dest)
@@ -169,14 +221,15 @@ def test_export(case, to, archives, tmp_path, outside):
 
 
 @pytest.mark.skipif(not SLIM, reason="`slimmer slim` does not exist yet (issue 4); its cases run once it does")
+@pytest.mark.parametrize("mode", ["prune", "distroless"])
 @pytest.mark.parametrize("case", _params("slim"))
-def test_slim(case, archives, tmp_path):
+def test_slim(case, mode, archives, tmp_path):
     """`slimmer slim` gives the case's outcome: an archive slimmer reads back, or one error line and no file."""
     out = tmp_path / "out"
     out.mkdir()
     dest = out / "slim.tar"
-    run = _run(case, archives, tmp_path, "slim", "-o", dest)
-    expected = case.analyze if case.slim is SAME else case.slim
+    run = _run(case, archives, tmp_path, "slim", "-o", dest, "--mode", mode)
+    expected = case.slim_outcome if mode == "prune" else case.distroless_outcome
     if isinstance(expected, Fail):
         _assert_failed(run, expected)
         assert os.listdir(out) == []
@@ -184,6 +237,24 @@ def test_slim(case, archives, tmp_path):
     assert run.code == 0, run.err
     open_image(dest)
     assert [n for n in os.listdir(out) if n != "slim.tar"] == []
+
+
+@pytest.fixture(scope="module")
+def benign(tmp_path_factory) -> Path:
+    """A plain image to compare each case with."""
+    return docker([F("etc/motd", b"hello\n")])(tmp_path_factory.mktemp("benign"))
+
+
+@pytest.mark.parametrize("case", _params("diff"))
+def test_diff(case, benign, archives, tmp_path):
+    """`slimmer diff` from the case to a plain image gives a report or one error line."""
+    run = _run(case, archives, tmp_path, "diff", benign)
+    if isinstance(case.diff_outcome, Fail):
+        _assert_failed(run, case.diff_outcome)
+        assert run.out == b""
+        return
+    assert run.code == 0, run.err
+    assert run.err == ""
 
 
 def test_corpus_is_large_and_names_are_unique():

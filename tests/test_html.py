@@ -14,7 +14,7 @@ import pytest
 from builders import File, image, layer, to_model, write
 from hostile import run_cli
 from slimmer.analyzer.report import analyze
-from slimmer.html import COLORS, page, squarify
+from slimmer.render.html import COLORS, page, squarify
 
 
 def _page(spec) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from builders import Dir, File, Symlink, image, layer, to_model
-from slimmer.rewriter.plan import Globs, SlimError
+from slimmer.errors import SlimError
+from slimmer.rewriter.plan import Globs
 from slimmer.rewriter.slim import SlimOptions, plan_slim
 from slimmer.rewriter.users import DEFAULT_PASSWD, PASSWD_LINE, config_user, with_nonroot
 from test_elf import make_elf

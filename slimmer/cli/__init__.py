@@ -16,6 +16,7 @@ from slimmer.cli import diff  # noqa: F401
 from slimmer.cli.group import cli
 from slimmer.cli.options import run_gc
 from slimmer.errors import SlimmerError
+from slimmer.render import safe
 
 __all__ = ["cli", "main"]
 
@@ -32,7 +33,7 @@ def main() -> None:
         err.show()
         sys.exit(2)
     except SlimmerError as err:
-        sys.stderr.write(f"slimmer: error: {err}\n")
+        sys.stderr.write(f"slimmer: error: {safe(err)}\n")
         sys.exit(2)
     except BrokenPipeError:
         sys.exit(1)
@@ -43,7 +44,7 @@ def main() -> None:
         sys.stderr.write("slimmer: error: out of memory\n")
         sys.exit(2)
     except OSError as err:
-        sys.stderr.write(f"slimmer: error: {err}\n")
+        sys.stderr.write(f"slimmer: error: {safe(err)}\n")
         sys.exit(2)
     sys.exit(rc if isinstance(rc, int) else 0)
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from slimmer.analyzer.report import analyze as analyze_image
-from slimmer.cli.group import cli
 from slimmer import fleet
 from slimmer.analyzer.content import AnalysisPolicy
+from slimmer.analyzer.report import analyze as analyze_image
+from slimmer.cli.group import cli
 from slimmer.cli.options import default_jobs, load, output_option, read_options, show_fleet
-from slimmer.html import write_html
-from slimmer.render import BY, analysis_json, analysis_text
+from slimmer.render import echo
+from slimmer.render.html import write_html
+from slimmer.render.json import analysis_json, dumps
+from slimmer.render.text import BY, analysis_text
 
 
 @cli.command()
@@ -51,6 +51,6 @@ def analyze(archives, jobs, image_ref, platform, max_layer_size, no_cache, outpu
     if html_path:
         write_html(result, archive, html_path)
     if as_json or output == "json":
-        click.echo(json.dumps(analysis_json(result, archive, top), indent=2))
+        echo(dumps(analysis_json(result, archive, top)))
     else:
-        click.echo(analysis_text(result, archive, top, by))
+        echo(analysis_text(result, archive, top, by))

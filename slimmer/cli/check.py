@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import click
@@ -14,8 +13,12 @@ from slimmer.analyzer.report import analyze
 from slimmer.cli.group import cli
 from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.cli.options import Size, default_jobs, load, output_option, read_options
-from slimmer.config_file import ConfigError, load_thresholds, parse_size
-from slimmer.render_ci import check_json, check_text, write_junit, write_sarif
+from slimmer.config_file import load_thresholds, parse_size
+from slimmer.errors import ConfigError
+from slimmer.render import echo
+from slimmer.render.ci import write_junit, write_sarif
+from slimmer.render.json import check_json, dumps
+from slimmer.render.text import check_text
 
 
 def _category_limit(text: str) -> tuple[str, int]:
@@ -60,7 +63,7 @@ def check(ctx, archive, jobs, image_ref, platform, max_layer_size, no_cache, out
     """
     thresholds, source = load_thresholds(config_path)
     if source is not None:
-        click.echo(f"slimmer: thresholds from {source}", err=True)
+        echo(f"slimmer: thresholds from {source}", err=True)
     given = {"lowest_efficiency": lowest_efficiency, "highest_wasted_bytes": highest_wasted_bytes,
              "highest_user_wasted_percent": highest_user_wasted_percent, "max_size": max_size}
     changes = {k: v for k, v in given.items() if v is not None}
@@ -78,7 +81,7 @@ def check(ctx, archive, jobs, image_ref, platform, max_layer_size, no_cache, out
     if sarif_path:
         write_sarif(result, sarif_path, analysis.findings)
     if as_json or output == "json":
-        click.echo(json.dumps(check_json(result), indent=2))
+        echo(dumps(check_json(result)))
     else:
-        click.echo(check_text(result))
+        echo(check_text(result))
     ctx.exit(0 if result.passed else 1)

@@ -7,9 +7,8 @@ import click
 from slimmer import exporter
 from slimmer.cli.group import cli
 from slimmer.cli.options import load, read_options
-from slimmer.render import human, safe
-
-SHOWN = 5
+from slimmer.render import echo
+from slimmer.render.text import export_text, export_warnings
 
 
 @cli.command("export")
@@ -41,17 +40,7 @@ def export(archive, dest, jobs, image_ref, platform, max_layer_size, no_cache, t
     options = exporter.ExportOptions(to=to, layer=layer, devices=devices, setuid=setuid, owners=owners,
                                      max_layer_size=max_layer_size)
     done = exporter.export(image, dest, options, stdout=click.get_binary_stream("stdout"))
-    _warn(done.skipped_devices, "device node", "--devices")
-    _warn(done.cleared_setid, "setuid/setgid bit", "--setuid", "cleared")
+    for line in export_warnings(done):
+        echo(line, err=True)
     if dest != "-":
-        click.echo(f"{dest}: {done.files} files ({human(done.bytes)}), {done.dirs} directories, "
-                   f"{done.symlinks} symlinks, {done.hardlinks} hardlinks, {done.specials} other")
-
-
-def _warn(paths: list[str], what: str, flag: str, verb: str = "skipped") -> None:
-    if not paths:
-        return
-    shown = ", ".join(safe("/" + p) for p in paths[:SHOWN]) + (", ..." if len(paths) > SHOWN else "")
-    plural = "s" if len(paths) > 1 else ""
-    click.echo(f"slimmer: warning: {verb} {len(paths)} {what}{plural} ({shown}); use {flag} to keep them",
-               err=True)
+        echo(export_text(done))

@@ -12,7 +12,9 @@ import click
 
 from slimmer import reader
 from slimmer.reader.cache import LayerCache
-from slimmer.render import fleet_json, fleet_text
+from slimmer.render import echo
+from slimmer.render.json import dumps, fleet_json
+from slimmer.render.text import CLEAR_LINE, fleet_errors, fleet_text, progress_line
 from slimmer.tar.collect import Policy
 
 SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30,
@@ -43,7 +45,7 @@ def _progress():
 
     def tick(n: int) -> None:
         state["bytes"] += n
-        sys.stderr.write(f"\rslimmer: read {state['bytes'] / 1e6:,.0f} MB")
+        sys.stderr.write(progress_line(state["bytes"]))
         sys.stderr.flush()
 
     return tick
@@ -90,7 +92,7 @@ def load(archive: str, image_ref, platform, max_layer_size, no_cache: bool = Fal
                                                     progress=progress, cache=cache, policy=policy,
                                                     jobs=jobs or default_jobs()))
     if progress:
-        sys.stderr.write("\r\033[K")
+        sys.stderr.write(CLEAR_LINE)
     ctx = click.get_current_context(silent=True)
     if ctx is not None and isinstance(ctx.obj, dict) and ctx.obj.get(GC_TUNED):
         gc.freeze()  # the image lives for the whole run: keep the cycle collector off its objects
@@ -119,8 +121,8 @@ def run_gc():
 
 def show_fleet(rows, as_json: bool) -> int:
     """Print fleet rows; name each unreadable archive on stderr; return 2 if any was, else 0."""
-    click.echo(fleet_json(rows) if as_json else fleet_text(rows))
-    failed = [r for r in rows if r.error]
-    for r in failed:
-        click.echo(f"slimmer: error: {r.error}", err=True)
-    return 2 if failed else 0
+    echo(dumps(fleet_json(rows)) if as_json else fleet_text(rows))
+    errors = fleet_errors(rows)
+    for line in errors:
+        echo(line, err=True)
+    return 2 if errors else 0

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import click
 
-from slimmer.cli.group import cli
 from slimmer.analyzer.content import AnalysisPolicy
+from slimmer.cli.group import cli
 from slimmer.cli.options import load, read_options
-from slimmer.render import clip, human, safe, table
+from slimmer.render import echo
+from slimmer.render.json import dumps, slim_json
+from slimmer.render.text import slim_text
 from slimmer.rewriter.plan import MODES, PRUNE
 from slimmer.rewriter.settings import slim_globs
-from slimmer.rewriter.slim import FORMATS, SlimOptions, SlimResult, plan_slim, reproducible_epoch, slim as slim_image
-
-SHOWN = 20
+from slimmer.rewriter.slim import FORMATS, SlimOptions, plan_slim, reproducible_epoch
+from slimmer.rewriter.slim import slim as slim_image
 
 
 @cli.command()
@@ -65,61 +65,6 @@ def slim(archive, out, jobs, image_ref, platform, max_layer_size, no_cache, mode
     else:
         result = slim_image(image, options, out, fmt, compression, tags or None)
     if as_json:
-        click.echo(json.dumps(slim_json(result, archive, dry_run), indent=2))
+        echo(dumps(slim_json(result, archive, dry_run)))
     else:
-        click.echo(slim_text(result, archive, dry_run))
-
-
-def slim_json(r: SlimResult, source: str, dry_run: bool) -> dict:
-    """Return the documented JSON object for one slim run (schema ``slimmer.slim/1``)."""
-    out = {
-        "schema": "slimmer.slim/1",
-        "mode": r.plan.mode,
-        "dry_run": dry_run,
-        "input": source,
-        "command": list(r.plan.argv),
-        "output": None if dry_run else {"path": r.output, "format": r.format, "tags": list(r.tags),
-                                        "config_digest": r.config_digest, "manifest_digest": r.manifest_digest or None},
-        "sizes": {"before_bytes": r.before_bytes, "after_bytes": r.after_bytes, "removed_bytes": r.removed_bytes,
-                  "added_bytes": r.added_bytes},
-        "removed_by_category": [{"category": c.category, "files": c.files, "bytes": c.bytes} for c in r.by_category],
-        "kept": [{"path": "/" + k.path, "why": k.why} for k in r.plan.reasons],
-        "notes": list(r.plan.notes),
-    }
-    if dry_run:
-        out["removed"] = [{"path": "/" + x.path, "kind": x.kind, "bytes": x.size, "category": x.category}
-                          for x in sorted(r.plan.removed, key=lambda x: (-x.size, x.path))]
-    return out
-
-
-def slim_text(r: SlimResult, source: str, dry_run: bool) -> str:
-    """Return the human summary of one slim run."""
-    lines = []
-    tags = ", ".join(r.tags) or "untagged"
-    if dry_run:
-        lines.append(f"dry run: {source} ({r.plan.mode}) would become {tags}; nothing written")
-    else:
-        lines.append(f"wrote {r.output} ({r.format}, {tags}) from {source} ({r.plan.mode})")
-    share = f" ({r.removed_bytes / r.before_bytes * 100:.1f} %)" if r.before_bytes else ""
-    lines.append(f"size    before {human(r.before_bytes)}   after {human(r.after_bytes)}   "
-                 f"removed {human(r.removed_bytes)}{share}   added {human(r.added_bytes)}")
-    lines.append("")
-    rows = [[c.category, c.files, human(c.bytes)] for c in r.by_category if c.bytes or c.files]
-    lines.append(table(rows, ["removed", "files", "bytes"], colalign=("left", "right", "right")))
-    if dry_run and r.plan.removed:
-        lines.append("")
-        lines.append(f"largest paths that would go ({len(r.plan.removed)} in all)")
-        biggest = sorted(r.plan.removed, key=lambda x: (-x.size, x.path))[:SHOWN]
-        rows = [[human(x.size), x.category, clip(safe("/" + x.path), 70)] for x in biggest]
-        lines.append(table(rows, ["bytes", "category", "path"], colalign=("right", "left", "left")))
-    if r.plan.reasons:
-        lines.append("")
-        command = " ".join(r.plan.argv) or "-"
-        lines.append(f"kept, and why (entrypoint: {clip(safe(command), 60)})")
-        rows = [[clip(safe("/" + k.path), 48), clip(safe(k.why), 50)] for k in r.plan.reasons]
-        lines.append(table(rows, ["path", "why"]))
-    if r.plan.notes:
-        lines.append("")
-        lines.append("notes")
-        lines += [f"  - {safe(n)}" for n in r.plan.notes]
-    return "\n".join(lines)
+        echo(slim_text(result, archive, dry_run))

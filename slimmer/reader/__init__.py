@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-from slimmer.errors import FormatError, ImageSelectionError, SlimmerError
+from slimmer.errors import FormatError, ImageSelectionError, InputError
 from slimmer.model import Image
 from slimmer.reader import docker_archive, oci_layout
 from slimmer.reader.assemble import Options
@@ -43,7 +43,7 @@ def _compression_of_file(path: Path) -> str:
         with open(path, "rb") as f:
             return outer_compression(f.read(8))
     except OSError as err:
-        raise SlimmerError(f"cannot open {path}: {err.strerror}") from err
+        raise InputError(f"cannot open {path}: {err.strerror}") from err
 
 
 def _is_terminal(stream: BinaryIO) -> bool:
@@ -60,7 +60,7 @@ def open_store(source: str | os.PathLike, options: Options, stdin: BinaryIO | No
         # process exits, and a buffered reader's lock held then aborts the interpreter
         stream = stdin if stdin is not None else sys.stdin.buffer.raw
         if _is_terminal(stream):
-            raise SlimmerError("standard input is a terminal, not an archive: pipe one in "
+            raise InputError("standard input is a terminal, not an archive: pipe one in "
                                "(docker save app | slimmer analyze -) or name a file")
         if stdin is None:
             _widen_pipe(0)
@@ -73,7 +73,7 @@ def open_store(source: str | os.PathLike, options: Options, stdin: BinaryIO | No
     try:
         st = os.stat(path)
     except OSError as err:
-        raise SlimmerError(f"cannot open {path}: {err.strerror}") from err
+        raise InputError(f"cannot open {path}: {err.strerror}") from err
     if stat.S_ISDIR(st.st_mode):
         return DirStore(path)
     if stat.S_ISREG(st.st_mode) and st.st_size:
@@ -85,7 +85,7 @@ def open_store(source: str | os.PathLike, options: Options, stdin: BinaryIO | No
             _widen_pipe(f.fileno())
             return PipeStore(f, str(path), options.scan())
     if not stat.S_ISREG(st.st_mode):
-        raise SlimmerError(f"{path} is not a regular file, a directory or a pipe")
+        raise InputError(f"{path} is not a regular file, a directory or a pipe")
     if st.st_size == 0:
         raise FormatError(f"{path} is empty, expected an image archive")
     return TarStore(path)
@@ -120,7 +120,7 @@ def parse_source(source: str | os.PathLike, image: str | None = None) -> tuple[s
             raise ImageSelectionError(f"{text} names the image {ref!r} but --image asks for {image!r}")
         return path, image or ref
     if not text.startswith(("/", ".", "~")) and _REFERENCE.match(text) and not text.endswith((".tar", ".tgz", ".gz", ".zst", ".xz", ".json")):
-        raise SlimmerError(f"cannot open {text}: no such file. slimmer reads image archives offline; to read "
+        raise InputError(f"cannot open {text}: no such file. slimmer reads image archives offline; to read "
                            f"the image {text}, save it first: `docker save -o image.tar {text}` or `skopeo copy "
                            f"docker://{text} docker-archive:image.tar:{text}`, then give image.tar")
     return text, image

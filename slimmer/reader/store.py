@@ -29,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from slimmer.errors import FormatError, LimitError, SlimmerError, TruncatedError
+from slimmer.errors import FormatError, InputError, LimitError, TruncatedError
 from slimmer.model import Entry, normalize_path
 from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, scan_layer
 from slimmer.tar.codec import CHUNK, compression_of, open_outer
@@ -101,7 +101,7 @@ class RangeReader(io.RawIOBase):
         try:
             data = os.pread(self.fd, n, self.pos)
         except OSError as err:
-            raise SlimmerError(f"cannot read {self.where}: {err.strerror or err}") from err
+            raise InputError(f"cannot read {self.where}: {err.strerror or err}") from err
         if not data:
             raise TruncatedError(f"{self.where}: archive ends inside a member")
         self.pos += len(data)
@@ -260,7 +260,7 @@ class TarStore(Store):
         try:
             self._file = open(path, "rb")
         except OSError as err:
-            raise SlimmerError(f"cannot open {path}: {err.strerror}") from err
+            raise InputError(f"cannot open {path}: {err.strerror}") from err
         self.fd = self._file.fileno()
         self.members: dict[str, _Indexed] = {}
         end = os.fstat(self.fd).st_size
@@ -268,7 +268,7 @@ class TarStore(Store):
             for member in iter_members(self._file, self.where, end):
                 self.members[clean_name(member.name, self.where).rstrip("/")] = _Indexed(member)
         except OSError as err:
-            raise SlimmerError(f"cannot read {path}: {err.strerror}") from err
+            raise InputError(f"cannot read {path}: {err.strerror}") from err
 
     def names(self) -> set[str]:
         return set(self.members)
@@ -377,7 +377,7 @@ class DirStore(Store):
             with open(full, "rb") as f:
                 return f.read()
         except OSError as err:
-            raise SlimmerError(f"cannot read {full}: {err.strerror}") from err
+            raise InputError(f"cannot read {full}: {err.strerror}") from err
 
     def fingerprint(self, name: str) -> str | None:
         full = self._full(name, "layer")
@@ -385,7 +385,7 @@ class DirStore(Store):
             with open(full, "rb") as f:
                 return _fingerprint(lambda off, n: os.pread(f.fileno(), n, off), os.fstat(f.fileno()).st_size)
         except OSError as err:
-            raise SlimmerError(f"cannot read {full}: {err.strerror}") from err
+            raise InputError(f"cannot read {full}: {err.strerror}") from err
 
     def opener(self, name: str) -> Callable[[], BinaryIO]:
         full = self._full(name, "layer")
@@ -400,7 +400,7 @@ class DirStore(Store):
                     return scan_layer(f, f"{self.where}: layer {name}", options.max_layer_size,
                                       os.fstat(f.fileno()).st_size, options.policy, threads)
             except OSError as err:
-                raise SlimmerError(f"cannot read {fulls[name]}: {err.strerror}") from err
+                raise InputError(f"cannot read {fulls[name]}: {err.strerror}") from err
 
         def ranges(name: str):
             return fulls[name], 0, os.stat(fulls[name]).st_size, f"{self.where}: layer {name}"
@@ -581,7 +581,7 @@ class PipeStore(Store):
 
     def opener(self, name: str) -> Callable[[], BinaryIO]:
         def cannot() -> BinaryIO:
-            raise SlimmerError(f"{self.where}: a piped archive cannot be read twice; save it to a file first")
+            raise InputError(f"{self.where}: a piped archive cannot be read twice; save it to a file first")
         return cannot
 
     def scan_layers(self, names: list[str], options: ScanOptions) -> list[LayerScan]:
@@ -613,7 +613,7 @@ class CompressedStore(PipeStore):
         try:
             raw = open(path, "rb")
         except OSError as err:
-            raise SlimmerError(f"cannot open {path}: {err.strerror}") from err
+            raise InputError(f"cannot open {path}: {err.strerror}") from err
         with raw:
             super().__init__(open_outer(raw, str(path), compression), str(path), options)
 

@@ -21,7 +21,8 @@ from slimmer.layers import MergedFS
 from slimmer.model import DIR, FILE, HARDLINK, SYMLINK, Image, runtime_config
 from slimmer.rewriter import loader, shell
 from slimmer.rewriter.contents import Contents
-from slimmer.rewriter.elf import ElfError, ElfInfo, read_elf
+from slimmer.errors import ElfError
+from slimmer.rewriter.elf import ElfInfo, read_elf
 from slimmer.rewriter.lookup import Found, find_command, model_path, resolve
 from slimmer.rewriter.runtimes import runtime_of
 

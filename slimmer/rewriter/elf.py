@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from slimmer.errors import FormatError
+from slimmer.errors import ElfError
 
 MAGIC = b"\x7fELF"
 
@@ -36,11 +36,6 @@ ET_DYN = 3
 MAX_PHNUM = 4096
 MAX_DYNAMIC = 1 << 16
 MAX_STRING = 1 << 16
-
-
-class ElfError(FormatError):
-    """Raised when a file starts with the ELF magic but its headers are truncated or point
-    outside the file (a broken or hostile ELF file)."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from slimmer.analyzer.categories import glob_regex
-from slimmer.errors import SlimmerError
+from slimmer.errors import SlimError
 from slimmer.layers import MergedFS
 from slimmer.model import DIR, Entry
 from slimmer.rewriter.closure import Reason
@@ -25,11 +25,6 @@ MODES = (PRUNE, DISTROLESS)
 
 SHADOWED = "shadowed"  # bytes a later layer overwrote or deleted: flattening drops them
 REPLACED = "replaced"  # files slimmer rewrote (e.g. /etc/passwd with a nonroot user)
-
-
-class SlimError(SlimmerError):
-    """Raised when a slimming request cannot be carried out as asked (an unknown mode, a bad
-    --user value, a glob that cannot be read)."""
 
 
 @dataclass(frozen=True)

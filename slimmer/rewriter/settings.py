@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slimmer.config_file import ConfigError, find_config, settings_of
+from slimmer.config_file import find_config, settings_of
+from slimmer.errors import ConfigError
 
 KEYS = ("keep", "drop")
 

@@ -12,18 +12,15 @@ rewriter modules; never the reader.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
-from slimmer.errors import OutputError
-from slimmer.exporter import remove_stale_temps
+from slimmer.errors import OutputError, SlimError
+from slimmer.atomic import scratch_dir
 from slimmer.layers import merge
 from slimmer.model import DIR, FILE, HistoryStep, Image, runtime_config, total_size, with_layers
 from slimmer.rewriter import flatten, users
@@ -31,7 +28,7 @@ from slimmer.rewriter.closure import entrypoint_closure
 from slimmer.rewriter.contents import Contents
 from slimmer.rewriter.distroless import base_synthetic, plan_distroless
 from slimmer.rewriter.members import MemberIndex
-from slimmer.rewriter.plan import DISTROLESS, MODES, PRUNE, SHADOWED, Globs, Plan, SlimError
+from slimmer.rewriter.plan import DISTROLESS, MODES, PRUNE, SHADOWED, Globs, Plan
 from slimmer.rewriter.prune import plan_prune
 from slimmer.rewriter.writer import write_docker_archive, write_oci
 
@@ -133,25 +130,6 @@ def default_tags(image: Image) -> tuple[str, ...]:
     return (f"{name}:{tag}-slim",)
 
 
-@contextlib.contextmanager
-def scratch_dir(next_to: str | os.PathLike | None) -> Iterator[Path]:
-    """Yield a fresh scratch directory beside ``next_to`` (same filesystem, so the writer's
-    rename stays atomic), or in the system temp dir; remove it however the block ends."""
-    parent = Path(next_to).parent if next_to else None
-    if parent is not None:
-        remove_stale_temps(parent)
-    try:
-        # the exporter's temp naming: a later run may remove what a killed process left
-        path = Path(tempfile.mkdtemp(prefix=f".slimmer-tmp-{os.getpid()}-slim-", dir=parent))
-    except OSError as err:
-        raise OutputError(f"cannot create a scratch directory in {parent or tempfile.gettempdir()}: "
-                          f"{err.strerror or err}") from err
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 class _Session:
     """One image being slimmed: its merged filesystem, member index and fetched contents."""
 
@@ -184,7 +162,7 @@ def plan_slim(image: Image, options: SlimOptions, next_to: str | os.PathLike | N
     """Return the plan and the accounting for slimming ``image`` (``--dry-run``): nothing is
     written but scratch files, beside ``next_to`` if given, removed before returning."""
     refs = tuple(tags) if tags is not None else default_tags(image)
-    with scratch_dir(next_to) as scratch:
+    with scratch_dir(next_to, "slim") as scratch:
         session = _Session(image, scratch)
         plan = session.plan(options)
         return _account(session, plan, flatten.layout(image, session.fs, session.index, plan.keep), refs)
@@ -258,7 +236,7 @@ def slim(image: Image, options: SlimOptions, out_path: str | os.PathLike, fmt: s
         raise OutputError(f"cannot write {out}: it is, or lies inside, the input {image.source} "
                           f"(slimmer never touches its input)")
     refs = tuple(tags) if tags is not None else default_tags(image)
-    with scratch_dir(out) as scratch:
+    with scratch_dir(out, "slim") as scratch:
         session = _Session(image, scratch)
         plan = session.plan(options)
         lay = flatten.layout(image, session.fs, session.index, plan.keep)

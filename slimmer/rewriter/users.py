@@ -13,7 +13,8 @@ from slimmer.layers import MergedFS
 from slimmer.model import DIR, FILE
 from slimmer.rewriter.contents import Contents
 from slimmer.rewriter.lookup import resolve
-from slimmer.rewriter.plan import SlimError, Synthetic
+from slimmer.errors import SlimError
+from slimmer.rewriter.plan import Synthetic
 
 NONROOT = "nonroot"
 NONROOT_ID = 65532

@@ -9,11 +9,13 @@ were replaced still yields a consistent archive.
 
 Output is byte-reproducible: JSON is compact and keeps the config's key order, gzip carries
 mtime 0 and no file name, and the outer tar's members are sorted, with mtime 0, uid/gid 0 and
-no user names. Output is atomic: everything is written below the staging directory, fsynced,
-then moved into place with ``os.replace``; on any failure the staging directory is removed and
-the destination is left as it was.
+no user names. Output is atomic (``slimmer.atomic``): layer blobs are staged in a scratch
+directory beside the output, the archive (or layout directory) is built under a temp name beside
+it, fsynced and renamed into place; on any failure every temp is removed and the destination is
+left as it was.
 
-Imports only the model and the errors: never the reader or the analyzer.
+Imports the model, ``slimmer.tar``, ``slimmer.atomic`` and the errors: never the reader or the
+analyzer.
 """
 
 from __future__ import annotations
@@ -24,9 +26,7 @@ import io
 import json
 import logging
 import os
-import shutil
 import tarfile
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ from typing import BinaryIO, Iterator, Mapping, Sequence
 
 import zstandard
 
+from slimmer.atomic import atomic_dir, atomic_file, fsync_dir, output_error, scratch_dir
 from slimmer.errors import OutputError
 from slimmer.model import Image, Layer
 from slimmer.tar import restream
@@ -119,7 +120,7 @@ def write_docker_archive(image: Image, out_path: str | os.PathLike, tags: Sequen
             }])
             if refs and layers:
                 members["repositories"] = json_bytes(_repositories(refs, layers[-1].hex))
-        _commit_tar(stage, members, out)
+        _commit_tar(members, out)
     return _written(out, config, manifest_digest, layers)
 
 
@@ -142,9 +143,9 @@ def write_oci(image: Image, out_path: str | os.PathLike, tags: Sequence[str] | N
         config = json_bytes(config_with_diff_ids(image.config, [b.diff_id for b in layers]))
         members, manifest_digest = _oci(image.config, layers, config, refs)
         if as_dir:
-            _commit_dir(stage, members, out)
+            _commit_dir(members, out)
         else:
-            _commit_tar(stage, members, out)
+            _commit_tar(members, out)
     return _written(out, config, manifest_digest, layers)
 
 
@@ -319,10 +320,6 @@ def _written(out: Path, config: bytes, manifest_digest: str, layers: list[Blob])
 # ---- atomic output ----------------------------------------------------------------------
 
 
-def _output_error(out: Path, err: OSError) -> OutputError:
-    return OutputError(f"cannot write {out}: {err.strerror or err}")
-
-
 def _check_destination(out: Path, as_dir: bool) -> None:
     if as_dir:
         if out.is_symlink() or (out.exists() and not out.is_dir()):
@@ -335,19 +332,14 @@ def _check_destination(out: Path, as_dir: bool) -> None:
 
 @contextlib.contextmanager
 def _staging(out: Path, as_dir: bool) -> Iterator[Path]:
-    """Yield a fresh staging directory beside ``out``; remove it however the block ends."""
+    """Yield a fresh staging directory beside ``out`` for the layer blobs; remove it however the
+    block ends. An OSError in the block becomes an OutputError naming ``out``."""
     _check_destination(out, as_dir)
-    try:
-        # named like every slimmer temporary, so a later run can remove it if this one is killed
-        stage = Path(tempfile.mkdtemp(prefix=f".slimmer-tmp-{os.getpid()}-{out.name}.", suffix=".tmp", dir=out.parent))
-    except OSError as err:
-        raise _output_error(out, err) from err
-    try:
-        yield stage
-    except OSError as err:
-        raise _output_error(out, err) from err
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    with scratch_dir(out) as stage:
+        try:
+            yield stage
+        except OSError as err:
+            raise output_error(out, err) from err
 
 
 def _member_order(name: str) -> tuple[str, ...]:
@@ -355,16 +347,10 @@ def _member_order(name: str) -> tuple[str, ...]:
     return tuple(name.split("/"))
 
 
-def _commit_tar(stage: Path, members: Members, out: Path) -> None:
-    tmp = stage / "archive.tar"
-    with open(tmp, "xb") as raw:
-        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
-            for name in sorted(members, key=_member_order):
-                _add_member(tf, name, members[name], out)
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(tmp, out)
-    _fsync_dir(out.parent)
+def _commit_tar(members: Members, out: Path) -> None:
+    with atomic_file(out) as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name in sorted(members, key=_member_order):
+            _add_member(tf, name, members[name], out)
 
 
 def _add_member(tf: tarfile.TarFile, name: str, src: bytes | Blob | None, out: Path) -> None:
@@ -402,34 +388,23 @@ class _HashingFile:
         return "sha256:" + self.sha.hexdigest()
 
 
-def _commit_dir(stage: Path, members: Members, out: Path) -> None:
-    root = stage / "layout"
-    root.mkdir(mode=0o755)
-    dirs = [root]
-    for name in sorted(members, key=_member_order):
-        src, target = members[name], root / name
-        if src is None:
-            target.mkdir(mode=0o755)
-            dirs.append(target)
-        elif isinstance(src, bytes):
-            with open(target, "xb") as f:
-                f.write(src)
-                f.flush()
-                os.fsync(f.fileno())
-        else:
-            os.replace(src.path, target)  # staged and fsynced already
-        if src is not None:
-            os.chmod(target, 0o644)
-    for d in dirs:
-        os.chmod(d, 0o755)
-        _fsync_dir(d)
-    os.replace(root, out)
-    _fsync_dir(out.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _commit_dir(members: Members, out: Path) -> None:
+    with atomic_dir(out) as root:
+        dirs = [root]
+        for name in sorted(members, key=_member_order):
+            src, target = members[name], root / name
+            if src is None:
+                target.mkdir(mode=0o755)
+                dirs.append(target)
+            elif isinstance(src, bytes):
+                with open(target, "xb") as f:
+                    f.write(src)
+                    f.flush()
+                    os.fsync(f.fileno())
+            else:
+                os.replace(src.path, target)  # staged and fsynced already
+            if src is not None:
+                os.chmod(target, 0o644)
+        for d in dirs:
+            os.chmod(d, 0o755)
+            fsync_dir(d)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import BinaryIO, Iterator
 
-from slimmer.errors import DigestMismatchError, FormatError, SlimmerError, TruncatedError
+from slimmer.errors import DigestMismatchError, FormatError, InputError, SlimmerError, TruncatedError
 from slimmer.model import Entry, Layer
 from slimmer.tar.codec import BlobStream
 from slimmer.tar.scan import Header, Sink, TarScanner, Visit
@@ -29,7 +29,7 @@ def _open(layer: Layer, where: str) -> BinaryIO:
     try:
         return _Reading(layer.opener(), where)
     except OSError as err:
-        raise SlimmerError(f"cannot read {where}: {err.strerror or err}") from err
+        raise InputError(f"cannot read {where}: {err.strerror or err}") from err
 
 
 class _SourceError(Exception):
@@ -52,7 +52,7 @@ class _Reading:
         try:
             return self.raw.read(n)
         except OSError as err:
-            raise _SourceError(SlimmerError(f"cannot read {self.where}: {err.strerror or err}")) from err
+            raise _SourceError(InputError(f"cannot read {self.where}: {err.strerror or err}")) from err
         except SlimmerError as err:
             raise _SourceError(err) from err
 

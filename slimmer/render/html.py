@@ -1,6 +1,10 @@
 """The HTML report of an analysis: one self-contained page (inline CSS and SVG, no script, no
 network) with a treemap of the final filesystem coloured by category, the findings, the
-categories, the layers and steps, and the packages. Knows nothing of archives."""
+categories, the layers and steps, and the packages, written atomically (``slimmer.atomic``).
+
+Every string placed in the page goes through ``_e``: made visible by ``safe`` (control
+characters, and bytes that were not UTF-8 or lone surrogates, which UTF-8 cannot encode, shown
+as escapes), then HTML-escaped. Knows nothing of archives."""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slimmer.analyzer.categories import CATEGORIES, RULES
-from slimmer.errors import OutputError
-from slimmer.render import human
+from slimmer.atomic import write_bytes
+from slimmer.render import human, safe
+
+__all__ = ["COLORS", "page", "squarify", "treemap_svg", "write_html"]
 
 WIDTH, HEIGHT = 1200, 620
 MIN_AREA = 36.0  # px²: smaller boxes are merged into one "small files" box
@@ -33,7 +39,7 @@ class _Node:
     name: str
     size: int = 0
     category: Counter = field(default_factory=Counter)
-    children: dict[str, "_Node"] = field(default_factory=dict)
+    children: dict[str, _Node] = field(default_factory=dict)
     path: str = ""
 
     def dominant(self) -> str:
@@ -128,7 +134,7 @@ def _lay_row(row, x, y, w, h, rects):
 
 
 def _svg_boxes(node: _Node, x: float, y: float, w: float, h: float, depth: int, out: list[str]) -> None:
-    label = html.escape("/" + node.path if node.path else "/")
+    label = _e("/" + node.path if node.path else "/")
     tip = f"{label} — {human(node.size)}"
     if node.children and depth < MAX_DEPTH and w * h >= MIN_AREA * 4 and w > 6 and h > 6:
         strip = HEADER if h > 3 * HEADER and w > 40 and node.path else 0
@@ -163,7 +169,7 @@ def _svg_boxes(node: _Node, x: float, y: float, w: float, h: float, depth: int, 
 def _leaf(node: _Node, x, y, w, h, out, name: str) -> None:
     cat = node.dominant()
     parts = ", ".join(f"{c} {human(b)}" for c, b in node.category.most_common(3))
-    tip = html.escape(f"{name} — {human(node.size)} ({parts})")
+    tip = _e(f"{name} — {human(node.size)} ({parts})")
     out.append(f'<rect class="c-{cat}" x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}">'
                f"<title>{tip}</title></rect>")
     if w > 50 and h > 14:
@@ -172,6 +178,7 @@ def _leaf(node: _Node, x, y, w, h, out, name: str) -> None:
 
 def _fit(text: str, width: float) -> str:
     room = max(1, int((width - 6) / 6.2))
+    text = safe(text)
     text = text if len(text) <= room else text[: max(1, room - 1)] + "…"
     return html.escape(text)
 
@@ -224,7 +231,7 @@ def _css() -> str:
 
 
 def _e(text) -> str:
-    return html.escape(str(text))
+    return html.escape(safe(text))
 
 
 def page(a, source: str) -> str:
@@ -339,11 +346,4 @@ def _packages(a, top: int = 40) -> str:
 
 def write_html(a, source: str, path: str | Path) -> Path:
     """Write the HTML report of ``a`` to ``path`` (atomically); return the path."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(page(a, source), encoding="utf-8")
-        tmp.replace(path)
-    except OSError as err:
-        raise OutputError(f"cannot write the HTML report to {path}: {err.strerror}") from err
-    return path
+    return write_bytes(path, page(a, source).encode("utf-8"), "HTML report")

@@ -1,16 +1,20 @@
-"""Rendering of a ``slimmer check`` verdict for CI systems: text, JUnit XML and SARIF 2.1.0.
-Knows nothing of archives; the CLI picks the renderer."""
+"""A ``slimmer check`` verdict for CI systems: JUnit XML and SARIF 2.1.0, and the atomic writing
+of both (``slimmer.atomic``). The verdict's text and JSON are in ``render.text`` and
+``render.json``. Knows nothing of archives; the CLI picks the renderer."""
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from slimmer import __version__
 from slimmer.analyzer.findings import DESCRIPTIONS
 from slimmer.analyzer.gate import FAIL, SKIP, CheckResult
-from slimmer.errors import OutputError
+from slimmer.atomic import write_bytes
+from slimmer.render import safe
+from slimmer.render.json import dumps
+
+__all__ = ["junit_xml", "sarif", "write_junit", "write_sarif"]
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 RULE_HELP = {
@@ -23,25 +27,6 @@ RULE_HELP = {
 }
 
 
-def check_text(result: CheckResult) -> str:
-    """Return one line per rule and a verdict line."""
-    lines = []
-    for r in result.results:
-        mark = {FAIL: "FAIL", SKIP: "SKIP"}.get(r.status, "PASS")
-        lines.append(f"{mark}  {r.rule:<34} {r.message}")
-    failed = len(result.failures)
-    lines.append(f"{'FAILED' if failed else 'PASSED'}: {failed} of "
-                 f"{sum(1 for r in result.results if r.status != SKIP)} rules failed for {result.image}")
-    return "\n".join(lines)
-
-
-def check_json(result: CheckResult) -> dict:
-    """Return the JSON object of a verdict (schema ``slimmer.check/1``)."""
-    return {"schema": "slimmer.check/1", "image": result.image, "passed": result.passed,
-            "rules": [{"rule": r.rule, "status": r.status, "actual": r.actual, "limit": r.limit,
-                       "message": r.message} for r in result.results]}
-
-
 def junit_xml(result: CheckResult) -> str:
     """Return the verdict as a JUnit XML report: one test case per rule."""
     cases = result.results
@@ -49,13 +34,13 @@ def junit_xml(result: CheckResult) -> str:
     skipped = sum(1 for r in cases if r.status == SKIP)
     suites = ET.Element("testsuites", name="slimmer check", tests=str(len(cases)), failures=str(failures),
                         errors="0", skipped=str(skipped))
-    suite = ET.SubElement(suites, "testsuite", name=f"slimmer check {result.image}", tests=str(len(cases)),
+    suite = ET.SubElement(suites, "testsuite", name=f"slimmer check {safe(result.image)}", tests=str(len(cases)),
                           failures=str(failures), errors="0", skipped=str(skipped))
     for r in cases:
         case = ET.SubElement(suite, "testcase", classname="slimmer.check", name=r.rule)
         if r.status == FAIL:
-            fail = ET.SubElement(case, "failure", message=r.message, type="threshold")
-            fail.text = f"{r.message}\nactual: {r.actual}\nlimit: {r.limit}"
+            fail = ET.SubElement(case, "failure", message=safe(r.message), type="threshold")
+            fail.text = f"{safe(r.message)}\nactual: {r.actual}\nlimit: {r.limit}"
         elif r.status == SKIP:
             ET.SubElement(case, "skipped", message="rule off")
     ET.indent(suites)
@@ -89,23 +74,11 @@ def sarif(result: CheckResult, findings=()) -> dict:
                       "results": results}]}
 
 
-def write_text(path: str | Path, text: str, what: str) -> Path:
-    """Write ``text`` to ``path`` atomically; raise OutputError naming ``what`` on failure."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as err:
-        raise OutputError(f"cannot write the {what} to {path}: {err.strerror}") from err
-    return path
-
-
 def write_junit(result: CheckResult, path: str | Path) -> Path:
     """Write the JUnit XML report to ``path``."""
-    return write_text(path, junit_xml(result), "JUnit report")
+    return write_bytes(path, junit_xml(result).encode("utf-8"), "JUnit report")
 
 
 def write_sarif(result: CheckResult, path: str | Path, findings=()) -> Path:
     """Write the SARIF log to ``path``."""
-    return write_text(path, json.dumps(sarif(result, findings), indent=2) + "\n", "SARIF report")
+    return write_bytes(path, (dumps(sarif(result, findings)) + "\n").encode("ascii"), "SARIF report")
