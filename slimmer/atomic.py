@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,11 +98,45 @@ def remove_stale_temps(directory: str | os.PathLike) -> list[str]:
     return removed
 
 
+def remove_tree(path: str | os.PathLike) -> None:
+    """Remove the directory tree at ``path`` without recursion and with one directory open at
+    a time: a tree an image made may be deeper than the interpreter's recursion limit, the
+    descriptor limit and PATH_MAX (shutil.rmtree fails on all three). Symlinks are removed,
+    never followed."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags)
+    names: list[str] = []
+    try:
+        while True:
+            below = None
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        below = entry.name
+                        break
+                    os.unlink(entry.name, dir_fd=fd)
+            if below is not None:
+                child = os.open(below, flags, dir_fd=fd)
+                os.close(fd)
+                fd = child
+                names.append(below)
+                continue
+            if not names:
+                break
+            parent = os.open("..", flags, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            os.rmdir(names.pop(), dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(path)
+
+
 def _remove(path: str | os.PathLike) -> bool:
     """Remove a file, a symlink or a whole directory tree; return False if some of it stays."""
     try:
         if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
+            remove_tree(path)
         else:
             os.unlink(path)
     except FileNotFoundError:

@@ -238,3 +238,24 @@ def test_every_staged_output_removes_a_killed_runs_temps_and_keeps_a_live_ones(t
     finally:
         live.kill()
         live.wait()
+
+
+def test_a_tree_deeper_than_path_max_and_the_recursion_limit_is_removed(tmp_path):
+    """A failed export of an image with 3,000 nested directories leaves nothing: the tree is
+    removed one directory at a time, never following its symlinks."""
+    from slimmer.atomic import remove_tree
+
+    top = tmp_path / "deep"
+    top.mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "keep").write_text("keep")
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(3000):
+        os.mkdir("d", dir_fd=fd)
+        os.symlink(str(tmp_path / "outside"), "link", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.close(fd)
+    remove_tree(top)
+    assert not top.exists() and (tmp_path / "outside" / "keep").read_text() == "keep"
