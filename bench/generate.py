@@ -90,7 +90,8 @@ class LayerWriter:
 
     def file(self, path: str, size: int, mode: int = 0o644) -> None:
         self._parents(path)
-        self.tar.addfile(_info(path, size=size, mode=mode), io.BufferedReader(ChunkReader(self.content.stream(size)), 1 << 20))
+        data = io.BufferedReader(ChunkReader(self.content.stream(size)), 1 << 20)
+        self.tar.addfile(_info(path, size=size, mode=mode), data)
         self.files += 1
 
     def whiteout(self, path: str) -> None:

@@ -152,7 +152,8 @@ def table(results: list[dict]) -> str:
         if "agreement" in r:
             lines.append("agreement with dive: " + json.dumps(r["agreement"]))
         if "stdin_json_equals_file" in r:
-            lines.append(f"analyze - (pipe) gives the JSON of analyze FILE but image.source: {r['stdin_json_equals_file']}")
+            same = r["stdin_json_equals_file"]
+            lines.append(f"analyze - (pipe) gives the JSON of analyze FILE but image.source: {same}")
         lines.append("")
     return "\n".join(lines)
 

@@ -64,8 +64,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from slimmer.model import HistoryStep, Image, Layer, with_layers  # noqa: E402
-from slimmer.tar.scan import TarScanner  # noqa: E402
 from slimmer.rewriter.writer import write_docker_archive  # noqa: E402
+from slimmer.tar.scan import TarScanner  # noqa: E402
 
 GO_PACKAGES = ("golang-go", "golang-1.19-go", "golang-1.19-src", "golang-src")
 BASE_PACKAGES = ("base-files", "netbase", "libc6", "libgcc-s1", "dash", "bash", "coreutils", "libselinux1",
@@ -306,7 +306,7 @@ def report(work: Path) -> None:
     print()
     print(f"{'image':34} {'file bytes':>13} {'docker tar':>13} {'OCI gzip':>13}   slim time")
     for name, (fb, tb, gz) in rows.items():
-        t = timing.get(name.removeprefix("slim "), None)
+        t = timing.get(name.removeprefix("slim "))
         print(f"{name:34} {fb:13,} {tb:13,} {gz:13,}   {'' if t is None else f'{t:.1f} s'}")
     print()
     multi, plus = rows["multi-stage (binary)"], rows["multi-stage (+certs, zoneinfo)"]

@@ -11,8 +11,8 @@ complete, and a failure leaves nothing behind.
 Every temp name is ``.slimmer-tmp-<pid>-<random>``: unique per process and per call, so two runs
 writing the same destination at once never share a temp file, and a later run can tell the
 temps of a killed process (its pid is gone) from those of a live one (``remove_stale_temps``,
-called before each staged output, in the destination's directory). On any failure the temp is removed and an ``OSError`` becomes
-an ``OutputError`` naming the destination.
+called before each staged output, in the destination's directory). On any failure the temp is
+removed and an ``OSError`` becomes an ``OutputError`` naming the destination.
 
 Imports only the errors.
 """

@@ -21,8 +21,9 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from slimmer.analyzer.categories import CATEGORIES
 from slimmer.analyzer.gate import Thresholds

@@ -41,8 +41,7 @@ from slimmer.layers import MergedFS, hardlink_sources, merge
 from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, Image, Layer
 from slimmer.tar.restream import restream
 from slimmer.tar.scan import Header
-from slimmer.tar.writer import CAPABILITY_KEYS, XATTR_PREFIXES, TarWriter
-from slimmer.tar.writer import member_info
+from slimmer.tar.writer import CAPABILITY_KEYS, XATTR_PREFIXES, TarWriter, member_info
 
 __all__ = [
     "ExportOptions",
@@ -310,7 +309,7 @@ class _FileData:
     """The data sink of one regular file of a directory export; a sparse file's regions are
     written at their offsets, leaving holes between them."""
 
-    def __init__(self, fd: int, sink: "_DirSink", entry: Entry, mode: int, name: str,
+    def __init__(self, fd: int, sink: _DirSink, entry: Entry, mode: int, name: str,
                  sparse: tuple[tuple[int, int], ...] | None):
         self.fd, self.sink, self.entry, self.mode, self.name = fd, sink, entry, mode, name
         self.regions = list(sparse) if sparse is not None else None

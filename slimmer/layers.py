@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import posixpath
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from slimmer.errors import FormatError
 from slimmer.model import DIR, FILE, HARDLINK, SYMLINK, Entry, Image, Layer

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import posixpath
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 FILE = "file"
 DIR = "dir"
@@ -30,6 +31,16 @@ BLOCK = "block"
 FIFO = "fifo"
 
 KINDS = (FILE, DIR, SYMLINK, HARDLINK, CHAR, BLOCK, FIFO)
+
+
+class Stream(Protocol):
+    """What blobs are read through: ``read(n)`` gives up to ``n`` bytes (all that is left with
+    -1, b"" at the end), ``close`` lets go of what it holds. Files, pipes and slimmer's own
+    views of them all are one."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 def normalize_path(name: str) -> str:
@@ -79,7 +90,7 @@ class HistoryStep:
     empty_layer: bool = False
 
 
-def _no_content() -> BinaryIO:
+def _no_content() -> Stream:
     raise RuntimeError("this layer has no content source")
 
 
@@ -103,7 +114,7 @@ class Layer:
     media_type: str = "application/vnd.oci.image.layer.v1.tar"
     compression: str = "none"
     history: HistoryStep | None = None
-    opener: Callable[[], BinaryIO] = field(default=_no_content, compare=False, repr=False)
+    opener: Callable[[], Stream] = field(default=_no_content, compare=False, repr=False)
     facts: Mapping[str, Mapping[str, Any]] | None = field(default=None, compare=False, repr=False)
     facts_policy: str = field(default="", compare=False)  # the key of the policy that gathered them
 

@@ -28,9 +28,9 @@ import platform as host
 import posixpath
 import re
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Union
 
 import zstandard
 
@@ -99,7 +99,7 @@ class Hardlink:
     target: str
 
 
-Spec = Union[int, bytes, File, Dir, Symlink, Hardlink, _Whiteout]
+Spec = int | bytes | File | Dir | Symlink | Hardlink | _Whiteout
 
 
 def content(size: int) -> bytes:

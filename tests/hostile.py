@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zstandard
+
 from builders import host_platform
 
 OUTSIDE = f"/tmp/slimmer-outside-{os.getpid()}"
@@ -756,7 +757,8 @@ CASES: list[Case] = [
          _device(1 << 40), OK(files=2), export=OK({"dev": DIRX, "app": _file(b"x")}, files=2),
          slim=Fail("device number"), distroless=OK()),
     Case("a config with Entrypoint and Cmd given as strings runs them with /bin/sh -c",
-         _with_config(lambda c: c["config"].update(Entrypoint="echo hi", Cmd="there")), OK({"a": _file(b"x")}, files=1)),
+         _with_config(lambda c: c["config"].update(Entrypoint="echo hi", Cmd="there")),
+         OK({"a": _file(b"x")}, files=1)),
     Case("an image of zero layers exports an empty root", docker(), OK({}, files=0)),
     Case("an image of a thousand layers exports its merged files", _thousand_layers,
          OK(_thousand_tree(), files=900)),
@@ -878,7 +880,8 @@ CASES: list[Case] = [
          OK({"caf\udce9": _file(b"latin-1"), "\udcff\udcfe": DIRX, "\udcff\udcfe/\udc9b2J": _file(b"bytes")}, files=2),
          shown=(r"/caf\xe9", r"/\xff\xfe/\x9b2J"), paged=(r"caf\xe9", r"\xff\xfe/\x9b2J")),
     Case("lone surrogates in the User, Entrypoint, labels and RepoTags are shown escaped",
-         configured([F("a", b"x")], config={"User": "\ud800", "Entrypoint": ["/x\udfff"], "Labels": {"\udc00": "\ud83d"}},
+         configured([F("a", b"x")],
+                    config={"User": "\ud800", "Entrypoint": ["/x\udfff"], "Labels": {"\udc00": "\ud83d"}},
                     tags=["t\ud800:1"]),
          OK({"a": _file(b"x")}, files=1), shown=(r"User \ud800", r"/x\udfff", r"t\ud800:1"),
          paged=(r"user \ud800", r"t\ud800:1"),

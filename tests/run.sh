@@ -16,4 +16,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+# lint and types first: both are configured in pyproject.toml and must be clean
+python3 -m ruff check slimmer tests bench
+python3 -m mypy
 exec python3 -m pytest -q -p no:cacheprovider "$@"

@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from builders import WHITEOUT, Dir, content, image, layer, write, write_multi
 from click.testing import CliRunner
 
 from slimmer.cli import cli, main
+
+from builders import WHITEOUT, Dir, content, image, layer, write, write_multi
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

@@ -12,7 +12,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from builders import image, layer, write
 
 from slimmer.atomic import (
     TEMP_PREFIX,
@@ -24,6 +23,8 @@ from slimmer.atomic import (
     write_bytes,
 )
 from slimmer.errors import OutputError
+
+from builders import image, layer, write
 
 
 def temps(directory: Path) -> list[str]:

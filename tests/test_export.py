@@ -14,15 +14,16 @@ import sys
 import tarfile
 from pathlib import Path
 
-import hostile
 import pytest
-from builders import FORMATS, content, write
-from hostile import D, F, H, M, S, docker, fingerprint, oci_dir, run_cli, temps_in, tree_of_dir, tree_of_tar
 
 from slimmer.errors import DigestMismatchError, OutputError, SlimmerError
 from slimmer.exporter import ExportOptions, export
 from slimmer.model import FILE, Entry, Image, Layer
 from slimmer.reader import Options, open_image
+
+import hostile
+from builders import FORMATS, content, write
+from hostile import D, F, H, M, S, docker, fingerprint, oci_dir, run_cli, temps_in, tree_of_dir, tree_of_tar
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +69,8 @@ TRICKY = [
      D("srv", mode=0o700, mtime=1_500_000_000), F("srv/a", b"aaa"), H("srv/b", "srv/a"), H("srv/c", "srv/a"),
      S("srv/link", "/etc/passwd"), M("srv/pipe", b"", b"6", mode=0o640), D("x"), F("x/in", b"in"), F("y", b"file"),
      D("o"), F("o/old", b"old")],
-    [F("srv/.wh.a"), F("x", b"x is a file now"), D("y"), F("y/z", b"y is a dir now"), F("bin/data", b"new", mode=0o640)],
+    [F("srv/.wh.a"), F("x", b"x is a file now"), D("y"), F("y/z", b"y is a dir now"),
+     F("bin/data", b"new", mode=0o640)],
     [F("dup", b"1"), F("dup", b"2"), D("o"), F("o/.wh..wh..opq"), F("o/fresh", b"f")],
 ]
 
@@ -128,7 +130,8 @@ POLICY = [M("dev/null", b"", b"3", mode=0o666, devmajor=1, devminor=3),
 
 @pytest.mark.parametrize("to", TO)
 def test_devices_and_setid_bits_are_left_out_unless_asked(tmp_path, to):
-    """By default device nodes (and hardlinks to them) are skipped and setuid/setgid bits and file capabilities cleared."""
+    """By default device nodes (and hardlinks to them) are skipped, setuid/setgid bits and file
+    capabilities cleared."""
     img = _only([[D("dev"), D("bin"), *POLICY]], tmp_path)
     dest = tmp_path / ("out.tar" if to == "tar" else "out")
     done = export(img, dest, ExportOptions(to=to))
@@ -348,7 +351,8 @@ def test_cli_error_is_one_line(tmp_path, rich):
 
 
 def test_a_layer_changed_after_caching_is_caught(tmp_path):
-    """A blob edited in the middle after the layer cache saw it: analyze trusts the cache, export refuses to write it."""
+    """A blob edited in the middle after the layer cache saw it: analyze trusts the cache,
+    export refuses to write it."""
     payload = b"A" * 400_000
     archive = docker([F("big", payload)])(tmp_path)
     assert run_cli("analyze", archive).code == 0  # fills the cache
@@ -367,7 +371,8 @@ def test_a_layer_repeating_one_entry_object_writes_the_path_once(tmp_path):
     """A model layer listing the same Entry object twice (as a rewriter may build it) exports the path once."""
     tar = hostile.raw_tar([F("dup", b"same"), F("dup", b"same")])
     entry = Entry("dup", FILE, 4)
-    layer = Layer(hostile.sha(tar), hostile.sha(tar), len(tar), (entry, entry), opener=functools.partial(io.BytesIO, tar))
+    layer = Layer(hostile.sha(tar), hostile.sha(tar), len(tar), (entry, entry),
+                  opener=functools.partial(io.BytesIO, tar))
     img = Image(config={}, layers=(layer,))
     for to in ("dir", "tar"):
         done = export(img, tmp_path / f"out-{to}", ExportOptions(to=to))

@@ -13,11 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-import hostile
 import pytest
 import zstandard
-from peak import run_slimmer
+
+import hostile
 from hostile import D, F, docker, fingerprint, run_cli, write_tar
+from peak import run_slimmer
 
 BIG_FILES = 4
 BIG_FILE = 64 << 20
@@ -115,7 +116,8 @@ def tiny_disk(tmp_path):
     """A 1 MiB tmpfs mounted for the test (skipped where mounting is not permitted)."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, check=False)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True,
+                          check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     yield mnt

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from builders import WHITEOUT, File, Symlink, image, layer, to_model, write
-from hostile import run_cli
 from slimmer.analyzer import findings as fnd
 from slimmer.analyzer.attribution import attribute
+from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.analyzer.report import analyze
 from slimmer.model import total_size
-from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.reader import Options, open_image
+
+from builders import WHITEOUT, File, Symlink, image, layer, to_model, write
+from hostile import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -259,7 +260,8 @@ def test_a_piped_archive_is_analysed_as_fully_as_the_file(tmp_path):
     piped = analyze(open_image("-", policy, stdin=io.BytesIO(path.read_bytes())))
     from_file = analyze(open_image(path, policy))
     assert {"toolchain-in-final-image", "cache-left-behind"} <= set(_ids(piped.findings))
-    assert [p.key for p in piped.packages] == [p.key for p in from_file.packages] and "dpkg:x" in [p.key for p in piped.packages]
+    keys = [p.key for p in piped.packages]
+    assert keys == [p.key for p in from_file.packages] and "dpkg:x" in keys
     assert piped.findings == from_file.findings and piped.notes == from_file.notes == []
 
 

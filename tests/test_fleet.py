@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from builders import WHITEOUT, image, layer, write
 
 from slimmer import fleet, reader
 from slimmer.cli import main
 from slimmer.reader.cache import LayerCache
+
+from builders import WHITEOUT, image, layer, write
 
 PASSWD = b"root:x:0:0::/root:/bin/sh\n"
 BASE = layer({"bin/sh": 40_000, "etc/passwd": PASSWD}, created_by="ADD rootfs /")

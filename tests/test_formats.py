@@ -19,14 +19,36 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from builders import (WHITEOUT, File, Hardlink, ImageSpec, Symlink, check_invariants, content,
-                      emit, for_platform, host_platform, image, layer, write, write_multi, write_multiplatform)
-from slimmer.errors import (DigestMismatchError, FormatError, ImageSelectionError, LimitError, SlimmerError,
-                            TruncatedError)
+from slimmer.errors import (
+    DigestMismatchError,
+    FormatError,
+    ImageSelectionError,
+    LimitError,
+    SlimmerError,
+    TruncatedError,
+)
 from slimmer.model import platform
 from slimmer.reader import Options, open_image, store
-from slimmer.tar import restream
 from slimmer.reader.cache import LayerCache
+from slimmer.tar import restream
+
+from builders import (
+    WHITEOUT,
+    File,
+    Hardlink,
+    ImageSpec,
+    Symlink,
+    check_invariants,
+    content,
+    emit,
+    for_platform,
+    host_platform,
+    image,
+    layer,
+    write,
+    write_multi,
+    write_multiplatform,
+)
 
 FORMS = [
     pytest.param("docker-legacy", "none", id="a legacy docker save archive"),
@@ -214,7 +236,7 @@ LONG = image(layer({
     LONG_DIR + "/" + "f" * 150: 10,
     "n" * 99: 1,
     "n" * 100: 2,
-    "données/ファイル.txt": "unicode\n".encode(),
+    "données/ファイル.txt": b"unicode\n",
     "link-to-long": Symlink("/" + "t" * 200),
     "hard-to-long": Hardlink(LONG_DIR + "/" + "f" * 150),
     "big.bin": 3 * 2 ** 20 + 17,
@@ -515,7 +537,7 @@ def test_bad_input_on_a_pipe_raises_a_slimmer_error(tmp_path, rich, make, error)
 
 def test_a_missing_path_is_a_slimmer_error(tmp_path):
     """A path that does not exist raises a SlimmerError naming it."""
-    with pytest.raises(SlimmerError, match="nothing-here.tar"):
+    with pytest.raises(SlimmerError, match=r"nothing-here\.tar"):
         open_image(tmp_path / "nothing-here.tar")
 
 

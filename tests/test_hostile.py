@@ -14,8 +14,11 @@ import threading
 import time
 from pathlib import Path
 
-import hostile
 import pytest
+
+from slimmer.reader import open_image
+
+import hostile
 from hostile import (
     CASES,
     OK,
@@ -32,8 +35,6 @@ from hostile import (
     tree_of_tar,
 )
 from peak import run_slimmer
-
-from slimmer.reader import open_image
 
 
 def _slim_available() -> bool:

@@ -11,10 +11,11 @@ from collections import Counter
 
 import pytest
 
-from builders import File, image, layer, to_model, write
-from hostile import run_cli
 from slimmer.analyzer.report import analyze
 from slimmer.render.html import COLORS, page, squarify
+
+from builders import File, image, layer, to_model, write
+from hostile import run_cli
 
 
 def _page(spec) -> str:

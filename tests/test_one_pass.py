@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from builders import File, Hardlink, image, layer, write
-from hostile import tree_of_dir
 from slimmer.errors import DigestMismatchError
 from slimmer.exporter import ExportOptions, export
 from slimmer.reader import open_image
 from slimmer.rewriter.slim import SlimOptions, slim
+
+from builders import File, Hardlink, image, layer, write
+from hostile import tree_of_dir
 from test_realtools import MISSING, run, skopeo_copy, tool_archives
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from builders import File, image, layer, to_model
 from slimmer.analyzer import packages as pk
 from slimmer.analyzer.attribution import NO_PACKAGE, attribute, by_package
 from slimmer.analyzer.report import analyze
 from slimmer.reader import open_image
+
+from builders import File, image, layer, to_model
 
 STATUS = b"""Package: zlib1g-dev
 Status: install ok installed

@@ -257,7 +257,8 @@ def test_diff_ids_are_the_sha256_of_the_uncompressed_blobs(archives, name, tmp_p
     image = read(name, path)
     for layer, blob in zip(image.layers, layer_blobs(name, path, tmp_path)):
         head = blob.read_bytes()[:4]
-        tool = ["gzip", "-dc"] if head[:2] == b"\x1f\x8b" else ["zstd", "-dc"] if head == b"\x28\xb5\x2f\xfd" else ["cat"]
+        tool = (["gzip", "-dc"] if head[:2] == b"\x1f\x8b"
+                else ["zstd", "-dc"] if head == b"\x28\xb5\x2f\xfd" else ["cat"])
         plain = run(*tool, str(blob)).stdout
         assert layer.diff_id == "sha256:" + hashlib.sha256(plain).hexdigest()
         assert layer.uncompressed_size == len(plain)

@@ -16,11 +16,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_slim_output import check_output, skopeo_unpack
 
-from builders import WHITEOUT, Dir, File, Hardlink, Symlink, image, layer, write
 from slimmer.reader import open_image
 from slimmer.rewriter.slim import SlimOptions, slim
-from test_slim_output import check_output, skopeo_unpack
+
+from builders import WHITEOUT, Dir, File, Hardlink, Symlink, image, layer, write
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="chroot needs root"),

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from hostile import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent

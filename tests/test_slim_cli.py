@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from builders import WHITEOUT, File, image, layer, write
-from slimmer.cli import cli, main
-from slimmer.reader import open_image
 from test_elf import make_elf
 from test_slim_output import REAL_TOOLS, check_output
+
+from slimmer.cli import cli, main
+from slimmer.reader import open_image
+
+from builders import WHITEOUT, File, image, layer, write
 
 
 @pytest.fixture(autouse=True)

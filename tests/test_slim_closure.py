@@ -5,13 +5,14 @@ interpreted runtimes, with a reason for each kept path and a note for each blind
 from __future__ import annotations
 
 import pytest
+from test_elf import make_elf
 
-from builders import Dir, File, Symlink, image, layer, to_model
 from slimmer.layers import merge
 from slimmer.rewriter.closure import Closure, entrypoint_closure
 from slimmer.rewriter.contents import Contents
 from slimmer.rewriter.lookup import find_command, resolve
-from test_elf import make_elf
+
+from builders import Dir, File, Symlink, image, layer, to_model
 
 LD = "/lib64/ld-linux-x86-64.so.2"
 ELF = File(make_elf(elf_type=2), mode=0o755)  # a static program

@@ -4,13 +4,14 @@ user, --keep/--drop globs, and the bytes accounted by category (nothing is writt
 from __future__ import annotations
 
 import pytest
+from test_elf import make_elf
 
-from builders import Dir, File, Symlink, image, layer, to_model
 from slimmer.errors import SlimError
 from slimmer.rewriter.plan import Globs
 from slimmer.rewriter.slim import SlimOptions, plan_slim
 from slimmer.rewriter.users import DEFAULT_PASSWD, PASSWD_LINE, config_user, with_nonroot
-from test_elf import make_elf
+
+from builders import Dir, File, Symlink, image, layer, to_model
 
 ELF = File(make_elf(elf_type=2), mode=0o755)
 SYSTEM = {

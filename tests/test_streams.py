@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from slimmer.reader import open_image
+
 import hostile
 from peak import run_slimmer
-from slimmer.reader import open_image
 
 GIB = 1 << 30
 REGIONS = {0: b"HEAD", 5_000_000_000: b"MIDDLE", 10 * GIB - 4: b"TAIL"}

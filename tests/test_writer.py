@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from builders import File, Hardlink, ImageSpec, Symlink, check_invariants, image, layer, to_model, write
 from slimmer.errors import DigestMismatchError, OutputError, SlimmerError, TruncatedError
 from slimmer.model import Image, with_layers
 from slimmer.reader import open_image
-from slimmer.tar import restream
 from slimmer.rewriter.writer import Written, write_docker_archive, write_oci
+from slimmer.tar import restream
+
+from builders import File, Hardlink, ImageSpec, Symlink, check_invariants, image, layer, to_model, write
 
 WRITERS = [
     pytest.param("docker", {"layout": "legacy"}, id="docker save, legacy layout"),

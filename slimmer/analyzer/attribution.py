@@ -9,8 +9,8 @@ records (numbers, not text).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from slimmer.analyzer import categories as cats
 from slimmer.analyzer import content

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import threading
-from typing import Mapping
+from collections.abc import Mapping
 
 import xxhash
 
@@ -123,8 +123,20 @@ rule_index = cats.rule_index
 class _Probe:
     """Reads one file's bytes as they stream by and records what the policy asked for."""
 
-    __slots__ = ("path", "size", "need", "facts", "head", "full", "hasher", "pos", "go_lo", "go_hi", "go_next",
-                 "go_window")
+    __slots__ = (
+        "facts",
+        "full",
+        "go_hi",
+        "go_lo",
+        "go_next",
+        "go_window",
+        "hasher",
+        "head",
+        "need",
+        "path",
+        "pos",
+        "size",
+    )
 
     def __init__(self, path: str, size: int, need: int, facts: Facts):
         self.path, self.size, self.need, self.facts = path, size, need, facts

@@ -127,8 +127,8 @@ def path_changes(fs_a: MergedFS, fs_b: MergedFS, facts_a: dict | None = None,
                  facts_b: dict | None = None) -> list[PathChange]:
     """Return the paths that differ between two merged filesystems, largest change first."""
     facts_a, facts_b = facts_a or {}, facts_b or {}
-    a = {p: v for p, v in fs_a.files()}
-    b = {p: v for p, v in fs_b.files()}
+    a = dict(fs_a.files())
+    b = dict(fs_b.files())
     out = []
 
     def about(path: str, entry: Entry, facts: dict) -> tuple[str, str]:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from slimmer.analyzer import categories as cats
 from slimmer.analyzer.attribution import Attribution, FileFact, WasteFact

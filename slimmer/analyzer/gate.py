@@ -9,8 +9,8 @@ these). A rule set to None is off. Imports only analyzer records.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 PASS = "pass"
 FAIL = "fail"

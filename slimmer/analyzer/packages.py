@@ -19,9 +19,8 @@ import io
 import json
 import posixpath
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Mapping
-
 
 DPKG = "dpkg"
 APK = "apk"
@@ -90,7 +89,7 @@ class GoBuildInfo:
         return (self.go_version, self.path, self.module, self.module_version, tuple(self.deps))
 
     @classmethod
-    def from_fact(cls, fact) -> "GoBuildInfo":
+    def from_fact(cls, fact) -> GoBuildInfo:
         version, path, module, module_version, deps = fact
         return cls(version, path, module, module_version, tuple(tuple(d) for d in deps))
 
@@ -181,9 +180,7 @@ def dpkg_packages(status: bytes, lists: Mapping[str, bytes]) -> list[Package]:
         if not name or not _installed(st):
             continue
         arch = st.get("Architecture", "")
-        data = by_name.get(f"{name}:{arch}")
-        if data is None:
-            data = by_name.get(name, b"")
+        data = by_name.get(f"{name}:{arch}") or by_name.get(name) or b""
         files = tuple(_path(line) for line in data.decode("utf-8", "replace").splitlines() if line.strip() not in
                       ("", "/."))
         out.append(_mark(Package(DPKG, name, st.get("Version", ""), files, DPKG_STATUS)))
@@ -284,8 +281,8 @@ def npm_package(path: str, data: bytes) -> Package:
         meta = {}
     if not isinstance(meta, dict):
         meta = {}
-    name = meta.get("name") if isinstance(meta.get("name"), str) else fallback
-    version = meta.get("version") if isinstance(meta.get("version"), str) else ""
+    name = meta["name"] if isinstance(meta.get("name"), str) else fallback
+    version = meta["version"] if isinstance(meta.get("version"), str) else ""
     return _mark(Package(NPM, name, version, (), path, root=root))
 
 
@@ -309,7 +306,7 @@ def is_database(path: str) -> bool:
     """Return whether the content of ``path`` is a package database ``find_packages`` reads."""
     if not path.endswith(_DB_ENDINGS) and not path.startswith(DPKG_STATUS_D):
         return False  # the common case, decided by one call
-    if path == DPKG_STATUS or path == APK_INSTALLED:
+    if path in (DPKG_STATUS, APK_INSTALLED):
         return True
     if path.startswith(DPKG_INFO) and path.endswith(".list") and path.count("/") == 4:
         return True
@@ -337,8 +334,8 @@ def find_packages(databases: Mapping[str, bytes], go: Mapping[str, GoBuildInfo] 
             out.append(python_distribution(path, databases[path]))
         elif npm_package_root(path) is not None:
             out.append(npm_package(path, databases[path]))
-    for path in sorted(go or {}):
-        out.append(go_binary(path, go[path]))
+    for path, info in sorted((go or {}).items()):
+        out.append(go_binary(path, info))
     return out
 
 
@@ -368,8 +365,8 @@ def owners(packages: Iterable[Package], files: Iterable[str], resolve: Callable[
                 continue
             parts = path.split("/")
             for cut in range(len(parts) - 1, 0, -1):
-                pkg = npm_roots.get("/".join(parts[:cut]))
-                if pkg is not None:
-                    owner[path] = pkg
+                root = npm_roots.get("/".join(parts[:cut]))
+                if root is not None:
+                    owner[path] = root
                     break
     return owner

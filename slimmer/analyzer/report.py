@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from slimmer.analyzer import attribution, findings, usage, waste
 from slimmer.layers import merge
@@ -87,7 +87,7 @@ def _in_background(fn: Callable, image: Image, entries: int, jobs: int) -> Calla
     def work() -> None:
         try:
             send.send(fn(image))
-        except BaseException:  # the parent computes it again and raises there
+        except BaseException:  # noqa: BLE001 -- the parent computes it again and raises there
             send.send(None)
 
     proc = ctx.Process(target=work, daemon=True)

@@ -134,7 +134,7 @@ def dive_efficiency(image: Image) -> DiveEfficiency:
             stacked.add(path, info)
     for idx, layer in enumerate(image.layers):
         # one layer's tree at a time: holding every layer's at once doubled the peak memory
-        nodes, inner = first if idx == 0 else _layer_nodes(layer)
+        nodes, inner = first if idx == 0 and first is not None else _layer_nodes(layer)
         first = None
         leaves = [p for p in nodes if p not in inner]
         whiteouts = [p for p in leaves if p.rpartition("/")[2].startswith(".wh.")]

@@ -7,12 +7,14 @@ import sys
 
 import click
 
-from slimmer.cli import analyze  # noqa: F401  (registers the command)
-from slimmer.cli import audit  # noqa: F401
-from slimmer.cli import check  # noqa: F401
-from slimmer.cli import export  # noqa: F401
-from slimmer.cli import slim  # noqa: F401
-from slimmer.cli import diff  # noqa: F401
+from slimmer.cli import (
+    analyze,  # noqa: F401  (registers the command)
+    audit,  # noqa: F401
+    check,  # noqa: F401
+    diff,  # noqa: F401
+    export,  # noqa: F401
+    slim,  # noqa: F401
+)
 from slimmer.cli.group import cli
 from slimmer.cli.options import run_gc
 from slimmer.errors import SlimmerError

@@ -28,6 +28,6 @@ def audit(directory, output, as_json, jobs, no_cache, no_content, max_layer_size
         slimmer audit ./images --jobs 2
         slimmer audit ./images --json > fleet.json
     """
-    rows = fleet.audit([str(p) for p in fleet.find_archives(directory)], jobs=jobs or default_jobs(), use_cache=not no_cache,
-                       read_content=not no_content, max_layer_size=max_layer_size)
+    rows = fleet.audit([str(p) for p in fleet.find_archives(directory)], jobs=jobs or default_jobs(),
+                       use_cache=not no_cache, read_content=not no_content, max_layer_size=max_layer_size)
     return show_fleet(rows, as_json or output == "json")

@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 
 from slimmer.analyzer.categories import CATEGORIES
+from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.analyzer.gate import check as check_image
 from slimmer.analyzer.report import analyze
 from slimmer.cli.group import cli
-from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.cli.options import Size, default_jobs, load, output_option, read_options
 from slimmer.config_file import load_thresholds, parse_size
 from slimmer.errors import ConfigError

@@ -5,8 +5,8 @@ from __future__ import annotations
 import gc
 import os
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 import click
 
@@ -66,7 +66,8 @@ def jobs_option(help_text: str = "Worker processes and threads to use (default: 
 def read_options(f):
     """The options every command that reads an image shares."""
     f = jobs_option()(f)
-    f = click.option("--image", "image_ref", metavar="REPO:TAG", help="Pick one image of an archive holding several.")(f)
+    f = click.option("--image", "image_ref", metavar="REPO:TAG",
+                     help="Pick one image of an archive holding several.")(f)
     f = click.option("--platform", metavar="OS/ARCH", help="Pick a platform of a multi-platform index.")(f)
     f = click.option("--max-layer-size", type=Size(), default="64GiB", show_default=True,
                      help="Refuse layers that expand past this (decompression bombs).")(f)

@@ -20,7 +20,7 @@ from slimmer.reader.assemble import Options
 from slimmer.reader.store import CompressedStore, DirStore, PipeStore, Store, TarStore
 from slimmer.tar.codec import open_outer, outer_compression
 
-__all__ = ["open_image", "Options", "FORMATS"]
+__all__ = ["FORMATS", "Options", "open_image"]
 
 # Order matters: Docker 25+ archives are also OCI layouts; manifest.json carries their tags.
 FORMATS = (docker_archive, oci_layout)
@@ -58,17 +58,17 @@ def open_store(source: str | os.PathLike, options: Options, stdin: BinaryIO | No
     if str(source) == "-":
         # the unbuffered file: the read-ahead thread may still be blocked in a read when the
         # process exits, and a buffered reader's lock held then aborts the interpreter
-        stream = stdin if stdin is not None else sys.stdin.buffer.raw
+        stream: BinaryIO = stdin if stdin is not None else sys.stdin.buffer.raw  # type: ignore[union-attr]
         if _is_terminal(stream):
             raise InputError("standard input is a terminal, not an archive: pipe one in "
-                               "(docker save app | slimmer analyze -) or name a file")
+                             "(docker save app | slimmer analyze -) or name a file")
         if stdin is None:
             _widen_pipe(0)
-        stream = _Peekable(stream)
-        compression = outer_compression(stream.peek_head())
+        peekable = _Peekable(stream)
+        compression = outer_compression(peekable.peek_head())
         if compression != "none":
-            return PipeStore(open_outer(stream, "<stdin>", compression), "<stdin>", options.scan())
-        return PipeStore(stream, "<stdin>", options.scan())
+            return PipeStore(open_outer(peekable, "<stdin>", compression), "<stdin>", options.scan())
+        return PipeStore(peekable, "<stdin>", options.scan())
     path = Path(source)
     try:
         st = os.stat(path)
@@ -119,7 +119,8 @@ def parse_source(source: str | os.PathLike, image: str | None = None) -> tuple[s
         if ref and image and ref != image:
             raise ImageSelectionError(f"{text} names the image {ref!r} but --image asks for {image!r}")
         return path, image or ref
-    if not text.startswith(("/", ".", "~")) and _REFERENCE.match(text) and not text.endswith((".tar", ".tgz", ".gz", ".zst", ".xz", ".json")):
+    archive_like = text.endswith((".tar", ".tgz", ".gz", ".zst", ".xz", ".json"))
+    if not text.startswith(("/", ".", "~")) and _REFERENCE.match(text) and not archive_like:
         raise InputError(f"cannot open {text}: no such file. slimmer reads image archives offline; to read "
                            f"the image {text}, save it first: `docker save -o image.tar {text}` or `skopeo copy "
                            f"docker://{text} docker-archive:image.tar:{text}`, then give image.tar")
@@ -173,7 +174,7 @@ class _Peekable(io.RawIOBase):
                 return data
             data, self._head = self._head[:n], self._head[n:]
             return data
-        return self._raw.read(n)
+        return self._raw.read(-1 if n is None else n)
 
     def readinto(self, buf) -> int:
         data = self.read(len(buf))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from slimmer.errors import DigestMismatchError, FormatError, ImageSelectionError, LimitError
 from slimmer.model import FILE, HistoryStep, Image, Layer
@@ -160,8 +160,9 @@ def _scan(store: Store, names: list[str], diff_ids: list[str], options: Options)
     todo = [i for i, f in enumerate(found) if f is None]
     for i, scan in zip(todo, store.scan_layers([names[i] for i in todo], scan_options)):
         found[i] = scan
-        if prints[i] and scan.diff_id == diff_ids[i]:
-            cache.put(scan, prints[i])
+        fingerprint = prints[i]
+        if fingerprint and scan.diff_id == diff_ids[i]:
+            cache.put(scan, fingerprint)
     return [f for f in found if f is not None]
 
 

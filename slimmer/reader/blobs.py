@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 from slimmer.errors import FormatError, LimitError, TruncatedError
-from slimmer.model import Entry
+from slimmer.model import Entry, Stream
 from slimmer.tar.codec import CHUNK, BlobStream, compression_of  # noqa: F401  (re-exported)
 from slimmer.tar.collect import Collector, Policy, as_mapping
 from slimmer.tar.scan import TarScanner
@@ -39,7 +39,7 @@ class LayerScan:
     notes: tuple[str, ...] = ()
 
 
-def scan_layer(raw: BinaryIO, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_SIZE,
+def scan_layer(raw: Stream, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_SIZE,
                size_hint: int = -1, policy: Policy | None = None, threads: bool = False) -> LayerScan:
     """Read a stored layer blob once; return its digests, sizes, tar entries and the facts
     ``policy`` gathered from its files.

@@ -87,7 +87,7 @@ def _candidates(store: Store, index: dict, where: str, refs: list[str], plat: st
     for desc in manifests:
         if not isinstance(desc, dict):
             raise FormatError(f"{where}: index lists a non-object descriptor")
-        ann = desc.get("annotations") if isinstance(desc.get("annotations"), dict) else {}
+        ann: dict = desc["annotations"] if isinstance(desc.get("annotations"), dict) else {}
         if ann.get("vnd.docker.reference.type") == "attestation-manifest":
             continue
         names = refs + _names(ann)

@@ -25,12 +25,13 @@ import queue
 import stat
 import tarfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, cast
 
 from slimmer.errors import FormatError, InputError, LimitError, TruncatedError
-from slimmer.model import Entry, normalize_path
+from slimmer.model import Entry, Stream, normalize_path
 from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, scan_layer
 from slimmer.tar.codec import CHUNK, compression_of, open_outer
 from slimmer.tar.collect import Policy
@@ -144,7 +145,7 @@ class Store:
     def scan_layers(self, names: list[str], options: ScanOptions) -> list[LayerScan]:
         raise NotImplementedError
 
-    def opener(self, name: str) -> Callable[[], BinaryIO]:
+    def opener(self, name: str) -> Callable[[], Stream]:
         """Return a function that opens the stored (maybe compressed) blob ``name`` anew."""
         raise NotImplementedError
 
@@ -239,7 +240,7 @@ def _parallel(names: list[str], sizes: list[int], work: Callable[[str, bool], La
 class _Indexed:
     """One member of a tar archive on disk, as the store keeps it."""
 
-    __slots__ = ("type", "offset", "size", "linkname")
+    __slots__ = ("linkname", "offset", "size", "type")
 
     def __init__(self, member: Member):
         self.type, self.offset, self.size, self.linkname = member.type, member.offset, member.size, member.linkname
@@ -306,11 +307,11 @@ class TarStore(Store):
         info = self._info(name, "layer")
         return _fingerprint(lambda off, n: os.pread(self.fd, n, info.offset + off), info.size)
 
-    def opener(self, name: str) -> Callable[[], BinaryIO]:
+    def opener(self, name: str) -> Callable[[], Stream]:
         info = self._info(name, "layer")
         path, offset, size, where = self.path, info.offset, info.size, f"{self.where}:{name}"
 
-        def open_blob() -> BinaryIO:
+        def open_blob() -> Stream:
             f = open(path, "rb")
             return _OwnedRange(f, offset, size, where)
 
@@ -387,7 +388,7 @@ class DirStore(Store):
         except OSError as err:
             raise InputError(f"cannot read {full}: {err.strerror}") from err
 
-    def opener(self, name: str) -> Callable[[], BinaryIO]:
+    def opener(self, name: str) -> Callable[[], Stream]:
         full = self._full(name, "layer")
         return lambda: open(full, "rb")
 
@@ -429,7 +430,7 @@ class Prefetcher(io.RawIOBase):
     there is one (never a buffered object another thread may hold at exit), and ``close``
     stops it."""
 
-    def __init__(self, raw: BinaryIO, depth: int = 8):
+    def __init__(self, raw: Stream, depth: int = 8):
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._buf = memoryview(b"")
         self._pos = 0
@@ -439,10 +440,10 @@ class Prefetcher(io.RawIOBase):
         self._thread = threading.Thread(target=self._pump, args=(raw,), daemon=True)
         self._thread.start()
 
-    def _pump(self, raw: BinaryIO) -> None:
+    def _pump(self, raw: Stream) -> None:
         try:
             # nothing has been read from it yet, so its buffer is empty: read the descriptor
-            fd: int | None = raw.fileno()
+            fd: int | None = raw.fileno()  # type: ignore[attr-defined]
         except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
             fd = None
         try:
@@ -451,7 +452,7 @@ class Prefetcher(io.RawIOBase):
                 self._put(data)
                 if not data:
                     return
-        except BaseException as err:  # handed to the reading thread, raised there
+        except BaseException as err:  # noqa: BLE001 -- handed to the reading thread, raised there
             self._error = err
             self._put(b"")
 
@@ -508,7 +509,7 @@ class PipeStore(Store):
 
     kind = "pipe"
 
-    def __init__(self, stream: BinaryIO, where: str, options: ScanOptions):
+    def __init__(self, stream: Stream, where: str, options: ScanOptions):
         self.where = where
         self.small: dict[str, bytes] = {}
         self.scans: dict[str, LayerScan] = {}
@@ -517,9 +518,9 @@ class PipeStore(Store):
         self.links: dict[str, tuple[str, bool]] = {}
         self._names: set[str] = set()
         self._kept = 0
-        source: BinaryIO = Prefetcher(stream) if options.jobs > 1 else stream
+        source: Stream = Prefetcher(stream) if options.jobs > 1 else stream
         try:
-            for info in iter_members(source, where):
+            for info in iter_members(cast(BinaryIO, source), where):
                 name = clean_name(info.name, where).rstrip("/")
                 self._names.add(name)
                 if info.issym() or info.islnk():
@@ -536,7 +537,7 @@ class PipeStore(Store):
             if isinstance(source, Prefetcher):
                 source.close()
 
-    def _take(self, name: str, size: int, f: "_Prefetched", options: ScanOptions) -> None:
+    def _take(self, name: str, size: int, f: _Prefetched, options: ScanOptions) -> None:
         head = f.peek(512)
         if compression_of(head) != "none" or (size >= 1024 and (_looks_like_tar(head) or head == bytes(512))):
             self.scans[name] = scan_layer(f, f"{self.where}: layer {name}", options.max_layer_size, size,
@@ -579,8 +580,8 @@ class PipeStore(Store):
             raise self.missing(name, "file")
         return self.small[real]
 
-    def opener(self, name: str) -> Callable[[], BinaryIO]:
-        def cannot() -> BinaryIO:
+    def opener(self, name: str) -> Callable[[], Stream]:
+        def cannot() -> Stream:
             raise InputError(f"{self.where}: a piped archive cannot be read twice; save it to a file first")
         return cannot
 
@@ -617,14 +618,14 @@ class CompressedStore(PipeStore):
         with raw:
             super().__init__(open_outer(raw, str(path), compression), str(path), options)
 
-    def opener(self, name: str) -> Callable[[], BinaryIO]:
+    def opener(self, name: str) -> Callable[[], Stream]:
         real = self._resolve(name)
         if real is None:
             raise self.missing(name, "layer")
         path, compression, offset, size, where = self.path, self.compression, self.offsets[real], \
             self.sizes[real], f"{self.where}:{name}"
 
-        def open_blob() -> BinaryIO:
+        def open_blob() -> Stream:
             stream = open_outer(open(path, "rb"), where, compression)
             left = offset
             while left:
@@ -641,7 +642,7 @@ class CompressedStore(PipeStore):
 class _Bounded(io.RawIOBase):
     """The next ``size`` bytes of a stream, which it closes with itself."""
 
-    def __init__(self, stream: BinaryIO, size: int, where: str):
+    def __init__(self, stream: Stream, size: int, where: str):
         self._stream, self._left, self._where = stream, size, where
 
     def readable(self) -> bool:
@@ -697,3 +698,6 @@ class _Prefetched:
     def drain(self) -> None:
         while self.read(CHUNK):
             pass
+
+    def close(self) -> None:
+        """The member's data belongs to the archive's stream: nothing of its own to close."""

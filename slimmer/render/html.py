@@ -29,7 +29,7 @@ COLORS = {
     "docs": "#9467bd", "man": "#b39ddb", "info": "#ce93d8", "locale": "#17becf", "vcs": "#555555",
     "tests": "#f48fb1", "debug": "#a1887f", "runtime": "#2ca02c", "other": "#9ecae1",
 }
-_REASONS = {}
+_REASONS: dict[str, str] = {}
 for _rule in RULES:
     _REASONS.setdefault(_rule.category, _rule.reason)
 

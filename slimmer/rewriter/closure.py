@@ -17,11 +17,11 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, field
 
+from slimmer.errors import ElfError
 from slimmer.layers import MergedFS
 from slimmer.model import DIR, FILE, HARDLINK, SYMLINK, Image, runtime_config
 from slimmer.rewriter import loader, shell
 from slimmer.rewriter.contents import Contents
-from slimmer.errors import ElfError
 from slimmer.rewriter.elf import ElfInfo, read_elf
 from slimmer.rewriter.lookup import Found, find_command, model_path, resolve
 from slimmer.rewriter.runtimes import runtime_of
@@ -231,10 +231,10 @@ class _Walker:
             if hit is None and "/" in word:
                 self.note(f"{what} runs {word!r}, which is not in the image")
         for name in shell.sourced(text):
-            hit = resolve(self.fs, name, self.cwd)
-            if hit is not None and hit.is_file:
-                self.keep(hit, f"read by {what} with '.'")
-                self.look(hit.path, "script-of:shell")
+            read = resolve(self.fs, name, self.cwd)
+            if read is not None and read.is_file:
+                self.keep(read, f"read by {what} with '.'")
+                self.look(read.path, "script-of:shell")
         if shell.runs_computed_commands(text):
             self.blind(f"{what} may run commands built at run time, which static analysis cannot see")
 
@@ -341,7 +341,7 @@ class _Walker:
         """Keep the first candidate of the object's class and machine, as ld.so picks it."""
         for _called, found in task.candidates:
             lib = self.info_of(found.path)
-            if lib is None or not task.info.matches(lib):
+            if lib is None or task.info is None or not task.info.matches(lib):
                 continue
             self.keep(found, f"{task.name}, needed by /{task.by}")
             if found.path not in self.seen_programs:
@@ -360,9 +360,9 @@ class _Walker:
                                         if c.startswith("ld-musl-") and c.endswith(".path")]
         seen: set[str] = set()
         while pending:
-            found = [(p, resolve(self.fs, "/" + p)) for p in pending if p not in seen]
+            hits = [(p, resolve(self.fs, "/" + p)) for p in pending if p not in seen]
             seen.update(pending)
-            found = [(p, f) for p, f in found if f is not None and f.is_file]
+            found = [(p, f) for p, f in hits if f is not None and f.is_file]
             self.contents.fetch([f.path for _, f in found])
             pending = []
             for p, f in found:

@@ -10,15 +10,15 @@ the model, ``slimmer.layers``, ``slimmer.tar`` and the rewriter's members.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from slimmer.errors import FormatError, OutputError
 from slimmer.layers import MergedFS
 from slimmer.model import FILE, HARDLINK, Image
 from slimmer.rewriter.members import Member, MemberIndex, where
 from slimmer.tar.restream import restream
-
 
 
 class Contents:

@@ -134,7 +134,10 @@ def _with_dynamic(info: ElfInfo, reader: _Reader, dynamic: tuple[int, int], load
         raise ElfError(f"{where}: ELF dynamic segment names libraries but has no string table")
     table_off = _file_offset(strtab, loads, where)
     table_end = reader.size if strsz is None else min(reader.size, table_off + strsz)
-    needed, rpath, runpath, soname = [], [], [], ""
+    needed: list[str] = []
+    rpath: list[str] = []
+    runpath: list[str] = []
+    soname = ""
     for tag, val in wanted:
         text = _dynstr(reader, table_off + val, table_end, where)
         if tag == DT_NEEDED:

@@ -13,12 +13,12 @@ nothing is held in memory. Imports the model, ``slimmer.layers`` and rewriter mo
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import tarfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from slimmer.errors import FormatError, OutputError
 from slimmer.layers import MergedFS
@@ -189,7 +189,7 @@ def _write_layer(image: Image, plan_layout: Layout, synthetic: Iterable[Syntheti
         digest = "sha256:" + writer.sha.hexdigest()
     return Layer(diff_id=digest, digest=digest, stored_size=size, entries=tuple(out.entries),
                  uncompressed_size=size, media_type=LAYER_TYPE, compression="none", history=history,
-                 opener=functools.partial(open, dest, "rb"))
+                 opener=lambda: open(dest, "rb"))
 
 
 def _copy_layer(image: Image, layer: int, plan_layout: Layout, out: _Out, spooled: dict[Member, Path],
@@ -229,6 +229,7 @@ def _write(out: _Out, action: Action, entry: Entry, header: Header | None, spool
         info.type, info.linkname, info.size = tarfile.SYMTYPE, action.target, 0
         out.add(info)
     elif action.kind == MATERIALIZE:
+        assert action.source is not None  # a MATERIALIZE action always names its source
         source = spooled[action.source]
         info.type, info.linkname, info.size = tarfile.REGTYPE, "", source.stat().st_size
         with open(source, "rb") as f:

@@ -40,6 +40,6 @@ def find_command(fs: MergedFS, name: str, env: dict[str, str], cwd: str = "") ->
     for d in search_path(env.get("PATH", DEFAULT_PATH)):
         called = model_path(posixpath.join(d, name), cwd)
         found = resolve(fs, called)
-        if found and found.is_file and found.version.entry.mode & 0o111:
+        if found and found.version is not None and found.is_file and found.version.entry.mode & 0o111:
             return called, found
     return None

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from slimmer.analyzer.categories import glob_regex
 from slimmer.errors import SlimError
@@ -77,6 +77,9 @@ class Globs:
 
     keep: tuple[str, ...] = ()
     drop: tuple[str, ...] = ()
+
+    _keep: re.Pattern | None = field(default=None, init=False, repr=False, compare=False)
+    _drop: re.Pattern | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_keep", _compile(self.keep))

@@ -42,9 +42,7 @@ def plan_prune(fs: MergedFS, closure: Closure, globs: Globs, synthetic: list[Syn
         entry = version.entry
         if globs.kept(path) or path in closure.paths:
             keep.add(path)
-        elif globs.dropped(path):
-            dropped.add(path)
-        elif is_removable(category_of(path, entry), not compilers and not closure.covers(path)):
+        elif globs.dropped(path) or is_removable(category_of(path, entry), not compilers and not closure.covers(path)):
             dropped.add(path)
         else:
             keep.add(path)

@@ -12,11 +12,11 @@ import shlex
 # POSIX reserved words plus the builtins of dash, bash and busybox ash: a builtin never runs a
 # file even when one of the same name sits in PATH.
 KEYWORDS = frozenset("""
-if then else elif fi for while until do done case esac in function select time ! { } [[ ]]
-. : [ alias bg break builtin cd command continue declare echo eval exec exit export false fc fg
-getopts hash jobs kill let local printf pwd read readonly return set shift source test times trap
-true type typeset ulimit umask unalias unset wait
-""".split())
+if then else elif fi for while until do done case esac in function select time ! { } [[ ]] . : [
+alias bg break builtin cd command continue declare echo eval exec exit export false fc fg
+getopts hash jobs kill let local printf pwd read readonly return set shift source test times
+trap true type typeset ulimit umask unalias unset wait
+""".split())  # noqa: SIM905 -- the words read as a table
 # Prefixes that run the word after them (and, for the external ones, are programs themselves).
 PREFIXES = {"exec": False, "command": False, "builtin": False, "time": False, "nohup": True, "env": True,
             "nice": True, "setsid": True, "chroot": True, "timeout": True, "su-exec": True, "gosu": True,

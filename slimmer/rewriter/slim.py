@@ -15,12 +15,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
-from slimmer.errors import OutputError, SlimError
 from slimmer.atomic import scratch_dir
+from slimmer.errors import OutputError, SlimError
 from slimmer.layers import merge
 from slimmer.model import DIR, FILE, HistoryStep, Image, runtime_config, total_size, with_layers
 from slimmer.rewriter import flatten, users
@@ -111,12 +111,12 @@ def _parse_time(text: str) -> int | None:
         except ValueError:
             return None
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.timezone.utc)
+        stamp = stamp.replace(tzinfo=dt.UTC)
     return int(stamp.timestamp())
 
 
 def _rfc3339(epoch: int) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def default_tags(image: Image) -> tuple[str, ...]:
@@ -242,7 +242,7 @@ def slim(image: Image, options: SlimOptions, out_path: str | os.PathLike, fmt: s
         lay = flatten.layout(image, session.fs, session.index, plan.keep)
         result = _account(session, plan, lay, refs)
         created = _rfc3339(options.epoch) if options.epoch is not None else \
-            dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         history = slim_history(image, options, result, created)
         layer = flatten.write_layer(image, lay, plan.synthetic, scratch / "layer.tar", history[-1])
         new = with_layers(Image(config=slim_config(image, options, created), layers=(), tags=refs),
@@ -251,7 +251,7 @@ def slim(image: Image, options: SlimOptions, out_path: str | os.PathLike, fmt: s
             written = write_docker_archive(new, out, tags=refs)
         else:
             written = write_oci(new, out, tags=refs, compression=compression)
-    return dataclasses.replace(result, config=new.config, output=str(out), format=fmt,
+    return dataclasses.replace(result, config=dict(new.config), output=str(out), format=fmt,
                                config_digest=written.config_digest, manifest_digest=written.manifest_digest)
 
 

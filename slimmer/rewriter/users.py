@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 
+from slimmer.errors import SlimError
 from slimmer.layers import MergedFS
 from slimmer.model import DIR, FILE
 from slimmer.rewriter.contents import Contents
 from slimmer.rewriter.lookup import resolve
-from slimmer.errors import SlimError
 from slimmer.rewriter.plan import Synthetic
 
 NONROOT = "nonroot"
@@ -67,9 +67,9 @@ def account_files(fs: MergedFS, contents: Contents, mtime: int) -> list[Syntheti
         if found is not None and found.is_file:
             contents.fetch([found.path])
             text = contents.text(found.path)
-            meta = found.version.entry
+            meta = found.version.entry if found.version is not None else None
         new = with_nonroot(text, line, default)
-        if text is not None and new == text and found.path == name:
+        if text is not None and new == text and found is not None and found.path == name:
             continue  # it has a nonroot line already: kept as it is
         added = added or name == "etc/passwd"
         why = "added the nonroot user (65532)" if text is not None else "distroless base set: root, nobody, nonroot"

@@ -28,9 +28,10 @@ import logging
 import os
 import tarfile
 import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Mapping, Sequence
+from typing import BinaryIO
 
 import zstandard
 
@@ -39,7 +40,7 @@ from slimmer.errors import OutputError
 from slimmer.model import Image, Layer
 from slimmer.tar import restream
 
-__all__ = ["write_docker_archive", "write_oci", "Written", "json_bytes", "config_with_diff_ids"]
+__all__ = ["Written", "config_with_diff_ids", "json_bytes", "write_docker_archive", "write_oci"]
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,13 @@ import lzma
 import queue
 import threading
 import zlib
-from typing import BinaryIO, Callable
+from collections.abc import Callable
+from typing import BinaryIO, cast
 
 import zstandard
 
 from slimmer.errors import FormatError, TruncatedError
+from slimmer.model import Stream
 from slimmer.tar.zstdframes import TrackedSource, ZstdFrameTracker
 
 CHUNK = 1 << 20
@@ -58,6 +60,7 @@ class Hasher:
         self._thread.start()
 
     def _run(self) -> None:
+        assert self._queue is not None
         while (data := self._queue.get()) is not None:
             self.sha.update(data)
 
@@ -68,7 +71,7 @@ class Hasher:
             self._queue.put(data)
 
     def close(self) -> None:
-        if self._queue is not None:
+        if self._queue is not None and self._thread is not None:
             self._queue.put(None)
             self._thread.join()
             self._queue = self._thread = None
@@ -81,7 +84,7 @@ class Hasher:
 class HashingReader:
     """Wraps a binary stream; hashes and counts every byte read through it."""
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, raw: Stream):
         self.raw = raw
         self.sha = Hasher()
         self.size = 0
@@ -116,6 +119,9 @@ class HashingReader:
     def drain(self) -> None:
         while self.read(CHUNK):
             pass
+
+    def close(self) -> None:
+        self.raw.close()
 
     def digest(self) -> str:
         return "sha256:" + self.sha.hexdigest()
@@ -158,7 +164,7 @@ def _zstd_chunks(src: HashingReader, where: str):
     tracker = ZstdFrameTracker(where)
     source = TrackedSource(src, tracker)
     reader = zstandard.ZstdDecompressor().stream_reader(
-        source, read_size=CHUNK, read_across_frames=True, closefd=False)
+        cast(BinaryIO, source), read_size=CHUNK, read_across_frames=True, closefd=False)
     while True:
         try:
             out = reader.read(CHUNK)
@@ -221,7 +227,7 @@ def outer_compression(head: bytes) -> str:
     return "xz" if head.startswith(XZ_MAGIC) else compression_of(head)
 
 
-def open_outer(raw: BinaryIO, where: str, compression: str) -> BinaryIO:
+def open_outer(raw: Stream, where: str, compression: str) -> BinaryIO:
     """Return a buffered stream of the uncompressed bytes of a whole compressed archive."""
     src = HashingReader(raw)
     return io.BufferedReader(_ChunkStream(_OUTER_DECODERS[compression](src, where), raw), CHUNK)
@@ -233,7 +239,7 @@ class BlobStream:
     known. With ``threads`` both are hashed on threads beside the consumer; ``close`` joins
     them (always call it)."""
 
-    def __init__(self, raw: BinaryIO, where: str, threads: bool = False):
+    def __init__(self, raw: Stream, where: str, threads: bool = False):
         self.where = where
         self.src = HashingReader(raw)
         self._plain = Hasher()
@@ -270,7 +276,7 @@ class BlobStream:
         self._plain.close()
 
 
-def uncompressed_chunks(raw: BinaryIO, where: str):
+def uncompressed_chunks(raw: Stream, where: str):
     """Yield the uncompressed bytes of a stored blob in chunks (compression found by magic)."""
     src = HashingReader(raw)
     yield from _DECODERS[compression_of(src.peek_head())](src, where)
@@ -279,7 +285,7 @@ def uncompressed_chunks(raw: BinaryIO, where: str):
 class _ChunkStream(io.RawIOBase):
     """A readable stream over a generator of byte chunks; closes the source with it."""
 
-    def __init__(self, chunks, source: BinaryIO):
+    def __init__(self, chunks, source: Stream):
         self._chunks = chunks
         self._source = source
         self._buf = b""
@@ -301,6 +307,6 @@ class _ChunkStream(io.RawIOBase):
         super().close()
 
 
-def open_uncompressed(raw: BinaryIO, where: str) -> BinaryIO:
+def open_uncompressed(raw: Stream, where: str) -> BinaryIO:
     """Return a buffered stream of the uncompressed bytes of the stored blob ``raw``."""
     return io.BufferedReader(_ChunkStream(uncompressed_chunks(raw, where), raw), CHUNK)

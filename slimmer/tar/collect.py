@@ -29,7 +29,7 @@ class Sink(Protocol):
 class Facts:
     """Facts of one layer: ``kinds[kind][path] = value``."""
 
-    __slots__ = ("kinds", "_paths")
+    __slots__ = ("_paths", "kinds")
 
     def __init__(self, kinds: dict[str, dict[str, Any]] | None = None):
         self.kinds: dict[str, dict[str, Any]] = kinds if kinds is not None else {}

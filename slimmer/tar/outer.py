@@ -11,7 +11,8 @@ file store and the pipe store both walk an archive with it: one reading of outer
 from __future__ import annotations
 
 import tarfile
-from typing import BinaryIO, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import BinaryIO, NamedTuple
 
 from slimmer.errors import FormatError, TruncatedError
 from slimmer.tar.scan import pax_records
@@ -28,7 +29,7 @@ class Member(NamedTuple):
     type: bytes  # the tar type flag: tarfile.REGTYPE, SYMTYPE, LNKTYPE, DIRTYPE, ...
     size: int
     linkname: str
-    data: "MemberReader"
+    data: MemberReader
     offset: int = 0  # where the member's data starts in the archive
 
     def isreg(self) -> bool:

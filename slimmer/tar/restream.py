@@ -9,23 +9,24 @@ after the image was opened is a DigestMismatchError that names the layer; member
 before it is found are only ever staged, so callers write nothing that is not verified (they
 commit their output after ``restream`` returns). A stream that no longer parses is the same
 error: it parsed when the image was opened. ``chunks`` is the same check for writers that want
-the uncompressed tar itself. Sinks report their own failures as OutputError, never FormatError. Imports the model, the errors and ``slimmer.tar``.
+the uncompressed tar itself. Sinks report their own failures as OutputError, never FormatError.
+Imports the model, the errors and ``slimmer.tar``.
 """
 
 from __future__ import annotations
 
 import re
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
 
 from slimmer.errors import DigestMismatchError, FormatError, InputError, SlimmerError, TruncatedError
-from slimmer.model import Entry, Layer
+from slimmer.model import Entry, Layer, Stream
 from slimmer.tar.codec import BlobStream
 from slimmer.tar.scan import Header, Sink, TarScanner, Visit
 
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-def _open(layer: Layer, where: str) -> BinaryIO:
+def _open(layer: Layer, where: str) -> Stream:
     try:
         return _Reading(layer.opener(), where)
     except OSError as err:
@@ -45,7 +46,7 @@ class _Reading:
     """The stored blob, its read errors turned into one clear error (a sink's write errors
     pass through as they are: they are the output's)."""
 
-    def __init__(self, raw: BinaryIO, where: str):
+    def __init__(self, raw: Stream, where: str):
         self.raw, self.where = raw, where
 
     def read(self, n: int = -1) -> bytes:

@@ -18,7 +18,8 @@ the errors.
 from __future__ import annotations
 
 import struct
-from typing import Callable, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
 
 from slimmer.errors import FormatError, LimitError, TruncatedError
 from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, normalize_path
@@ -223,7 +224,7 @@ class TarScanner:
         # digest checked against diff_ids, which is what guards content.
         if (sum(memoryview(block).cast("Q")) - sum(chksum_f) + 256 - chksum) % 255 \
                 or chksum > BLOCKSIZE * 255:
-            if not block.count(0) == BLOCKSIZE:
+            if block.count(0) != BLOCKSIZE:
                 # historic tars summed signed chars
                 signed = sum(b - 256 if b > 127 else b for b in block[:148] + block[156:]) + 256
                 if chksum != signed and chksum != sum(block) - sum(chksum_f) + 256:

@@ -10,8 +10,9 @@ in front of the data), never expanded. Imports the model and ``slimmer.tar.scan`
 
 from __future__ import annotations
 
+import contextlib
 import tarfile
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from slimmer.errors import OutputError
 from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry
@@ -48,13 +49,15 @@ def member_info(entry: Entry, header: Header | None, path: str | None = None) ->
         info.pax_headers = {k: v for k, v in header.pax.items()
                             if k not in _DERIVED and not k.startswith("GNU.sparse.")}
         if "mtime" in header.pax:  # a fractional mtime: tarfile writes it back as a PAX record
-            try:
+            with contextlib.suppress(ValueError):
                 info.mtime = float(header.pax["mtime"])
-            except ValueError:
-                pass
     else:
         info.uname = info.gname = ""
     return info
+
+
+class Writable(Protocol):
+    def write(self, data: bytes | memoryview, /) -> object: ...
 
 
 class TarWriter:
@@ -62,7 +65,7 @@ class TarWriter:
     ``begin``/``write``/``end`` for one whose data arrives in pieces, ``close`` for the end
     blocks. ``size`` counts the bytes written."""
 
-    def __init__(self, out: BinaryIO):
+    def __init__(self, out: Writable):
         self.out = out
         self.size = 0
         self._left = 0

@@ -9,9 +9,8 @@ whether the stream stopped exactly on a frame boundary.
 
 from __future__ import annotations
 
-from typing import BinaryIO
-
 from slimmer.errors import FormatError
+from slimmer.model import Stream
 
 ZSTD_FRAME = 0xFD2FB528
 SKIPPABLE_FIRST, SKIPPABLE_LAST = 0x184D2A50, 0x184D2A5F
@@ -110,7 +109,7 @@ class ZstdFrameTracker:
 class TrackedSource:
     """A readable that passes a source's bytes through unchanged and feeds them to a tracker."""
 
-    def __init__(self, source: BinaryIO, tracker: ZstdFrameTracker):
+    def __init__(self, source: Stream, tracker: ZstdFrameTracker):
         self.source = source
         self.tracker = tracker
 
