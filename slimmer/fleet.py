@@ -5,10 +5,8 @@ its error, not a failed run. Ties the reader to the analyzer, so neither imports
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import tarfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.analyzer.report import Analysis, analyze
 from slimmer.errors import InputError, SlimmerError
 from slimmer.reader.cache import LayerCache
+from slimmer.workers import can_fork, process_pool
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,8 @@ def audit(sources: list[str], jobs: int = 1, use_cache: bool = True, read_conten
 
     if jobs <= 1 or len(sources) <= 1:
         return [_one(s, options(jobs), read_content) for s in sources]
-    ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    if not can_fork():
+        return [_one(s, options(jobs), read_content) for s in sources]
+    with process_pool(jobs) as pool:
         futures = [pool.submit(_one, s, options(1), read_content) for s in sources]
         return [f.result() for f in futures]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from slimmer.analyzer import attribution, findings, usage, waste
 from slimmer.layers import merge
 from slimmer.model import Image
+from slimmer.workers import can_fork, ignore_sigint
 
 
 @dataclass(frozen=True)
@@ -32,26 +33,39 @@ class Analysis:
     attribution: attribution.Attribution | None = field(default=None, compare=False, repr=False)
 
 
-def analyze(image: Image, top: int = 20, read_content: bool = True, jobs: int = 1) -> Analysis:
+# the phases of an analysis, in order, as ``analyze`` reports them to ``steps``
+PHASES = ("merging layers", "sizes and waste", "categories and packages", "findings", "dive's figures")
+
+
+def analyze(image: Image, top: int = 20, read_content: bool = True, jobs: int = 1,
+            steps: Callable[[str], None] | None = None) -> Analysis:
     """Return the analysis of ``image``: summary, layers, waste, the largest paths, and every
     byte attributed to categories, packages and steps, with the findings and their savings.
 
     ``read_content`` False uses path rules only (no libmagic, packages or duplicates). With
-    ``jobs`` > 1 dive's figures are computed in a forked worker beside the rest."""
+    ``jobs`` > 1 dive's figures are computed in a forked worker beside the rest. ``steps`` is
+    told each of ``PHASES`` as it begins."""
+    step = steps or (lambda _name: None)
     entries = sum(len(layer.entries) for layer in image.layers)
     dive = _in_background(waste.dive_efficiency, image, entries, jobs)
+    step(PHASES[0])
     fs = merge(image)
+    step(PHASES[1])
     true = waste.true_waste(fs)
     summary = usage.summary(image, fs)
     layers = usage.layer_rows(image)
     largest_files, largest_dirs = usage.largest_files(fs, top), usage.largest_dirs(fs, top)
+    step(PHASES[2])
     attr = attribution.attribute(image, fs, read=read_content)
+    step(PHASES[3])
     found = findings.find(image, attr)
     saving = findings.could_save(found)
+    step(PHASES[4])
+    dive_figures = dive()
     return Analysis(
         summary=summary,
         layers=layers,
-        dive=dive(),
+        dive=dive_figures,
         true_wasted_bytes=sum(w.size for w in true),
         wasted=true[:top],
         largest_files=largest_files,
@@ -79,12 +93,13 @@ def _in_background(fn: Callable, image: Image, entries: int, jobs: int) -> Calla
     return a function that waits for and returns its result. The worker inherits ``image``
     (nothing is pickled but the result), and any failure there is redone here, so it raises
     where it would have."""
-    if jobs < 2 or entries < BACKGROUND_MIN_ENTRIES or "fork" not in multiprocessing.get_all_start_methods():
+    if jobs < 2 or entries < BACKGROUND_MIN_ENTRIES or not can_fork():
         return lambda: fn(image)
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
 
     def work() -> None:
+        ignore_sigint()  # a Ctrl-C is the parent's to handle
         try:
             send.send(fn(image))
         except BaseException:  # noqa: BLE001 -- the parent computes it again and raises there
@@ -99,6 +114,9 @@ def _in_background(fn: Callable, image: Image, entries: int, jobs: int) -> Calla
             value = receive.recv()
         except (EOFError, OSError):
             value = None
+        except BaseException:
+            proc.kill()  # interrupted: the worker's figures are no longer wanted
+            raise
         proc.join()
         return value if value is not None else fn(image)
 

@@ -3,7 +3,11 @@ this package and registers on the group; errors become one stderr line here, in 
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
 import sys
+from typing import NoReturn
 
 import click
 
@@ -23,14 +27,28 @@ from slimmer.render import safe
 __all__ = ["cli", "main"]
 
 
+def _interrupted() -> NoReturn:
+    """End a run that Ctrl-C interrupted: one line, worker processes ended, exit status 130.
+
+    Outputs and scratch space were removed as the interrupt unwound the stack; what is left
+    are threads still reading a layer, which a normal exit would wait for (the thread pools
+    join them at exit), so the process ends here without waiting."""
+    for child in multiprocessing.active_children():
+        child.kill()
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    sys.stderr.write("slimmer: error: interrupted\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def main() -> None:
     """Entry point: run the CLI; a SlimmerError is one line on stderr and exit status 2."""
     try:
         with run_gc() as obj:
             rc = cli.main(standalone_mode=False, obj=obj)
     except click.exceptions.Abort:
-        sys.stderr.write("slimmer: error: interrupted\n")
-        sys.exit(130)
+        _interrupted()
     except click.ClickException as err:
         err.show()
         sys.exit(2)
@@ -40,8 +58,7 @@ def main() -> None:
     except BrokenPipeError:
         sys.exit(1)
     except KeyboardInterrupt:
-        sys.stderr.write("slimmer: error: interrupted\n")
-        sys.exit(130)
+        _interrupted()
     except MemoryError:
         sys.stderr.write("slimmer: error: out of memory\n")
         sys.exit(2)

@@ -7,6 +7,7 @@ import click
 from slimmer import fleet
 from slimmer.cli.group import cli
 from slimmer.cli.options import Size, default_jobs, jobs_option, output_option, show_fleet
+from slimmer.errors import SlimmerError
 
 
 @cli.command()
@@ -22,12 +23,16 @@ def audit(directory, output, as_json, jobs, no_cache, no_content, max_layer_size
     efficiency, wasted bytes, what slimming could save and the worst finding of each.
 
     Layers shared between images (a common base) are read once, through the layer cache.
-    Exit status 2 if an archive could not be read (the others are still listed).
+    An archive that cannot be read gets a row with its error and the others are still
+    listed; the exit status is then 2, as it is when DIRECTORY holds no image at all.
 
     \b
         slimmer audit ./images --jobs 2
         slimmer audit ./images --json > fleet.json
     """
-    rows = fleet.audit([str(p) for p in fleet.find_archives(directory)], jobs=jobs or default_jobs(),
-                       use_cache=not no_cache, read_content=not no_content, max_layer_size=max_layer_size)
+    found = fleet.find_archives(directory)
+    if not found:
+        raise SlimmerError(f"no image found in {directory}")
+    rows = fleet.audit([str(p) for p in found], jobs=jobs or default_jobs(), use_cache=not no_cache,
+                       read_content=not no_content, max_layer_size=max_layer_size)
     return show_fleet(rows, as_json or output == "json")

@@ -1,0 +1,68 @@
+"""The progress display on standard error while an image is read and analysed: the phase, a
+bar, the percent and, for the read, the bytes done of the total (when the archive's size is
+known; a pipe shows the bytes so far). Drawn by rich, imported only when a display is made
+(``slimmer --help`` never loads it), and erased when it stops, also on an error or a Ctrl-C.
+Knows nothing of archives: the reader calls ``expect(total)`` and then the display with each
+chunk of bytes done; the analysis calls ``step(phase)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from slimmer.render import human, safe
+
+__all__ = ["Progress"]
+
+
+class Progress:
+    """A live display of a read (``expect``, ``__call__``) and the analysis after it (``step``)."""
+
+    def __init__(self, stream, what: str, phases: Sequence[str] = ()):
+        from rich.console import Console
+        from rich.progress import BarColumn, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Live
+
+        console = Console(file=stream, highlight=False, soft_wrap=False)
+        self._live = Live(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24),
+                          TaskProgressColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+                          console=console, transient=True, redirect_stdout=False, redirect_stderr=True)
+        self._what = safe(what)
+        self._phases = tuple(phases)
+        self._read: Any = None
+        self._analysis: Any = None
+        self._total: int | None = None
+        self._done = 0
+
+    def __enter__(self) -> Progress:
+        self._live.start()
+        self._read = self._live.add_task(f"reading {self._what}", total=None, detail="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._live.stop()
+
+    def expect(self, total: int) -> None:
+        """The read will be ``total`` bytes."""
+        self._total = (self._total or 0) + total
+        self._live.update(self._read, total=self._total, detail=self._bytes())
+
+    def __call__(self, n: int) -> None:
+        """``n`` more bytes were read."""
+        self._done += n
+        self._live.update(self._read, completed=self._done, detail=self._bytes())
+
+    def _bytes(self) -> str:
+        return f"{human(self._done)} of {human(self._total)}" if self._total else human(self._done)
+
+    def step(self, phase: str) -> None:
+        """The analysis begins ``phase`` (one of the phases given)."""
+        if self._analysis is None:
+            if self._total:
+                self._live.update(self._read, completed=self._total)
+            self._live.remove_task(self._read)
+            self._analysis = self._live.add_task("analyzing", total=len(self._phases) or None, detail="")
+        index = self._phases.index(phase) if phase in self._phases else 0
+        self._live.update(self._analysis, completed=index, description=f"analyzing: {phase}",
+                          detail=f"step {index + 1} of {len(self._phases)}" if self._phases else "")
