@@ -461,20 +461,21 @@ def _dive_ignored(path: Path, top: dict[str, tuple[Any, Any]]) -> list[str]:
     import yaml
 
     names = {r.dive.lower(): r.dive for r in DIVE_RULES}
-    out = []
+    out: list[tuple[int, str]] = []
     for name, (key, _value) in top.items():
         if name in ("rules", DIVE_SECTION) or (name.startswith("rules.") and name[6:] in names):
             continue
-        out.append(f"{path}:{_line(key)}: {key.value!r} is not a key dive reads; ignored, as dive ignores it")
+        out.append((_line(key), f"{path}:{_line(key)}: {key.value!r} is not a key dive reads; ignored, as dive "
+                                f"ignores it"))
     rules = top.get("rules")
     if rules is not None and isinstance(rules[1], yaml.MappingNode):
         for name, (key, _v) in _keys(path, rules[1]).items():
             if name not in names:
                 close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
                 said = f" (did you mean {names[close[0]]}?)" if close else ""
-                out.append(f"{path}:{_line(key)}: rules: {key.value!r} is not a rule dive knows{said}; ignored, "
-                           f"as dive ignores it")
-    return out
+                out.append((_line(key), f"{path}:{_line(key)}: rules: {key.value!r} is not a rule dive knows{said}; "
+                                        f"ignored, as dive ignores it"))
+    return [text for _line_no, text in sorted(out)]
 
 
 # ---- finding the file ----------------------------------------------------------------------
