@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import sys
 from typing import NoReturn
 
@@ -42,12 +43,23 @@ def _interrupted() -> NoReturn:
     os._exit(130)
 
 
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT) during a run. It unwinds the stack as KeyboardInterrupt does (outputs
+    and scratch space are removed on the way), but click does not catch it (click turns a
+    KeyboardInterrupt into Abort after printing an empty line)."""
+
+
+def _on_sigint(_signum, _frame) -> None:
+    raise Interrupted()
+
+
 def main() -> None:
     """Entry point: run the CLI; a SlimmerError is one line on stderr and exit status 2."""
+    previous = signal.signal(signal.SIGINT, _on_sigint)
     try:
         with run_gc() as obj:
             rc = cli.main(standalone_mode=False, obj=obj)
-    except click.exceptions.Abort:
+    except (Interrupted, KeyboardInterrupt, click.exceptions.Abort):
         _interrupted()
     except click.ClickException as err:
         err.show()
@@ -57,14 +69,14 @@ def main() -> None:
         sys.exit(2)
     except BrokenPipeError:
         sys.exit(1)
-    except KeyboardInterrupt:
-        _interrupted()
     except MemoryError:
         sys.stderr.write("slimmer: error: out of memory\n")
         sys.exit(2)
     except OSError as err:
         sys.stderr.write(f"slimmer: error: {safe(err)}\n")
         sys.exit(2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

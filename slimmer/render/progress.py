@@ -8,10 +8,11 @@ chunk of bytes done; the analysis calls ``step(phase)``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
-from slimmer.render import human, safe
+from slimmer.render import clip, human
 
 __all__ = ["Progress"]
 
@@ -28,7 +29,8 @@ class Progress:
         self._live = Live(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=24),
                           TaskProgressColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
                           console=console, transient=True, redirect_stdout=False, redirect_stderr=True)
-        self._what = safe(what)
+        name = "standard input" if what == "-" else os.path.basename(what.rstrip("/")) or what
+        self._what = clip(name, 32)
         self._phases = tuple(phases)
         self._read: Any = None
         self._analysis: Any = None
@@ -47,11 +49,13 @@ class Progress:
         """The read will be ``total`` bytes."""
         self._total = (self._total or 0) + total
         self._live.update(self._read, total=self._total, detail=self._bytes())
+        self._live.refresh()
 
     def __call__(self, n: int) -> None:
         """``n`` more bytes were read."""
         self._done += n
         self._live.update(self._read, completed=self._done, detail=self._bytes())
+        self._live.refresh()  # each layer's step is drawn, however fast the next one comes
 
     def _bytes(self) -> str:
         return f"{human(self._done)} of {human(self._total)}" if self._total else human(self._done)
@@ -66,3 +70,4 @@ class Progress:
         index = self._phases.index(phase) if phase in self._phases else 0
         self._live.update(self._analysis, completed=index, description=f"analyzing: {phase}",
                           detail=f"step {index + 1} of {len(self._phases)}" if self._phases else "")
+        self._live.refresh()

@@ -327,8 +327,8 @@ def slim_text(r, source: str, dry_run: bool, width: int = WIDTH) -> str:
     if dry_run:
         lines.append(_wrapped(f"dry run: {safe(source)} ({r.plan.mode}) would become {tags}; nothing written", width))
     else:
-        lines.append(_wrapped(f"wrote {safe(r.output)} ({r.format}, {tags}) from {safe(source)} ({r.plan.mode})",
-                              width))
+        where = "the slim image to standard output" if r.output == "-" else safe(r.output)
+        lines.append(_wrapped(f"wrote {where} ({r.format}, {tags}) from {safe(source)} ({r.plan.mode})", width))
     share = f" ({r.removed_bytes / r.before_bytes * 100:.1f} %)" if r.before_bytes else ""
     lines.append(_fields("size", [f"before {human(r.before_bytes)}", f"after {human(r.after_bytes)}",
                                   f"removed {human(r.removed_bytes)}{share}", f"added {human(r.added_bytes)}"],
