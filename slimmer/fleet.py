@@ -15,6 +15,7 @@ from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.analyzer.report import Analysis, analyze
 from slimmer.errors import InputError, SlimmerError
 from slimmer.reader.cache import LayerCache
+from slimmer.tar.codec import open_outer, outer_compression
 from slimmer.workers import can_fork, process_pool
 
 
@@ -54,15 +55,23 @@ def _is_image_archive(path: Path) -> bool:
         return False
     try:
         with open(path, "rb") as f:
-            head = f.read(512)
+            head = f.read(8)
+            compression = outer_compression(head)
+            f.seek(0)
+            if compression == "none":
+                head = f.read(512)
+            else:  # docker save app | gzip > app.tar.gz: a tar once decompressed
+                with open_outer(f, str(path), compression) as stream:
+                    head = stream.read(512)
         tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
-    except (OSError, tarfile.HeaderError):
+    except (OSError, tarfile.HeaderError, SlimmerError):
         return False
     return True
 
 
 def find_archives(root: str | os.PathLike) -> list[Path]:
-    """Return every image archive (a tar file, or an OCI layout directory) below ``root``."""
+    """Return every image archive (a tar file, plain or compressed as a whole with gzip, zstd
+    or xz, or an OCI layout directory) below ``root``."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root} is not a directory")

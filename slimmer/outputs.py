@@ -97,7 +97,7 @@ def check(outs: Sequence[Output], inputs: Sequence[str], stdout: BinaryIO | None
         for i in read:
             if _same(path, i) or (os.path.isdir(i) and _inside(path, i)):
                 raise OutputError(f"refusing to write the {o.what} to {path}: it is, or lies inside, the input "
-                                  f"{i} (slimmer never changes its input)")
+                                  f"{i} (slimmer never touches its input)")
             if o.directory and os.path.isdir(path) and _inside(i, path):
                 raise OutputError(f"refusing to write the {o.what} to {path}: the input {i} lies inside it")
         for other in seen:

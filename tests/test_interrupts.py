@@ -100,11 +100,18 @@ def _controlling_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+def _readable(fd: int, timeout_ms: int = 50) -> bool:
+    """Return whether ``fd`` has something to read (poll: select() refuses descriptors past 1024)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(timeout_ms))
+
+
 def _read_all(fd: int, until: bytes | None = None, timeout: float = 60.0) -> bytes:
     data = b""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        ready, _, _ = select.select([fd], [], [], 0.05)
+        ready = _readable(fd)
         if not ready:
             continue
         try:

@@ -191,7 +191,7 @@ def test_no_output_may_be_the_input_even_with_force(command, archive):
     """Naming the input as an output is refused, --force or not, and the input is unchanged."""
     before = fingerprint(archive)
     run = run_cli(*[c.format(a=archive) for c in command])
-    assert run.code == 2 and "slimmer never changes its input" in run.err and run.err.count("\n") == 1, run.err
+    assert run.code == 2 and "slimmer never touches its input" in run.err and run.err.count("\n") == 1, run.err
     assert fingerprint(archive) == before
 
 
@@ -242,8 +242,9 @@ def test_a_negative_top_is_refused(command, archive):
 
 
 def test_audit_lists_a_bad_archive_in_its_row_and_goes_on(archive, tmp_path):
-    """A tar that is no image, a truncated archive and a good one: all three get a row, the
-    table still lists the good image, and the exit status (2) says some failed."""
+    """A tar that is no image, a truncated archive, a good one and its gzip: all get a row (a
+    gzip file that holds no tar is not taken for an archive), the good images are listed, and
+    the exit status (2) says some failed."""
     root = tmp_path / "images"
     root.mkdir()
     (root / "good.tar").write_bytes(archive.read_bytes())
@@ -255,12 +256,16 @@ def test_audit_lists_a_bad_archive_in_its_row_and_goes_on(archive, tmp_path):
         tf.addfile(info, io.BytesIO(data))
     (root / "notes.tar").write_bytes(buf.getvalue())
     (root / "cut.tar").write_bytes(archive.read_bytes()[:6_000])
+    (root / "good.tar.gz").write_bytes(gzip.compress(archive.read_bytes()))
+    (root / "logs.gz").write_bytes(gzip.compress(b"a log, not a tar\n" * 100))
     for jobs in ("1", "2"):
         run = run_cli("audit", root, "--json", "--jobs", jobs)
         assert run.code == 2 and run.exc is None
         rows = {Path(r["source"]).name: r for r in json.loads(run.out)["images"]}
-        assert set(rows) == {"good.tar", "notes.tar", "cut.tar"}
+        assert set(rows) == {"good.tar", "good.tar.gz", "notes.tar", "cut.tar"}
         assert rows["good.tar"]["error"] == "" and rows["good.tar"]["total_bytes"] > 0
+        assert rows["good.tar.gz"]["error"] == ""
+        assert rows["good.tar.gz"]["total_bytes"] == rows["good.tar"]["total_bytes"]
         assert rows["notes.tar"]["error"] and rows["cut.tar"]["error"]
         assert [ln for ln in run.err.splitlines() if ln.startswith("slimmer: error:")] == [
             f"slimmer: error: {rows[n]['error']}" for n in ("cut.tar", "notes.tar")]

@@ -118,6 +118,13 @@ def test_a_flexible_column_is_cut_to_the_width():
     assert max(len(line) for line in text.splitlines()) == 70 and text.splitlines()[2].endswith("…")
 
 
+def _readable(fd: int, timeout_ms: int = 50) -> bool:
+    """Return whether ``fd`` has something to read (poll: select() refuses descriptors past 1024)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(timeout_ms))
+
+
 def _on_a_pty(args: list[str], env: dict, timeout: float = 120) -> tuple[int, bytes]:
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
@@ -126,7 +133,7 @@ def _on_a_pty(args: list[str], env: dict, timeout: float = 120) -> tuple[int, by
     data = b""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        ready, _, _ = select.select([leader], [], [], 0.05)
+        ready = _readable(leader)
         if ready:
             try:
                 chunk = os.read(leader, 65536)

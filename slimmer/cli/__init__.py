@@ -3,12 +3,8 @@ this package and registers on the group; errors become one stderr line here, in 
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
-import os
 import signal
 import sys
-from typing import NoReturn
 
 import click
 
@@ -24,43 +20,19 @@ from slimmer.cli.group import cli
 from slimmer.cli.options import run_gc
 from slimmer.errors import SlimmerError
 from slimmer.render import safe
+from slimmer.workers import Interrupted, catch_interrupts, end_interrupted, was_interrupted
 
 __all__ = ["cli", "main"]
 
 
-def _interrupted() -> NoReturn:
-    """End a run that Ctrl-C interrupted: one line, worker processes ended, exit status 130.
-
-    Outputs and scratch space were removed as the interrupt unwound the stack; what is left
-    are threads still reading a layer, which a normal exit would wait for (the thread pools
-    join them at exit), so the process ends here without waiting."""
-    for child in multiprocessing.active_children():
-        child.kill()
-    with contextlib.suppress(OSError, ValueError):
-        sys.stdout.flush()
-    sys.stderr.write("slimmer: error: interrupted\n")
-    sys.stderr.flush()
-    os._exit(130)
-
-
-class Interrupted(BaseException):
-    """Ctrl-C (SIGINT) during a run. It unwinds the stack as KeyboardInterrupt does (outputs
-    and scratch space are removed on the way), but click does not catch it (click turns a
-    KeyboardInterrupt into Abort after printing an empty line)."""
-
-
-def _on_sigint(_signum, _frame) -> None:
-    raise Interrupted()
-
-
 def main() -> None:
     """Entry point: run the CLI; a SlimmerError is one line on stderr and exit status 2."""
-    previous = signal.signal(signal.SIGINT, _on_sigint)
+    previous = catch_interrupts()
     try:
         with run_gc() as obj:
             rc = cli.main(standalone_mode=False, obj=obj)
     except (Interrupted, KeyboardInterrupt, click.exceptions.Abort):
-        _interrupted()
+        end_interrupted()
     except click.ClickException as err:
         err.show()
         sys.exit(2)
@@ -76,6 +48,8 @@ def main() -> None:
         sys.stderr.write(f"slimmer: error: {safe(err)}\n")
         sys.exit(2)
     finally:
+        if was_interrupted():
+            end_interrupted()
         signal.signal(signal.SIGINT, previous)
     sys.exit(rc if isinstance(rc, int) else 0)
 

@@ -35,7 +35,7 @@ ONE_IMAGE_ONLY = ("image_ref", "platform", "top", "by", "html_path", "force")
 @output_option
 @click.option("--top", default=20, show_default=True, type=click.IntRange(min=0), help="How many paths to list.")
 @click.option("--by", type=click.Choice(BY), help="Show one table: bytes by category, package, layer, step or dir.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, allow_dash=True),
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, allow_dash=True, readable=False),
               help="Also write a self-contained HTML report (treemap, layers, findings) to this file (- for "
                    "standard output, the report then goes to standard error).")
 @click.option("--no-content", is_flag=True,

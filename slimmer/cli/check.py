@@ -117,9 +117,9 @@ SETTINGS = click.Path(dir_okay=False, exists=True, path_type=Path)
                    "(.dive-ci); default: the nearest slimmer file, else ./.dive-ci.")
 @click.option("--ci-config", "ci_config", type=SETTINGS, help="dive's spelling of --config, for a .dive-ci file.")
 @rule_options
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, allow_dash=True),
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, allow_dash=True, readable=False),
               help="Also write a JUnit XML report here (- for standard output).")
-@click.option("--sarif", "sarif_path", type=click.Path(dir_okay=False, allow_dash=True),
+@click.option("--sarif", "sarif_path", type=click.Path(dir_okay=False, allow_dash=True, readable=False),
               help="Also write a SARIF 2.1.0 log here (- for standard output).")
 @force_option
 @click.pass_context
@@ -152,7 +152,7 @@ def check(ctx, archive, jobs, image_ref, platform, max_layer_size, no_cache, out
     settings = [str(p) for p in (config_path, ci_config, loaded.source) if p]
     outputs.check([r for r in reports if r.path], [archive, *settings])
     jobs = jobs or default_jobs()
-    with show_progress() as progress:
+    with show_progress(archive) as progress:
         image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs, AnalysisPolicy(), progress)
         analysis = analyze(image, jobs=jobs, steps=progress.step if progress else None)
     result = check_image(analysis, thresholds, archive)

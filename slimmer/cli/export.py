@@ -14,7 +14,7 @@ from slimmer.tar.codec import WRITE_COMPRESSIONS
 
 @cli.command("export")
 @click.argument("archive", type=ARCHIVE)
-@click.argument("dest", type=click.Path(allow_dash=True, path_type=str))
+@click.argument("dest", type=click.Path(allow_dash=True, readable=False, path_type=str))
 @read_options
 @click.option("--to", "to", type=click.Choice(["auto", "dir", "tar"]), default="auto", show_default=True,
               help="Write a directory or a tar; auto: a tar when DEST is - or named as one (.tar, .tar.gz, .tgz, "

@@ -25,7 +25,7 @@ from slimmer.tar.collect import Policy
 # An archive argument: a file or an OCI layout directory, or - for standard input. A Path, so
 # shells complete file names (click's shell completion); existence is the reader's to check,
 # with its own message (and transport names such as oci:DIR:TAG are no paths).
-ARCHIVE = click.Path(allow_dash=True, path_type=str)
+ARCHIVE = click.Path(allow_dash=True, readable=False, path_type=str)
 
 
 class Size(click.ParamType):

@@ -23,7 +23,7 @@ from slimmer.rewriter.slim import slim as slim_image
 
 @cli.command()
 @click.argument("archive", type=ARCHIVE)
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, allow_dash=True),
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, allow_dash=True, readable=False),
               help="Write the slim image here: a tar, compressed as its name says (.tar.gz, .tar.zst, .tar.xz), "
                    "or - for standard output.")
 @read_options

@@ -1,5 +1,5 @@
-"""A ``slimmer check`` verdict for CI systems: JUnit XML and SARIF 2.1.0, and the atomic writing
-of both (``slimmer.atomic``). The verdict's text and JSON are in ``render.text`` and
+"""A ``slimmer check`` verdict for CI systems: JUnit XML and SARIF 2.1.0 (written where
+``slimmer.outputs`` says). The verdict's text and JSON are in ``render.text`` and
 ``render.json``. Knows nothing of archives; the CLI picks the renderer."""
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from pathlib import Path
 from slimmer import __version__
 from slimmer.analyzer.findings import DESCRIPTIONS
 from slimmer.analyzer.gate import FAIL, MISCONFIGURED, SKIP, CheckResult
-from slimmer.atomic import write_bytes
 from slimmer.render import safe
 from slimmer.render.json import dumps
 
-__all__ = ["junit_xml", "sarif", "sarif_text", "write_junit", "write_sarif"]
+__all__ = ["junit_xml", "sarif", "sarif_text"]
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 RULE_HELP = {
@@ -83,13 +82,3 @@ def sarif(result: CheckResult, findings=()) -> dict:
 def sarif_text(result: CheckResult, findings=()) -> str:
     """Return the SARIF log as text (ASCII JSON and a line feed)."""
     return dumps(sarif(result, findings)) + "\n"
-
-
-def write_junit(result: CheckResult, path: str | Path) -> Path:
-    """Write the JUnit XML report to ``path``."""
-    return write_bytes(path, junit_xml(result).encode("utf-8"), "JUnit report")
-
-
-def write_sarif(result: CheckResult, path: str | Path, findings=()) -> Path:
-    """Write the SARIF log to ``path``."""
-    return write_bytes(path, sarif_text(result, findings).encode("ascii"), "SARIF report")

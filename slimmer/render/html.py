@@ -11,13 +11,11 @@ from __future__ import annotations
 import html
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from slimmer.analyzer.categories import CATEGORIES, RULES
-from slimmer.atomic import write_bytes
 from slimmer.render import human, safe
 
-__all__ = ["COLORS", "page", "squarify", "treemap_svg", "write_html"]
+__all__ = ["COLORS", "page", "squarify", "treemap_svg"]
 
 WIDTH, HEIGHT = 1200, 620
 MIN_AREA = 36.0  # px²: smaller boxes are merged into one "small files" box
@@ -342,8 +340,3 @@ def _packages(a, top: int = 40) -> str:
     if len(a.packages) > top:
         out.append(f"<p class='meta'>{len(a.packages) - top} more packages in the JSON output.</p>")
     return "".join(out)
-
-
-def write_html(a, source: str, path: str | Path) -> Path:
-    """Write the HTML report of ``a`` to ``path`` (atomically); return the path."""
-    return write_bytes(path, page(a, source).encode("utf-8"), "HTML report")
