@@ -308,6 +308,8 @@ class Case:
     paged: tuple[str, ...] = ()  # what analyze's HTML report must show (escaped strings)
     warned: tuple[str, ...] = ()  # what export's warnings on stderr must show
     exact: tuple[tuple[str, object], ...] = ()  # analyze --json: key path ("image.tags") -> exact value
+    seconds: float = 30.0  # every command on the case finishes within this (a loaded 2-core CI machine)
+    memory_mb: int = 1024  # and grows the address space by at most this much
 
     @property
     def export_outcome(self) -> OK | Fail:

@@ -6,8 +6,10 @@ error, and leaves its input unchanged."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import threading
@@ -110,10 +112,35 @@ def _source(case: Case, archives, tmp_path: Path) -> tuple[Path, _Feeder | None]
     return fifo, feeder
 
 
+def _address_space() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) << 10
+    raise AssertionError("no VmSize in /proc/self/status")
+
+
+@contextlib.contextmanager
+def _bounded(case: Case):
+    """Run under the case's memory bound (RLIMIT_AS: what the process may map beyond what it
+    has now; forked workers inherit it) and check its time bound."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = _address_space() + (case.memory_mb << 20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    elapsed = time.monotonic() - started
+    assert elapsed < case.seconds, f"took {elapsed:.1f} s, the case allows {case.seconds} s"
+
+
 def _run(case: Case, archives, tmp_path: Path, *args: str):
     source, feeder = _source(case, archives, tmp_path)
     before = fingerprint(archives(case))
-    run = run_cli(*args[:1], source, *args[1:], *case.args)
+    with _bounded(case):
+        run = run_cli(*args[:1], source, *args[1:], *case.args)
     if feeder:
         feeder.join(5)
     if run.exc is not None:
