@@ -36,3 +36,14 @@ class LimitError(SlimmerError):
 class OutputError(SlimmerError):
     """Raised when an output cannot be written (disk full, unwritable destination, a destination
     that would escape its root)."""
+
+
+class DatabaseError(SlimmerError):
+    """Raised when the audit database cannot be opened, migrated, read or written (a file that
+    is not an SQLite database, a PostgreSQL server that refuses the connection, a schema newer
+    than this slimmer knows)."""
+
+
+class ClusterError(SlimmerError):
+    """Raised when the Dask cluster given with --scheduler cannot be reached, has no workers,
+    or its workers run a slimmer whose content policy differs from this one's."""

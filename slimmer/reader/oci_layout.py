@@ -121,8 +121,21 @@ def platform_matches(have: str | None, want: str) -> bool:
 def read(store: Store, options: Options) -> Image:
     where = store.where
     index = parse_json(store.read_bytes("index.json"), f"{where}: index.json")
-    found = list(_candidates(store, index, where, [], None, 0))
-    found = [f for f in found if f[2] != "unknown/unknown"]
+    desc, names = select(candidates(store, index, where), options, where)
+    fmt = FORMAT if store.kind == "dir" else "oci-archive"
+    return assemble(store, chosen_of(store, desc, names, where), fmt, store.where, options)
+
+
+def candidates(store: Store, index: dict, where: str) -> list[tuple[dict, list[str], str | None]]:
+    """Return the image manifests ``index`` leads to (through nested indexes), each as
+    (descriptor, the references naming it, its platform or None), attestations left out."""
+    return [f for f in _candidates(store, index, where, [], None, 0) if f[2] != "unknown/unknown"]
+
+
+def select(found: list[tuple[dict, list[str], str | None]], options: Options, where: str) -> tuple[dict, list[str]]:
+    """Return the one manifest of ``found`` that ``options`` picks (--image, --platform, else
+    the host's platform where there are several) as (descriptor, references); raise if it is
+    not exactly one."""
     if not found:
         raise FormatError(f"{where}: the index lists no image manifest")
     if options.image:
@@ -147,6 +160,12 @@ def read(store: Store, options: Options) -> Image:
         raise ImageSelectionError(f"{where} holds {len(merged)} images, pick one with --image or --platform: "
                                   f"{choices}")
     desc, names, _ = next(iter(merged.values()))
+    return desc, names
+
+
+def chosen_of(store: Store, desc: dict, names: list[str], where: str) -> Chosen:
+    """Return the image the manifest ``desc`` describes: its config and layer blob names,
+    their digests and media types, checked against the blobs' sizes in ``store``."""
     manifest, mname = read_blob_json(store, desc, where)
     cfg = manifest.get("config")
     layers = manifest.get("layers")
@@ -166,8 +185,7 @@ def read(store: Store, options: Options) -> Image:
     for x, name in zip(layers, chosen.layer_names):
         if isinstance(x.get("size"), int) and x["size"] != store.size(name):
             raise FormatError(f"{where}: layer {name} is {store.size(name)} bytes, the manifest says {x['size']}")
-    fmt = FORMAT if store.kind == "dir" else "oci-archive"
-    return assemble(store, chosen, fmt, store.where, options)
+    return chosen
 
 
 def _ref_matches(names: list[str], wanted: str) -> bool:
