@@ -104,8 +104,8 @@ class Registry:
         config.write_text(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
                           f"    rootdirectory: {self.storage}\n  delete:\n    enabled: true\n"
                           f"http:\n  addr: {self.address}\n")
-        self.log = open(self.workdir / "registry.log", "ab")
-        self.proc = subprocess.Popen([self.binary, "serve", str(config)], stdout=self.log, stderr=self.log)
+        with open(self.workdir / "registry.log", "ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen([self.binary, "serve", str(config)], stdout=log, stderr=log)
         wait_for(self._up, "docker-registry")
         return self
 
@@ -122,7 +122,6 @@ class Registry:
         if self.proc is not None:
             stop(self.proc)
             self.proc = None
-            self.log.close()
 
     def push(self, layout: Path, tag: str, ref: str, all_platforms: bool = False) -> None:
         """Push the image ``tag`` of OCI layout ``layout`` as ``ref`` (repo:tag) with skopeo."""
@@ -186,7 +185,7 @@ class Postgres:
         if self.port:
             subprocess.run([*(["runuser", "-u", self.user, "--"] if self.user else []), self.pg_ctl, "-D",
                             str(self.data), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60,
-                           cwd="/")
+                           cwd="/", check=False)
             self.port = 0
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -207,9 +206,10 @@ class DaskCluster:
         return f"tcp://127.0.0.1:{self.port}"
 
     def start(self, workers: int = 2) -> DaskCluster:
-        log = open(self.workdir / "scheduler.log", "ab")
-        self.procs.append(subprocess.Popen([self.dask, "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
-                                            "--no-dashboard"], stdout=log, stderr=log, env=child_env()))
+        with open(self.workdir / "scheduler.log", "ab") as log:
+            self.procs.append(subprocess.Popen([self.dask, "scheduler", "--host", "127.0.0.1", "--port",
+                                                str(self.port), "--no-dashboard"], stdout=log, stderr=log,
+                                               env=child_env()))
         for _ in range(workers):
             self.add_worker()
         self.wait(workers)
@@ -220,10 +220,10 @@ class DaskCluster:
         n = len(self.workers)
         local = self.workdir / f"worker-{n}"
         local.mkdir(exist_ok=True)
-        log = open(self.workdir / f"worker-{n}.log", "ab")
         cmd = [self.dask, "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
                "--no-dashboard", "--no-nanny", "--local-directory", str(local), "--name", f"w{n}"]
-        proc = subprocess.Popen([*prefix, *cmd], stdout=log, stderr=log, env=child_env())
+        with open(self.workdir / f"worker-{n}.log", "ab") as log:
+            proc = subprocess.Popen([*prefix, *cmd], stdout=log, stderr=log, env=child_env())
         self.procs.append(proc)
         self.workers.append(proc)
         return proc

@@ -142,7 +142,7 @@ class Database:
         try:
             conn = psycopg.connect(url, autocommit=True, connect_timeout=20)
         except psycopg.Error as err:
-            raise DatabaseError(f"cannot connect to the audit database {shown}: {str(err).strip()}") from err
+            raise DatabaseError(f"cannot connect to the audit database {shown}: {_one_line(err)}") from err
         return cls(conn, "postgresql", shown, (psycopg.Error,))
 
     def close(self) -> None:
@@ -160,7 +160,7 @@ class Database:
         try:
             return self.conn.execute(self._sql(sql), tuple(params))
         except self._errors as err:
-            raise DatabaseError(f"audit database {self.where}: {str(err).strip()}") from err
+            raise DatabaseError(f"audit database {self.where}: {_one_line(err)}") from err
 
     def executemany(self, sql: str, rows: Iterable[Sequence]) -> None:
         rows = [tuple(r) for r in rows]
@@ -173,14 +173,14 @@ class Database:
             else:
                 self.conn.executemany(sql, rows)
         except self._errors as err:
-            raise DatabaseError(f"audit database {self.where}: {str(err).strip()}") from err
+            raise DatabaseError(f"audit database {self.where}: {_one_line(err)}") from err
 
     def query(self, sql: str, params: Sequence = ()) -> list[tuple]:
         cur = self.execute(sql, params)
         try:
             return list(cur.fetchall())
         except self._errors as err:
-            raise DatabaseError(f"audit database {self.where}: {str(err).strip()}") from err
+            raise DatabaseError(f"audit database {self.where}: {_one_line(err)}") from err
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -190,7 +190,7 @@ class Database:
                 with self.conn.transaction():
                     yield
             except self._errors as err:
-                raise DatabaseError(f"audit database {self.where}: {str(err).strip()}") from err
+                raise DatabaseError(f"audit database {self.where}: {_one_line(err)}") from err
             return
         self.execute("BEGIN IMMEDIATE")
         try:
@@ -373,6 +373,11 @@ def filters(**values: str | None) -> tuple[str, tuple]:
     if not given:
         return "", ()
     return " WHERE " + " AND ".join(f"{k} = ?" for k, _ in given), tuple(v for _, v in given)
+
+
+def _one_line(err: BaseException) -> str:
+    """Return a driver's message on one line (libpq's span several)."""
+    return " ".join(str(err).split())
 
 
 def _without_password(url: str) -> str:

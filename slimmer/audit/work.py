@@ -128,20 +128,18 @@ def run_dask(client, tasks: list[BlobTask], options: ScanOptions, done: Progress
 
     lost = (CancelledError, OSError, TimeoutError, distributed.scheduler.KilledWorker)
     pending: dict[str, tuple[BlobTask, int, frozenset[str]]] = {}
-    queue = distributed.as_completed()
 
-    def submit(task: BlobTask, attempt: int, avoid: frozenset[str]) -> bool:
+    def submit(task: BlobTask, attempt: int, avoid: frozenset[str]):
         live = set(client.scheduler_info()["workers"]) - avoid
         if not live:
-            return False
+            return None
         future = client.submit(scan_blob, task, options, key=f"slimmer-scan-{task.digest[7:19]}-{uuid.uuid4().hex[:8]}",
                                pure=False, workers=sorted(live) if avoid else None)
         pending[future.key] = (task, attempt, avoid)
-        queue.add(future)
-        return True
+        return future
 
-    for task in sorted(tasks, key=lambda t: -t.size):
-        submit(task, 1, frozenset())
+    first = [submit(task, 1, frozenset()) for task in sorted(tasks, key=lambda t: -t.size)]
+    queue = distributed.as_completed(first, loop=client.loop)
     for future in queue:
         task, attempt, avoid = pending.pop(future.key)
         try:
@@ -150,9 +148,11 @@ def run_dask(client, tasks: list[BlobTask], options: ScanOptions, done: Progress
             result = (UNREADABLE, f"the worker scanning {task.where} was lost: {err}", "")
         finally:
             future.release()
-        retry_avoiding = avoid | {result[2]} if result[2] else avoid
-        if result[0] == UNREADABLE and attempt < MAX_ATTEMPTS and submit(task, attempt + 1, retry_avoiding):
-            continue
+        if result[0] == UNREADABLE and attempt < MAX_ATTEMPTS:
+            again = submit(task, attempt + 1, avoid | {result[2]} if result[2] else avoid)
+            if again is not None:
+                queue.add(again)
+                continue
         out = _outcome(task, result, attempt)
         if out.scan is None and result[0] == UNREADABLE:
             out = Outcome(task, None, f"{out.error} (tried on {attempt} worker{'s' if attempt > 1 else ''})",
