@@ -26,7 +26,12 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
-from slimmer.errors import FormatError, ImageSelectionError, SlimmerError
+from slimmer.errors import (
+    DigestMismatchError,
+    FormatError,
+    ImageSelectionError,
+    SlimmerError,
+)
 from slimmer.model import Image
 from slimmer.reader import oci_layout
 from slimmer.reader.assemble import (
@@ -109,7 +114,7 @@ class Storage:
             return None
 
     def read_small(self, digest: str, limit: int = MAX_JSON) -> bytes:
-        """Return the bytes of blob ``digest`` (a manifest or a config), reading it at most once."""
+        """Return the verified bytes of blob ``digest`` (a manifest or a config), read at most once."""
         if digest in self._small:
             return self._small[digest]
         path = self.blob_file(digest)
@@ -123,6 +128,8 @@ class Storage:
         self.counted(digest, len(data))
         if len(data) > limit:
             raise FormatError(f"{self.root}: blob {digest} is larger than {limit} bytes, too large for a manifest")
+        if sha256(data) != digest:
+            raise DigestMismatchError(f"{self.root}: blob {digest} is damaged: its sha256 is {sha256(data)}")
         self._small[digest] = data
         return data
 
@@ -253,10 +260,13 @@ class RepositoryStore(DirStore):
 
     def _resolve(self, name: str) -> str | None:
         digest = self.digest_of(name)
+        found = self.storage.blob_file(digest)
         if not self.is_linked(digest):
+            if found is None:
+                raise FormatError(f"{self.where}: blob {digest} is missing from the storage (a dangling link)")
             raise FormatError(f"{self.where}: blob {digest} is not linked in the repository "
                               f"(no _layers or _manifests/revisions link)")
-        return self.storage.blob_file(digest)
+        return found
 
     def missing(self, name: str, what: str) -> FormatError:
         digest = self.digest_of(name)
