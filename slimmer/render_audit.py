@@ -30,6 +30,8 @@ REPORT_SCHEMAS = {
     "categories": "slimmer.audit.categories/1",
 }
 
+STEPS = {"manifests": "reading tags and manifests", "scans": "scanning layers", "analyses": "analyzing images"}
+
 
 def shown(text: str) -> str:
     """Return ``text`` with control characters escaped: names from images never reach the
@@ -58,6 +60,9 @@ def summary_lines(s) -> list[str]:
                      f"scans ran on {shown(s.scheduler)}"
                      + (f" ({len(s.workers)} worker{'s' * (len(s.workers) != 1)})" if s.workers else "")
                      + (f", {s.retried} retried" if s.retried else ""))
+        if s.seconds:
+            lines.append("slimmer: time spent " + ", ".join(f"{STEPS.get(step, step)} {sec:.1f} s"
+                                                           for step, sec in s.seconds.items()))
         left = Counter(s.left_out)
         if s.platform:
             lines.append(f"slimmer: platform {shown(s.platform)} chosen with --platform"

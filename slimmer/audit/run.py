@@ -21,6 +21,7 @@ import dataclasses
 import fnmatch
 import multiprocessing
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,7 @@ class Summary:
     workers: list[str] = field(default_factory=list)
     reads: collections.Counter[str] = field(default_factory=collections.Counter)
     bytes_read: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # by step: tags, scans, analyses
 
     @property
     def blobs_read(self) -> int:
@@ -149,6 +151,7 @@ def audit_registry(root: str | os.PathLike, db: Database, settings: Settings) ->
     policy = AnalysisPolicy(settings.read_content)
     summary = Summary(storage.root, "registry", settings.platform,
                       scheduler=settings.scheduler or f"local, {settings.jobs} job{'s' * (settings.jobs > 1)}")
+    clock = time.perf_counter()
     refs = registry.tags(storage, settings.repo_glob, settings.tag_glob)
     summary.tags = len(refs)
     audit_id = db.begin_audit(storage.root, "registry", policy.key, summary.scheduler)
@@ -164,10 +167,13 @@ def audit_registry(root: str | os.PathLike, db: Database, settings: Settings) ->
         items, left_out = registry.images_of(storage, ref, settings.platform, scans)
         summary.left_out.extend(left_out)
         todo.append((ref, items, left_out))
+    clock = _lap(summary, "manifests", clock)
     _scan_layers(storage, [i for _, items, _ in todo for i in items], scans, policy, settings, summary, db, audit_id)
+    clock = _lap(summary, "scans", clock)
     for ref, items, left_out, records in _analyzed(todo, policy, settings):
         _keep(db, storage.root, ref, items, left_out, records, policy.key, settings.platform, audit_id)
         rows[ref.ref] = [r.row for r in records]
+    _lap(summary, "analyses", clock)
     present = {(r.repository, r.tag) for r in refs}
     gone = [k for k in db.known_tags(storage.root) if k not in present and _selected(k, settings)]
     summary.forgotten = db.forget(storage.root, gone)
@@ -180,6 +186,12 @@ def audit_registry(root: str | os.PathLike, db: Database, settings: Settings) ->
                     blobs_read=summary.blobs_read, bytes_read=summary.bytes_read,
                     layers_scanned=summary.layers_scanned, retried=summary.retried)
     return AuditResult(out, summary)
+
+
+def _lap(summary: Summary, step: str, since: float) -> float:
+    now = time.perf_counter()
+    summary.seconds[step] = now - since
+    return now
 
 
 def _selected(key: tuple[str, str], settings: Settings) -> bool:
@@ -366,6 +378,12 @@ def audit_directory(directory: str | os.PathLike, db: Database, settings: Settin
     """Audit every image archive below ``directory`` (as ``slimmer analyze`` of each, through the
     layer cache); keep the results in ``db`` (one row per archive, named by its path below
     ``directory``) and return the fleet rows."""
+    given = [flag for flag, value in (("--scheduler", settings.scheduler), ("--platform", settings.platform),
+                                      ("--repo", settings.repo_glob != "*"), ("--tag", settings.tag_glob != "*"))
+             if value]
+    if given:
+        raise SlimmerError(f"{directory} is a directory of archives, not a registry storage: "
+                           f"{', '.join(given)} apply to a registry storage only")
     root = Path(os.path.realpath(directory))
     policy = AnalysisPolicy(settings.read_content)
     summary = Summary(str(root), "directory", scheduler=f"local, {settings.jobs} job{'s' * (settings.jobs > 1)}")

@@ -128,26 +128,27 @@ def run_dask(client, tasks: list[BlobTask], options: ScanOptions, done: Progress
 
     lost = (CancelledError, OSError, TimeoutError, distributed.scheduler.KilledWorker)
     pending: dict[str, tuple[BlobTask, int, frozenset[str]]] = {}
+    shared = client.scatter(options, broadcast=True, hash=False)  # sent to each worker once
 
     def submit(task: BlobTask, attempt: int, avoid: frozenset[str]):
-        live = set(client.scheduler_info()["workers"]) - avoid
-        if not live:
+        live = set(workers_of(client)) - avoid if avoid else None
+        if live is not None and not live:
             return None
-        future = client.submit(scan_blob, task, options, key=f"slimmer-scan-{task.digest[7:19]}-{uuid.uuid4().hex[:8]}",
-                               pure=False, workers=sorted(live) if avoid else None)
+        future = client.submit(scan_blob, task, shared, key=f"slimmer-scan-{task.digest[7:19]}-{uuid.uuid4().hex[:8]}",
+                               pure=False, workers=sorted(live) if live else None)
         pending[future.key] = (task, attempt, avoid)
         return future
 
     first = [submit(task, 1, frozenset()) for task in sorted(tasks, key=lambda t: -t.size)]
-    queue = distributed.as_completed(first, loop=client.loop)
-    for future in queue:
+    # results come back in batches gathered on the client's event loop, not one round trip each
+    queue = distributed.as_completed(first, loop=client.loop, with_results=True, raise_errors=False)
+    for future, result in queue:
         task, attempt, avoid = pending.pop(future.key)
-        try:
-            result = future.result()
-        except lost as err:
-            result = (UNREADABLE, f"the worker scanning {task.where} was lost: {err}", "")
-        finally:
-            future.release()
+        future.release()
+        if isinstance(result, BaseException):
+            if not isinstance(result, lost):
+                raise result
+            result = (UNREADABLE, f"the worker scanning {task.where} was lost: {result}", "")
         if result[0] == UNREADABLE and attempt < MAX_ATTEMPTS:
             again = submit(task, attempt + 1, avoid | {result[2]} if result[2] else avoid)
             if again is not None:
