@@ -48,28 +48,29 @@ def fleet_table(rows) -> str:
 
 
 def summary_lines(s) -> list[str]:
-    """Return what an audit did, for stderr: images, blobs read, what was chosen or left out."""
-    kind = "registry storage" if s.kind == "registry" else "directory"
-    lines = [f"slimmer: audited {s.images} image{'s' * (s.images != 1)} of {s.tags} "
-             f"{'tag' if s.kind == 'registry' else 'archive'}{'s' * (s.tags != 1)} in {kind} {shown(s.storage)}"
-             + (f" ({s.failed} failed)" if s.failed else "")]
-    if s.kind == "registry":
-        lines.append(f"slimmer: {s.blobs_read} blob{'s' * (s.blobs_read != 1)} read ({human(s.bytes_read)}); "
-                     f"{s.layers_scanned} layer{'s' * (s.layers_scanned != 1)} scanned, {s.layers_known} known "
-                     f"from the database, {s.reused} image{'s' * (s.reused != 1)} unchanged since the last audit; "
-                     f"scans ran on {shown(s.scheduler)}"
-                     + (f" ({len(s.workers)} worker{'s' * (len(s.workers) != 1)})" if s.workers else "")
-                     + (f", {s.retried} retried" if s.retried else ""))
-        if s.seconds:
-            lines.append("slimmer: time spent " + ", ".join(f"{STEPS.get(step, step)} {sec:.1f} s"
-                                                           for step, sec in s.seconds.items()))
-        left = Counter(s.left_out)
-        if s.platform:
-            lines.append(f"slimmer: platform {shown(s.platform)} chosen with --platform"
-                         + (f"; left out: {', '.join(f'{n} {shown(p)}' for p, n in sorted(left.items()))}"
-                            if left else ""))
-        else:
-            lines.append("slimmer: every platform of each tag audited, one row each (pick one with --platform)")
+    """Return what a registry audit did, for stderr: images, blobs read, what was chosen or
+    left out, where the time went (a directory audit says nothing more than its table)."""
+    if s.kind != "registry":
+        return [(f"slimmer: {s.forgotten} archive{'s' * (s.forgotten != 1)} no longer in {shown(s.storage)} "
+                f"dropped from the database")] if s.forgotten else []
+    lines = [f"slimmer: audited {s.images} image{'s' * (s.images != 1)} of {s.tags} tag{'s' * (s.tags != 1)} "
+             f"in registry storage {shown(s.storage)}" + (f" ({s.failed} failed)" if s.failed else "")]
+    lines.append(f"slimmer: {s.blobs_read} blob{'s' * (s.blobs_read != 1)} read ({human(s.bytes_read)}); "
+                 f"{s.layers_scanned} layer{'s' * (s.layers_scanned != 1)} scanned, {s.layers_known} known "
+                 f"from the database, {s.reused} image{'s' * (s.reused != 1)} unchanged since the last audit; "
+                 f"scans ran on {shown(s.scheduler)}"
+                 + (f" ({len(s.workers)} worker{'s' * (len(s.workers) != 1)})" if s.workers else "")
+                 + (f", {s.retried} retried" if s.retried else ""))
+    if s.seconds:
+        lines.append("slimmer: time spent " + ", ".join(f"{STEPS.get(step, step)} {sec:.1f} s"
+                                                       for step, sec in s.seconds.items()))
+    left = Counter(s.left_out)
+    if s.platform:
+        lines.append(f"slimmer: platform {shown(s.platform)} chosen with --platform"
+                     + (f"; left out: {', '.join(f'{n} {shown(p)}' for p, n in sorted(left.items()))}"
+                        if left else ""))
+    else:
+        lines.append("slimmer: every platform of each tag audited, one row each (pick one with --platform)")
     if s.forgotten:
         lines.append(f"slimmer: {s.forgotten} image{'s' * (s.forgotten != 1)} no longer in the storage "
                      f"dropped from the database")
