@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from typing import Any
 
 from slimmer.audit.db import Database, filters
 from slimmer.fleet import FleetRow
@@ -66,6 +67,21 @@ class Holding:
     wasted_bytes: int = 0
 
 
+def answer(db: Database, sel: Selection, by: str = "image", package: str | None = None,
+           category: str | None = None, top: int = 20) -> tuple[str, list[Any]]:
+    """Return (kind, records) for one report: the images holding ``package`` or ``category``
+    if asked, else by ``by``: "image" (kind "images": fleet rows), "repository" or "layer"."""
+    if package:
+        return "packages", with_package(db, sel, package)
+    if category:
+        return "categories", with_category(db, sel, category)
+    if by == "repository":
+        return "repositories", by_repository(db, sel)
+    if by == "layer":
+        return "layers", shared_layers(db, sel, top)
+    return "images", fleet(db, sel)
+
+
 def fleet(db: Database, sel: Selection) -> list[FleetRow]:
     """Return the fleet rows of the selected images."""
     return [row for _id, repo, tag, _policy, row in db.image_rows(sel.storage) if sel.takes(repo, tag)]
@@ -113,7 +129,8 @@ def with_package(db: Database, sel: Selection, name: str) -> list[Holding]:
     where, params = filters(**{"p.name": name, "i.storage": sel.storage})
     rows = db.query(f"SELECT i.storage, i.repository, i.tag, i.platform, p.name, p.version, p.manager, "
                     f"p.size_bytes, p.files FROM image_packages p JOIN images i ON i.id = p.image_id{where}", params)
-    out = [Holding(*r[:6], r[6], int(r[7]), int(r[8])) for r in rows if sel.takes(r[1], r[2])]
+    out = [Holding(storage, repo, tag, plat, pname, version, manager, int(size), int(files))
+           for storage, repo, tag, plat, pname, version, manager, size, files in rows if sel.takes(repo, tag)]
     return sorted(out, key=lambda h: (-h.size_bytes, h.repository, h.tag, h.platform))
 
 

@@ -109,19 +109,11 @@ def audit(path, output, as_json, jobs, repo_glob, tag_glob, platform, db_target,
 
 def _report(db, path, repo_glob, tag_glob, by, package, category, top, as_json) -> int:
     storage = (str(find_root(path) or os.path.realpath(path))) if path else None
-    sel = report.Selection(storage, repo_glob, tag_glob)
-    if package or category:
-        kind = "packages" if package else "categories"
-        items = report.with_package(db, sel, package) if package else report.with_category(db, sel, category)
-    elif by == "repository":
-        kind, items = "repositories", report.by_repository(db, sel)
-    elif by == "layer":
-        kind, items = "layers", report.shared_layers(db, sel, top)
-    else:
-        rows = report.fleet(db, sel)
-        if not rows:
+    kind, items = report.answer(db, report.Selection(storage, repo_glob, tag_glob), by, package, category, top)
+    if kind == "images":
+        if not items:
             raise SlimmerError(f"the audit database {db.where} holds no image" + (f" of {path}" if path else ""))
-        click.echo(fleet_json(rows) if as_json else fleet_table(rows))
-        return 0
-    click.echo(report_json(kind, items) if as_json else report_text(kind, items))
+        click.echo(fleet_json(items) if as_json else fleet_table(items))
+    else:
+        click.echo(report_json(kind, items) if as_json else report_text(kind, items))
     return 0

@@ -23,8 +23,8 @@ import fnmatch
 import os
 import re
 import stat
-from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 from slimmer.errors import (
     DigestMismatchError,
@@ -228,6 +228,13 @@ def _repositories(storage: Storage, path: str, parts: list[str], depth: int, see
         yield from _repositories(storage, os.path.join(real, child), [*parts, child], depth + 1, seen)
 
 
+class ScanSource(Protocol):
+    """Where a RepositoryStore finds layer scans already made: by blob digest, a scan, the
+    error the blob gave, or None (not scanned yet)."""
+
+    def get(self, digest: str) -> LayerScan | SlimmerError | None: ...
+
+
 class RepositoryStore(DirStore):
     """The blobs one repository links, named ``blobs/sha256/<hex>`` as in an OCI layout, so the
     OCI parsing reads them unchanged. ``scans`` may hold scans already made of its layers, by
@@ -235,7 +242,7 @@ class RepositoryStore(DirStore):
 
     kind = "registry"
 
-    def __init__(self, storage: Storage, repository: str, scans: Mapping[str, LayerScan | SlimmerError] | None = None):
+    def __init__(self, storage: Storage, repository: str, scans: ScanSource | None = None):
         super().__init__(Path(storage.root))
         self.storage = storage
         self.repository = repository
@@ -274,7 +281,7 @@ class RepositoryStore(DirStore):
                            f"({self.storage.blob_path(digest)} does not exist)")
 
     def names(self) -> set[str]:
-        out = set()
+        out: set[str] = set()
         for kind in ("_layers", os.path.join("_manifests", "revisions")):
             try:
                 out.update("blobs/sha256/" + h for h in os.listdir(os.path.join(self.repo_dir, kind, "sha256")))
@@ -320,8 +327,7 @@ class Planned:
         return f"{self.repository}:{self.tag}"
 
 
-def images_of(storage: Storage, ref: TagRef, platform: str | None = None,
-              scans: Mapping[str, LayerScan | SlimmerError] | None = None) -> tuple[list[Planned], list[str]]:
+def images_of(storage: Storage, ref: TagRef, platform: str | None = None, scans: ScanSource | None = None) -> tuple[list[Planned], list[str]]:
     """Return the images tag ``ref`` leads to (with ``platform``, only that platform's) and the
     platforms left out. A tag that cannot be read gives one Planned with its error; an index
     whose one platform cannot be read gives that platform's error and the others."""
