@@ -191,11 +191,13 @@ class Postgres:
 
 
 class DaskCluster:
-    """A Dask scheduler and workers on 127.0.0.1, started with the dask CLIs."""
+    """A Dask scheduler and workers on 127.0.0.1, started with the dask-scheduler and
+    dask-worker CLIs (as ``python -m``, so no script directory needs to be on PATH)."""
 
     def __init__(self, workdir: Path):
         need_module("distributed")
-        self.dask = need("dask")[0]
+        self.scheduler_cmd = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+        self.worker_cmd = [sys.executable, "-m", "distributed.cli.dask_worker"]
         self.workdir = workdir
         self.port = free_port()
         self.procs: list[subprocess.Popen] = []
@@ -207,7 +209,7 @@ class DaskCluster:
 
     def start(self, workers: int = 2) -> DaskCluster:
         with open(self.workdir / "scheduler.log", "ab") as log:
-            self.procs.append(subprocess.Popen([self.dask, "scheduler", "--host", "127.0.0.1", "--port",
+            self.procs.append(subprocess.Popen([*self.scheduler_cmd, "--host", "127.0.0.1", "--port",
                                                 str(self.port), "--no-dashboard"], stdout=log, stderr=log,
                                                env=child_env()))
         for _ in range(workers):
@@ -220,7 +222,7 @@ class DaskCluster:
         n = len(self.workers)
         local = self.workdir / f"worker-{n}"
         local.mkdir(exist_ok=True)
-        cmd = [self.dask, "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
+        cmd = [*self.worker_cmd, self.address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
                "--no-dashboard", "--no-nanny", "--local-directory", str(local), "--name", f"w{n}"]
         with open(self.workdir / f"worker-{n}.log", "ab") as log:
             proc = subprocess.Popen([*prefix, *cmd], stdout=log, stderr=log, env=child_env())
@@ -309,6 +311,3 @@ def tree_state(root: Path) -> dict[str, tuple]:
                                                 os.readlink(path) if os.path.islink(path) else "")
     return out
 
-
-def python() -> str:
-    return sys.executable
