@@ -225,6 +225,13 @@ def test_export(case, to, archives, tmp_path, outside):
     out = tmp_path / "out"
     out.mkdir()
     dest = out / ("root.tar" if to == "tar" else "root")
+    try:
+        _check_export(case, to, archives, tmp_path, out, dest)
+    finally:
+        subprocess.run(["rm", "-rf", str(out)], check=True)  # pytest's own cleanup recurses on deep trees
+
+
+def _check_export(case, to, archives, tmp_path, out, dest):
     run = _run(case, archives, tmp_path, "export", dest, "--to", to)
     expected = case.export_outcome
     if isinstance(expected, OK) and to == "dir" and expected.dir_fails:
@@ -240,7 +247,6 @@ def test_export(case, to, archives, tmp_path, outside):
     assert temps_in(out) == []
     if to == "dir":
         tree, groups = tree_of_dir(dest)
-        subprocess.run(["rm", "-rf", str(dest)], check=True)  # pytest's own cleanup recurses on deep trees
     else:
         tree, groups = tree_of_tar(dest.read_bytes())
     if expected.tree is not None:

@@ -120,9 +120,10 @@ def run_gc():
         gc.unfreeze()
 
 
-def show_fleet(rows, as_json: bool) -> int:
-    """Print fleet rows; name each unreadable archive on stderr; return 2 if any was, else 0."""
-    echo(dumps(fleet_json(rows)) if as_json else fleet_text(rows))
+def show_fleet(rows, as_json: bool, text: Callable = fleet_text) -> int:
+    """Print fleet rows (as ``text`` renders them for people); name each unreadable archive on
+    stderr; return 2 if any was, else 0."""
+    echo(dumps(fleet_json(rows)) if as_json else text(rows))
     errors = fleet_errors(rows)
     for line in errors:
         echo(line, err=True)

@@ -8,7 +8,10 @@ ever reads a layer for the analysis. Also: bounded JSON parsing for manifests an
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import marshal
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +40,32 @@ class LayerScan:
     facts: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
     policy: str = ""
     notes: tuple[str, ...] = ()
+
+
+def pack(scan: LayerScan) -> tuple[LayerScan, bytes]:
+    """Return ``scan`` without its entries and facts, and those marshalled (far cheaper than
+    pickling them): how a scan crosses a process or a network."""
+    packed = marshal.dumps(([tuple(e) for e in scan.entries], scan.facts))
+    return dataclasses.replace(scan, entries=(), facts={}), packed
+
+
+def unpack(packed: tuple[LayerScan, bytes]) -> LayerScan:
+    """Return the scan ``pack`` took apart."""
+    scan, data = packed
+    entries, facts = marshal.loads(data)
+    return dataclasses.replace(scan, entries=tuple(map(Entry._make, entries)), facts=facts)
+
+
+def encode_contents(scan: LayerScan) -> bytes:
+    """Return the entries and facts of ``scan`` as the bytes a database keeps (marshal, zlib)."""
+    return zlib.compress(marshal.dumps(([tuple(e) for e in scan.entries], scan.facts)), 1)
+
+
+def decode_contents(data: bytes) -> tuple[tuple[Entry, ...], dict[str, dict[str, Any]]]:
+    """Return (entries, facts) from ``encode_contents`` bytes; raises ValueError, EOFError,
+    TypeError or zlib.error on damaged bytes."""
+    raw_entries, facts = marshal.loads(zlib.decompress(data))
+    return tuple(map(Entry._make, raw_entries)), facts
 
 
 def scan_layer(raw: Stream, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_SIZE,
