@@ -36,3 +36,8 @@ class LimitError(SlimmerError):
 class OutputError(SlimmerError):
     """Raised when an output cannot be written (disk full, unwritable destination, a destination
     that would escape its root)."""
+
+
+class TerminalError(SlimmerError):
+    """Raised when `slimmer explore` has no terminal to draw on (standard output or error is
+    not one, or no terminal to read keys from) or one smaller than it needs."""

@@ -10,6 +10,7 @@ import click
 from slimmer.cli import analyze  # noqa: F401  (registers the command)
 from slimmer.cli import audit  # noqa: F401
 from slimmer.cli import check  # noqa: F401
+from slimmer.cli import explore  # noqa: F401
 from slimmer.cli import export  # noqa: F401
 from slimmer.cli import slim  # noqa: F401
 from slimmer.cli import diff  # noqa: F401

@@ -27,13 +27,24 @@ class Size(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, int):
             return value
-        text = str(value).strip().lower().removesuffix("b").replace(" ", "")
-        num = text.rstrip("kmgti")
-        unit = text[len(num):]
         try:
-            return int(float(num) * SIZE_UNITS[unit])
-        except (ValueError, KeyError):
+            return parse_size(str(value))
+        except ValueError:
             self.fail(f"{value!r} is not a size like 500MB or 2GiB", param, ctx)
+
+
+def parse_size(value: str) -> int:
+    """Return the bytes ``value`` names (``500MB``, ``2GiB``, ``1000``); ValueError if it names none."""
+    text = value.strip().lower().removesuffix("b").replace(" ", "")
+    num = text.rstrip("kmgti")
+    unit = text[len(num):]
+    try:
+        size = int(float(num) * SIZE_UNITS[unit])
+    except (ValueError, KeyError, OverflowError):
+        raise ValueError(f"{value!r} is not a size like 500MB or 2GiB") from None
+    if size < 0:
+        raise ValueError(f"{value!r} is not a size like 500MB or 2GiB")
+    return size
 
 
 def _progress():

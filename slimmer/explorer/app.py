@@ -1,0 +1,603 @@
+"""The explorer's screen: layers, the file tree of the selected layer, findings and waste.
+
+Keyboard first, with dive's keys where they mean the same: Tab between panes, Ctrl+L / Ctrl+A
+for a layer's own changes / the merged filesystem, Space to collapse, Ctrl+Space for all,
+Ctrl+B for the attribute columns, Ctrl+A/R/U to hide added/removed/unmodified files, Ctrl+F
+to filter, ``?`` for every key. Imported only by ``slimmer explore`` when it runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from collections import Counter, OrderedDict
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from slimmer.analyzer.findings import Finding
+from slimmer.explorer.filters import MARK_NAMES, Filter, FilterError
+from slimmer.explorer.index import ImageIndex
+from slimmer.explorer.state import TreeState
+from slimmer.explorer.tree import CHANGES, MERGED, NOTHING, OPAQUE, SHADOWED, build
+from slimmer.explorer.widgets import (
+    FileTree,
+    Pane,
+    TextScreen,
+    clip,
+    mode_string,
+    printable,
+)
+from slimmer.render import human
+
+MIN_WIDTH, MIN_HEIGHT = 80, 24
+CACHED_VIEWS = 3  # built views kept (a large one is tens of megabytes)
+WASTE_ROWS = 200
+DIVE_ROWS = 100
+FILTER_DELAY = 0.25  # seconds of no typing before the filter applies
+
+KEYS = """\
+[b]Everywhere[/b]
+  Tab / Shift+Tab   next / previous pane (layers, tree, findings, waste)
+  Ctrl+F  /         filter the tree (syntax below); Enter applies, Esc goes back
+  Ctrl+L            the selected layer's own changes (dive's "layer changes")
+  Ctrl+A            the merged filesystem up to it (dive's "aggregated"); in the tree: hide added
+  v                 switch between the two
+  i                 full text of what is selected (a step, a finding, a file)
+  t                 light or dark colours
+  ?                 this list          q / Ctrl+C   quit
+
+[b]Layers[/b]      Up/Down choose a layer (steps without a layer sit in place); Enter: the full step
+[b]Findings[/b]    Enter shows the finding's files in the tree, in the layer that holds them
+              (Enter again: its next layer); i: the advice and evidence
+[b]Waste[/b]       Enter shows that file in the layer that holds its wasted bytes
+
+[b]Tree[/b]
+  Up/Down PgUp/PgDn Home/End   move          Left/Right   up a directory / open it
+  Space / Enter     collapse or expand       Ctrl+Space   collapse or expand all
+  [ / ]             collapse all / expand all
+  s                 sort by name or by size  Ctrl+B       mode and uid:gid columns
+  p                 package column           w            only wasted bytes
+  Ctrl+A / Ctrl+R / Ctrl+U   hide added / removed / unmodified files
+  Esc               clear every filter
+
+[b]Marks[/b]  + added   ~ modified   - removed (what a whiteout or opaque dir deletes)
+        * a later layer replaces or deletes it (its bytes are wasted)
+        names are coloured by category: toolchain, build-only, cache, docs, locale, ...
+
+[b]Filter words[/b] (all must hold)
+  *.so  lib*.a      glob on the name (on the path when it has a /)
+  usr/share         substring of the path (lower case matches either case)
+  re:^usr/lib/.*\\.a$   or  /regex/   regular expression on the path
+  cat:docs,man      categories        pkg:libc6  pkg:none   package (name or key, glob)
+  >1MB  >=10k       minimum size      changed  added  modified  removed  wasted
+"""
+
+
+class FilterBar(Input):
+    """The filter line under the tree."""
+
+    BINDINGS: ClassVar[list[Binding]] = [Binding("escape", "app.filter_done", "Back to the tree")]
+
+
+class ExplorerApp(App):
+    """Explore one analysed image."""
+
+    TITLE = "slimmer explore"
+    ENABLE_COMMAND_PALETTE = False
+    CSS = """
+    Screen { layout: vertical; }
+    #summary { height: 1; padding: 0 1; background: $panel; text-wrap: nowrap; text-overflow: ellipsis; }
+    #main { height: 1fr; }
+    #left { width: 36%; min-width: 34; max-width: 64; }
+    #left > Pane:focus { height: 2fr; }
+    #right { width: 1fr; border: round $border-blurred; }
+    #right:focus-within { border: round $border; }
+    #tree-head { height: 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
+    FileTree { height: 1fr; }
+    FilterBar, FilterBar:focus { height: 1; border: none; padding: 0 1; display: none; background: $boost; }
+    FilterBar.-shown { display: block; }
+    #details { height: 2; color: $text-muted; background: $boost; text-wrap: nowrap; text-overflow: ellipsis; }
+    """
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("tab", "pane(1)", "Pane", show=False, priority=True),
+        Binding("shift+tab", "pane(-1)", "Pane", show=False, priority=True),
+        Binding("ctrl+f,ctrl+slash,slash", "filter", "Filter"),
+        Binding("ctrl+l", "mode('changes')", "Layer changes"),
+        Binding("ctrl+a", "mode('merged')", "Aggregated"),
+        Binding("v", "switch_mode", "View", show=False),
+        Binding("i", "info", "Info"),
+        Binding("t", "theme", "Theme", show=False),
+        Binding("question_mark", "keys", "Keys"),
+    ]
+
+    def __init__(self, ix: ImageIndex, source: str, theme: str = "dark"):
+        super().__init__()
+        self.ix = ix
+        self.source = source
+        self.theme = "textual-light" if theme == "light" else "textual-dark"
+        self.rows = ix.analysis.layers  # one per history step, layers in order
+        self.row = 0
+        self.mode = CHANGES
+        self.flt = Filter()
+        self.by = "name"
+        self.states: OrderedDict[tuple[int, str], TreeState] = OrderedDict()
+        self.finding: tuple[int, int] | None = None  # (finding index, which of its layers)
+        self._filter_timer = None
+        self._filter_error = ""
+
+    # -- layout ---------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._summary(), id="summary")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield Pane(*self._layer_options(), id="layers")
+                yield Pane(*self._finding_options(), id="findings")
+                yield Pane(*self._waste_options(), id="waste")
+            with Vertical(id="right"):
+                yield Static("", id="tree-head")
+                yield FileTree(self.ix, id="tree")
+                yield Static("", id="details")
+                yield FilterBar(placeholder="filter: *.so  usr/share  re:REGEX  cat:docs  pkg:NAME  >1MB  changed  wasted",
+                                id="filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        a = self.ix.analysis
+        self.query_one("#layers").border_title = f"Layers ({len(self.ix.image.layers)})"
+        self.query_one("#findings").border_title = f"Findings · could save {human(a.could_save_bytes)}"
+        self.query_one("#waste").border_title = "Waste · true vs dive"
+        layers = self.query_one("#layers", Pane)
+        first = next((k for k, r in enumerate(self.rows) if r.index is not None), 0)
+        self.row = first
+        if self.rows:
+            layers.highlighted = first
+        self.show()
+        layers.focus()
+
+    def _summary(self) -> Text:
+        a = self.ix.analysis
+        s = a.summary
+        name = ", ".join(s.tags) or self.source
+        return Text(printable(f"{name} · {s.layer_count} layers {human(s.total_size)} · final {human(s.final_size)} · "
+                              f"wasted {human(a.true_wasted_bytes)} (dive {human(a.dive.wasted_bytes)}, "
+                              f"{a.dive.efficiency * 100:.1f}%)"))
+
+    def _layer_options(self) -> list[Option]:
+        marked = set(self._finding_layers()) if self.finding is not None else set()
+        out = []
+        for k, r in enumerate(self.rows):
+            step = printable(" ".join(r.step.split()) or "(no history step)")
+            if r.index is None:
+                out.append(Option(Text(f"  ·{'':15} {step}", "dim"), id=f"row-{k}"))
+            else:
+                flag = "•" if r.index in marked else " "
+                out.append(Option(Text(f"{flag}{r.index:>2} {human(r.size):>8} {r.files:>5} {step}"), id=f"row-{k}"))
+        return out
+
+    def _finding_options(self) -> list[Option]:
+        findings = self.ix.analysis.findings
+        if not findings:
+            return [Option("no findings", disabled=True)]
+        return [Option(Text(f"{human(f.savings_bytes) if f.savings_bytes else '-':>8} {printable(f.title)}"), id=f"f-{k}")
+                for k, f in enumerate(findings)]
+
+    def _waste_options(self) -> list[Option]:
+        a = self.ix.analysis
+        d = a.dive
+        out = [
+            Option(f"true     {human(a.true_wasted_bytes):>8}  stored, not in the final image", disabled=True),
+            Option(f"dive     {human(d.wasted_bytes):>8}  {d.efficiency * 100:.1f}% efficient (counts kept copies)",
+                   disabled=True),
+        ]
+        waste = a.attribution.waste if a.attribution is not None else []
+        for k, w in enumerate(waste[:WASTE_ROWS]):
+            how = "deleted" if w.how == "deleted" else "replaced"
+            out.append(Option(Text(f"{human(w.size):>8} L{w.layer} {how} by L{w.by_layer}  /{printable(w.path)}"),
+                              id=f"w-{k}"))
+        if len(waste) > WASTE_ROWS:
+            out.append(Option(f"… {len(waste) - WASTE_ROWS} more: the `wasted` filter shows them all", disabled=True))
+        if d.paths:
+            out.append(Option("dive: paths in several layers", disabled=True))
+            for k, p in enumerate(d.paths[:DIVE_ROWS]):
+                layers = ",".join(map(str, p.layers))
+                out.append(Option(Text(f"{human(p.size):>8} ×{p.count} L{layers}  /{printable(p.path)}"), id=f"d-{k}"))
+        return out
+
+    # -- what the tree shows --------------------------------------------------------------------
+
+    def layer_of_row(self, k: int) -> int | None:
+        """Return the layer row ``k`` shows: its own, or for a step without one the last layer
+        before it (None if there is none)."""
+        for r in reversed(self.rows[: k + 1]):
+            if r.index is not None:
+                return r.index
+        return None
+
+    def state(self, layer: int, mode: str) -> TreeState:
+        """Return the tree state of ``layer`` in ``mode``, built on first use (a few kept)."""
+        key = (layer, mode)
+        state = self.states.get(key)
+        if state is None:
+            state = TreeState(self.ix, build(self.ix, layer, mode), self.flt, self.by)
+            self.states[key] = state
+            while len(self.states) > CACHED_VIEWS:
+                self.states.popitem(last=False)
+        else:
+            self.states.move_to_end(key)
+            if state.flt != self.flt:
+                state.set_filter(self.flt)
+            if state.by != self.by:
+                state.set_sort(self.by)
+        return state
+
+    @property
+    def current(self) -> TreeState | None:
+        tree = self.query_one(FileTree)
+        return tree.state
+
+    def show(self) -> None:
+        """Show the selected row's layer in the current mode."""
+        tree = self.query_one(FileTree)
+        box = self.query_one("#right")
+        if not self.rows:
+            tree.show(None, "this image has no layers")
+            box.border_title = "no layers"
+            return
+        r = self.rows[self.row]
+        layer = self.layer_of_row(self.row)
+        if r.index is None and (self.mode == CHANGES or layer is None):
+            tree.show(None, "this step made no layer: it changed only the image config")
+            box.border_title = "no layer"
+            box.border_subtitle = ""
+            self.refresh_tree_header()
+            return
+        state = self.state(layer, self.mode)
+        tree.show(state)
+        what = "its changes" if self.mode == CHANGES else "merged up to it"
+        box.border_title = Text(f"Layer {layer} · {what}" + (" (step without a layer)" if r.index is None else ""))
+        self._subtitle()
+        self.refresh_tree_header()
+
+    def _subtitle(self) -> None:
+        state = self.current
+        box = self.query_one("#right")
+        if state is None:
+            box.border_subtitle = ""
+            return
+        what = self.flt.describe()
+        if self.finding is not None:
+            what = f"finding {self.finding[0] + 1}" + (f" · {self.flt.text.strip()}" if self.flt.text.strip() else "")
+        count = f"{state.matches} files, {human(state.size[0])}"
+        box.border_subtitle = Text(printable(clip(f"{what} · {count}" if what else count, 60)))
+
+    def refresh_tree_header(self) -> None:
+        self.query_one("#tree-head", Static).update(Text(self.query_one(FileTree).header()))
+
+    def remember_sort(self, by: str) -> None:
+        self.by = by
+
+    def apply_filter(self, flt: Filter) -> None:
+        """Make ``flt`` the filter of every view, and redraw the current one."""
+        self.flt = flt
+        state = self.current
+        if state is not None:
+            state.set_filter(flt)
+            self.query_one(FileTree).changed()
+        self._subtitle()
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option_list.id == "layers" and event.option_index != self.row:
+            self.row = event.option_index
+            self.show()
+        self.update_details()
+
+    def on_descendant_focus(self) -> None:
+        self.update_details()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        pane = event.option_list.id
+        oid = event.option.id or ""
+        if pane == "layers":
+            self.action_info()
+        elif pane == "findings" and oid.startswith("f-"):
+            self.choose_finding(int(oid[2:]))
+        elif pane == "waste" and oid.startswith("w-"):
+            w = self.ix.analysis.attribution.waste[int(oid[2:])]
+            self.go_to(w.layer, w.path)
+        elif pane == "waste" and oid.startswith("d-"):
+            p = self.ix.analysis.dive.paths[int(oid[2:])]
+            self.go_to(p.layers[0], p.path)
+
+    def on_file_tree_moved(self) -> None:
+        self.update_details()
+
+    def update_details(self) -> None:
+        """Show under the tree what is selected: the step of the highlighted layer while the
+        layers pane has the focus, else the file under the cursor (or a filter's error)."""
+        self.query_one("#details", Static).update(self._details())
+
+    def _details(self) -> Text:
+        if self._filter_error:
+            return Text("filter: " + printable(self._filter_error), "red")
+        if getattr(self.focused, "id", "") == "layers" and self.rows:
+            step = printable(" ".join(self.rows[self.row].step.split()) or "(no history step)")
+            width = max(10, self.query_one("#details").size.width)
+            lines = textwrap.wrap(step, width, break_long_words=True, max_lines=2, placeholder=" …")
+            return Text("\n".join(lines))
+        state = self.current
+        if state is None or state.node is None:
+            return Text("")
+        return Text("\n".join(printable(line) for line in node_facts(self.ix, state, state.node, short=True)))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(FILTER_DELAY, lambda: self._typed(event.value))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._typed(event.value)
+        self.action_filter_done()
+
+    def _typed(self, text: str) -> None:
+        try:
+            flt = self.flt.with_text(text)
+        except FilterError as err:
+            self._filter_error = str(err)
+        else:
+            self._filter_error = ""
+            self.apply_filter(flt)
+        self.update_details()
+
+    # -- findings and waste ---------------------------------------------------------------------
+
+    def _finding_layers(self) -> list[int]:
+        """The layers holding the active finding's bytes, most first."""
+        if self.finding is None:
+            return []
+        return layers_of(self.ix.analysis.findings[self.finding[0]])
+
+    def choose_finding(self, k: int) -> None:
+        """Show finding ``k``'s files in the tree, in (the next of) the layers that hold them."""
+        finding = self.ix.analysis.findings[k]
+        layers = layers_of(finding)
+        if not layers:
+            self.push_screen(TextScreen(f"Finding {k + 1}", finding_text(finding)))
+            return
+        turn = (self.finding[1] + 1) % len(layers) if self.finding is not None and self.finding[0] == k else 0
+        self.finding = (k, turn)
+        layer = layers[turn]
+        bar = self.query_one(FilterBar)
+        bar.value = ""
+        bar.remove_class("-shown")
+        self._filter_error = ""
+        self.flt = Filter(claims=frozenset(claims_of(finding)), claims_label=f"finding {k + 1}")
+        self.mode = CHANGES
+        self._select_layer(layer)
+        state = self.current
+        tree = self.query_one(FileTree)
+        if state is not None and state.node is not None:
+            first = next((i for i, n in enumerate(state.rows.nodes) if not state.view.kids[n]), 0)
+            state.move_to(first)
+            tree.changed()
+        layers_pane = self.query_one("#layers", Pane)
+        for i, option in enumerate(self._layer_options()):
+            layers_pane.replace_option_prompt_at_index(i, option.prompt)
+        more = f" ({turn + 1} of {len(layers)} layers: Enter for the next)" if len(layers) > 1 else ""
+        self.notify(clip(printable(finding.title), 72) + more, title=f"Finding {k + 1} · layer {layer}", timeout=4,
+                    markup=False)
+
+    def _select_layer(self, layer: int) -> None:
+        k = next(i for i, r in enumerate(self.rows) if r.index == layer)
+        self.row = k
+        self.query_one("#layers", Pane).highlighted = k
+        self.show()
+
+    def go_to(self, layer: int, path: str) -> None:
+        """Show ``path`` as ``layer`` gives it, in that layer's changes, the cursor on it."""
+        self.mode = CHANGES
+        self._select_layer(layer)
+        state = self.current
+        n = state.view.node(path) if state is not None else None
+        if n is None:
+            self.notify(f"/{printable(path)} is not in layer {layer}", severity="warning", markup=False)
+            return
+        if not state.reveal(n):
+            self.action_clear_filter()
+            state = self.current
+            state.reveal(n)
+        tree = self.query_one(FileTree)
+        tree.changed()
+        tree.focus()
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def panes(self) -> list:
+        return [self.query_one("#layers"), self.query_one(FileTree), self.query_one("#findings"),
+                self.query_one("#waste")]
+
+    def action_pane(self, step: int) -> None:
+        panes = self.panes()
+        focused = self.focused
+        at = panes.index(focused) if focused in panes else (1 if isinstance(focused, FilterBar) else 0)
+        self.screen.set_focus(panes[(at + step) % len(panes)])
+
+    def action_mode(self, mode: str) -> None:
+        if mode != self.mode:
+            self.mode = mode
+            self.show()
+
+    def action_switch_mode(self) -> None:
+        self.action_mode(MERGED if self.mode == CHANGES else CHANGES)
+
+    def action_filter(self) -> None:
+        bar = self.query_one(FilterBar)
+        bar.add_class("-shown")
+        if bar.value != self.flt.text:
+            bar.value = self.flt.text
+        bar.focus()
+
+    def action_filter_done(self) -> None:
+        bar = self.query_one(FilterBar)
+        if not bar.value.strip():
+            bar.remove_class("-shown")
+        self.query_one(FileTree).focus()
+
+    def action_hide(self, mark: str) -> None:
+        hidden = set(self.flt.hidden) ^ {mark}
+        self.apply_filter(dataclasses.replace(self.flt, hidden=frozenset(hidden)))
+        state = "hidden" if mark in hidden else "shown"
+        self.notify(f"{MARK_NAMES[mark]} files {state}", timeout=2)
+
+    def action_wasted(self) -> None:
+        self.apply_filter(dataclasses.replace(self.flt, wasted=not self.flt.wasted))
+
+    def action_clear_filter(self) -> None:
+        self.finding = None
+        self._filter_error = ""
+        bar = self.query_one(FilterBar)
+        bar.value = ""
+        bar.remove_class("-shown")
+        self.apply_filter(Filter())
+        layers_pane = self.query_one("#layers", Pane)
+        for i, option in enumerate(self._layer_options()):
+            layers_pane.replace_option_prompt_at_index(i, option.prompt)
+
+    def action_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+        self.query_one(FileTree).refresh()
+
+    def action_keys(self) -> None:
+        self.push_screen(TextScreen("Keys", Text.from_markup(KEYS)))
+
+    def action_info(self) -> None:
+        focused = self.focused
+        pane = getattr(focused, "id", "")
+        if pane == "findings":
+            option = focused.highlighted_option
+            if option is not None and (option.id or "").startswith("f-"):
+                k = int(option.id[2:])
+                self.push_screen(TextScreen(f"Finding {k + 1}", finding_text(self.ix.analysis.findings[k])))
+            return
+        if isinstance(focused, FileTree):
+            state = self.current
+            if state is not None and state.node is not None:
+                body = "\n".join(printable(line) for line in node_facts(self.ix, state, state.node, short=False))
+                self.push_screen(TextScreen("File", Text(body)))
+            return
+        if self.rows:
+            self.push_screen(TextScreen(f"Step {self.row}", step_text(self.ix, self.rows[self.row])))
+
+
+# ---- texts -------------------------------------------------------------------------------------
+
+
+def claims_of(finding: Finding) -> set[tuple[int, str]]:
+    """Return the (layer, path) versions a finding points at: what its fix removes, else the
+    paths of its evidence."""
+    if finding.claims:
+        return set(finding.claims)
+    out = set()
+    for ev in finding.evidence:
+        if ev.layer is not None and ev.what.startswith("/") and " " not in ev.what:
+            out.add((ev.layer, ev.what[1:]))
+    return out
+
+
+def layers_of(finding: Finding) -> list[int]:
+    """Return the layers holding a finding's files, the most bytes first."""
+    weight: Counter = Counter()
+    for (layer, _path), size in (finding.claims.items() if finding.claims else
+                                 ((c, 0) for c in claims_of(finding))):
+        weight[layer] += size + 1
+    return [layer for layer, _ in sorted(weight.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def finding_text(f: Finding) -> Text:
+    out = Text()
+    out.append(printable(f.title) + "\n\n", "bold")
+    out.append(f"Fix: {f.fix}   Saves: {human(f.savings_bytes) if f.savings_bytes else '-'}   "
+               f"Layers: {', '.join(map(str, f.layers)) or '-'}\n\n")
+    out.append(printable(f.advice) + "\n\n")
+    for ev in f.evidence:
+        where = f"layer {ev.layer}" if ev.layer is not None else ""
+        out.append(f"  {human(ev.size) if ev.size else '':>9}  {where:<9} {printable(ev.what)}\n")
+        if ev.detail:
+            out.append(f"  {'':>9}  {'':<9} {printable(ev.detail)}\n", "dim")
+    return out
+
+
+def step_text(ix: ImageIndex, r) -> Text:
+    out = Text()
+    if r.index is None:
+        out.append("A step without a layer: it changed only the image config.\n\n", "dim")
+    else:
+        layer = ix.image.layers[r.index]
+        out.append(f"Layer {r.index}   {human(r.size)} in {r.files} files   stored {human(r.stored_size)} "
+                   f"({layer.compression})\n", "bold")
+        out.append(f"diff_id {layer.diff_id}\ndigest  {layer.digest}\n")
+    if r.created:
+        out.append(f"created {printable(r.created)}\n")
+    out.append("\n" + printable(r.step or "(no history step)") + "\n")
+    return out
+
+
+def node_facts(ix: ImageIndex, state: TreeState, n: int, short: bool) -> list[str]:
+    """Return what the details line (``short``) or the info screen says about node ``n``."""
+    view = state.view
+    entry = view.entry[n]
+    path = "/" + view.path[n]
+    mark = view.mark_of(n)
+    flags = view.flags[n]
+    is_dir = view.kids[n] is not None
+    what = []
+    if entry is None:
+        what.append("whiteout of a path the layers below lack" if flags & NOTHING else "directory (implied)")
+    else:
+        kind = entry.kind
+        size = state.size[n] if is_dir else entry.size
+        what.append(f"{kind} {human(size)}" + (f" in {state.files[n]} files" if is_dir else ""))
+        what.append(f"{mode_string(entry)} {entry.uid}:{entry.gid}")
+        what.append(f"layer {view.vlayer[n]}")
+    if mark.strip():
+        what.append(MARK_NAMES[mark] + (f" by layer {view.layer}" if mark == "-" else ""))
+    if flags & SHADOWED:
+        what.append(f"replaced or deleted by layer {ix.later.get((view.path[n], view.vlayer[n]))}")
+    if flags & OPAQUE:
+        what.append("opaque dir")
+    category = None if is_dir or entry is None else ix.category(view.path[n], view.vlayer[n])
+    if category:
+        what.append(category)
+    key = None if is_dir or entry is None else ix.package(view.path[n], view.vlayer[n])
+    if key:
+        pkg = ix.packages.get(key)
+        what.append(f"package {pkg.name} {pkg.version}" if pkg else f"package {key}")
+    link = ""
+    if entry is not None and entry.link:
+        link = (" → " if entry.kind == "symlink" else " ⇒ /") + entry.link
+    if short:
+        return [path + link, " · ".join(what)]
+    lines = [path + link, ""] + what
+    fact = ix.files.get(view.path[n])
+    if fact is not None and fact.layer == view.vlayer[n]:
+        lines.append(f"rule {fact.rule}")
+    return lines
+
+
+def run(ix: ImageIndex, source: str, theme: str = "dark") -> int:
+    """Run the explorer until the user quits; return the exit status."""
+    app = ExplorerApp(ix, source, theme)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,105 @@
+"""What the explorer knows of every version of every path, computed once from one analysis.
+
+A *version* is a path as one layer gives it. Its mark says what it did to the layers below:
+added the path, modified it (replaced an earlier version; a directory listed again with the
+same mode and owner is left unchanged), or, for what a layer's whiteouts and opaque dirs
+delete, removed it. It is *shadowed later* when a later layer overwrites or deletes it. All of
+it is read from the records of ``slimmer.layers`` (the merged filesystem of the analysis and
+its shadowed versions) and ``slimmer.analyzer`` (category and package of each file): nothing
+here merges layers again. Imports no Textual.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from slimmer.analyzer.attribution import FileFact, WasteFact
+from slimmer.analyzer.report import Analysis
+from slimmer.layers import (
+    DELETED,
+    MergedFS,
+    Shadowed,
+    is_whiteout,
+    merge,
+    whiteout_target,
+)
+from slimmer.model import DIR, Entry, Image
+
+ADDED = "+"
+MODIFIED = "~"
+REMOVED = "-"
+UNCHANGED = " "
+MARKS = (ADDED, MODIFIED, REMOVED, UNCHANGED)
+
+
+class ImageIndex:
+    """Marks, shadowing, categories and packages of the versions of one analysed image."""
+
+    def __init__(self, image: Image, analysis: Analysis):
+        attr = analysis.attribution
+        fs = attr.fs if attr is not None and attr.fs is not None else merge(image)
+        self.image = image
+        self.analysis = analysis
+        self.fs: MergedFS = fs
+        self.files: dict[str, FileFact] = {f.path: f for f in attr.files} if attr else {}
+        self.waste: dict[tuple[int, str], WasteFact] = {(w.layer, w.path): w for w in attr.waste} if attr else {}
+        self.packages = {p.key: p for p in attr.packages} if attr else {}
+        self.deleted: dict[int, list[Shadowed]] = defaultdict(list)  # by layer: what its whiteouts deleted
+        self.replaced: dict[tuple[str, int], Entry] = {}  # (path, layer) -> the earlier entry it replaced
+        self.later: dict[tuple[str, int], int] = {}  # (path, layer) -> the layer that shadowed it
+        for s in fs.shadowed:  # in the order the layers were stacked: the last record of a key wins
+            self.later[(s.path, s.layer)] = s.by_layer
+            if s.layer < s.by_layer:
+                self.replaced[(s.path, s.by_layer)] = s.entry
+                if s.how == DELETED:
+                    self.deleted[s.by_layer].append(s)
+
+    @property
+    def layer_count(self) -> int:
+        return len(self.image.layers)
+
+    def mark(self, path: str, layer: int, entry: Entry) -> str:
+        """Return ADDED, MODIFIED or UNCHANGED for the version ``layer`` gives ``path``."""
+        old = self.replaced.get((path, layer))
+        if old is None:
+            return ADDED
+        if entry.kind == DIR and old.kind == DIR and (old.mode, old.uid, old.gid) == (entry.mode, entry.uid, entry.gid):
+            return UNCHANGED
+        return MODIFIED
+
+    def shadowed_later(self, path: str, layer: int) -> bool:
+        """Return whether a later layer overwrites or deletes the version ``layer`` gives ``path``."""
+        return self.later.get((path, layer), -1) > layer
+
+    def category(self, path: str, layer: int) -> str | None:
+        """Return the category of a file version (None for what is not a file with bytes)."""
+        fact = self.files.get(path)
+        if fact is not None and fact.layer == layer:
+            return fact.category
+        waste = self.waste.get((layer, path))
+        return waste.category if waste is not None else None
+
+    def package(self, path: str, layer: int) -> str | None:
+        """Return the key of the package owning a final file version, else None."""
+        fact = self.files.get(path)
+        return fact.package if fact is not None and fact.layer == layer else None
+
+    def package_name(self, key: str | None) -> str:
+        """Return a package's name (``libc6``) for its key (``dpkg:libc6``); "" for None."""
+        if not key:
+            return ""
+        pkg = self.packages.get(key)
+        return pkg.name if pkg is not None else key.partition(":")[2] or key
+
+    def whiteouts(self, layer: int) -> tuple[list[str], list[str]]:
+        """Return the paths the whiteouts of ``layer`` name and the directories it makes opaque."""
+        targets, opaque = [], []
+        for entry in self.image.layers[layer].entries:
+            if not is_whiteout(entry):
+                continue
+            kind, path = whiteout_target(entry.path) or ("", "")
+            if kind == "whiteout":
+                targets.append(path)
+            elif kind == "opaque":
+                opaque.append(path)
+        return targets, opaque
