@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from slimmer.analyzer import report
 from slimmer.analyzer.content import AnalysisPolicy
-from slimmer.analyzer.report import analyze as analyze_image
 from slimmer.cli.group import cli
 from slimmer.cli.options import default_jobs, load, read_options
 from slimmer.explorer import terminal
@@ -34,10 +34,11 @@ def explore(archive, jobs, image_ref, platform, max_layer_size, no_cache, no_con
     terminal.check(archive_on_stdin=archive == "-")
     jobs = jobs or default_jobs()
     image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs, AnalysisPolicy(not no_content))
-    index = ImageIndex(image, analyze_image(image, read_content=not no_content, jobs=jobs))
+    # the analysis `slimmer analyze` makes; its slow half is finished once the first screen is up
+    pending = report.start(image, read_content=not no_content, jobs=jobs)
+    index = ImageIndex(image, pending.fs)
     terminal.keyboard()
-    from slimmer.explorer.app import (
-        run,  # Textual is loaded only here: the other commands start without it
-    )
+    # Textual is loaded only here: the other commands start without it
+    from slimmer.explorer.app import run
 
-    return run(index, archive, theme)
+    return run(index, archive, theme, pending)

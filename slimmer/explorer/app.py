@@ -8,8 +8,11 @@ to filter, ``?`` for every key. Imported only by ``slimmer explore`` when it run
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import signal
 import textwrap
+import threading
 from collections import Counter, OrderedDict
 from typing import ClassVar
 
@@ -20,7 +23,9 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from slimmer.analyzer import usage
 from slimmer.analyzer.findings import Finding
+from slimmer.analyzer.report import Analysis, Pending
 from slimmer.explorer.filters import MARK_NAMES, Filter, FilterError
 from slimmer.explorer.index import ImageIndex
 from slimmer.explorer.state import TreeState
@@ -35,7 +40,7 @@ from slimmer.explorer.widgets import (
 )
 from slimmer.render import human
 
-MIN_WIDTH, MIN_HEIGHT = 80, 24
+INTERRUPTED, TERMINATED = 130, 143  # exit statuses after SIGINT and SIGTERM
 CACHED_VIEWS = 3  # built views kept (a large one is tens of megabytes)
 WASTE_ROWS = 200
 DIVE_ROWS = 100
@@ -118,12 +123,16 @@ class ExplorerApp(App):
         Binding("question_mark", "keys", "Keys"),
     ]
 
-    def __init__(self, ix: ImageIndex, source: str, theme: str = "dark"):
+    def __init__(self, ix: ImageIndex, source: str, theme: str = "dark", pending: Pending | None = None):
+        """Explore ``ix``; its analysis is attached, or ``pending`` finishes it in a thread
+        once the first screen is drawn."""
         super().__init__()
         self.ix = ix
         self.source = source
+        self.pending = pending if ix.analysis is None else None
         self.theme = "textual-light" if theme == "light" else "textual-dark"
-        self.rows = ix.analysis.layers  # one per history step, layers in order
+        self.rows = usage.layer_rows(ix.image)  # one per history step, layers in order
+        self.summary = usage.summary(ix.image, ix.fs)
         self.row = 0
         self.mode = CHANGES
         self.flt = Filter()
@@ -151,10 +160,19 @@ class ExplorerApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
-        a = self.ix.analysis
+        loop = asyncio.get_running_loop()
+        for sig, code in ((signal.SIGINT, INTERRUPTED), (signal.SIGTERM, TERMINATED)):
+            try:
+                loop.add_signal_handler(sig, self.exit, None, code)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (the test pilot): no signals to catch
         self.query_one("#layers").border_title = f"Layers ({len(self.ix.image.layers)})"
-        self.query_one("#findings").border_title = f"Findings · could save {human(a.could_save_bytes)}"
+        self.query_one("#findings").border_title = "Findings"
         self.query_one("#waste").border_title = "Waste · true vs dive"
+        if self.ix.analysis is not None:
+            self._analysed(self.ix.analysis)
+        elif self.pending is not None:
+            self.call_after_refresh(self._analyse)
         layers = self.query_one("#layers", Pane)
         first = next((k for k, r in enumerate(self.rows) if r.index is not None), 0)
         self.row = first
@@ -165,11 +183,45 @@ class ExplorerApp(App):
 
     def _summary(self) -> Text:
         a = self.ix.analysis
-        s = a.summary
+        s = self.summary
         name = ", ".join(s.tags) or self.source
-        return Text(printable(f"{name} · {s.layer_count} layers {human(s.total_size)} · final {human(s.final_size)} · "
-                              f"wasted {human(a.true_wasted_bytes)} (dive {human(a.dive.wasted_bytes)}, "
-                              f"{a.dive.efficiency * 100:.1f}%)"))
+        head = f"{name} · {s.layer_count} layers {human(s.total_size)} · final {human(s.final_size)} · "
+        if a is None:
+            return Text(printable(head + "analysing…"))
+        return Text(printable(head + f"wasted {human(a.true_wasted_bytes)} (dive {human(a.dive.wasted_bytes)}, "
+                                     f"{a.dive.efficiency * 100:.1f}%)"))
+
+    def _analyse(self) -> None:
+        """Finish the analysis in a thread; its result comes back to ``_analysed``."""
+        pending = self.pending
+
+        def work() -> None:
+            try:
+                result = pending.finish()
+            except BaseException as err:  # noqa: BLE001 - raised again in the app, as a slimmer bug
+                result = err
+            try:
+                self.call_from_thread(self._analysed, result)
+            except RuntimeError:
+                pass  # the explorer was closed first
+
+        threading.Thread(target=work, name="slimmer-analysis", daemon=True).start()
+
+    def _analysed(self, result: Analysis | BaseException) -> None:
+        """Show what the analysis adds: categories and packages in the tree, findings, waste."""
+        if isinstance(result, BaseException):
+            raise result
+        if self.ix.analysis is not result:
+            self.ix.attach(result)
+        a = result
+        self.query_one("#summary", Static).update(self._summary())
+        self.query_one("#findings").border_title = f"Findings · could save {human(a.could_save_bytes)}"
+        self.query_one("#findings", Pane).set_options(self._finding_options())
+        self.query_one("#waste", Pane).set_options(self._waste_options())
+        state = self.current
+        if state is not None and (self.flt.categories or self.flt.packages):
+            state.set_filter(self.flt)
+        self.query_one(FileTree).changed()
 
     def _layer_options(self) -> list[Option]:
         marked = set(self._finding_layers()) if self.finding is not None else set()
@@ -184,6 +236,8 @@ class ExplorerApp(App):
         return out
 
     def _finding_options(self) -> list[Option]:
+        if self.ix.analysis is None:
+            return [Option("analysing…", disabled=True)]
         findings = self.ix.analysis.findings
         if not findings:
             return [Option("no findings", disabled=True)]
@@ -192,6 +246,8 @@ class ExplorerApp(App):
 
     def _waste_options(self) -> list[Option]:
         a = self.ix.analysis
+        if a is None:
+            return [Option("analysing…", disabled=True)]
         d = a.dive
         out = [
             Option(f"true     {human(a.true_wasted_bytes):>8}  stored, not in the final image", disabled=True),
@@ -576,7 +632,7 @@ def node_facts(ix: ImageIndex, state: TreeState, n: int, short: bool) -> list[st
     if flags & SHADOWED:
         what.append(f"replaced or deleted by layer {ix.later.get((view.path[n], view.vlayer[n]))}")
     if flags & OPAQUE:
-        what.append("opaque dir")
+        what.append("opaque dir: hides what the layers below put in it")
     category = None if is_dir or entry is None else ix.category(view.path[n], view.vlayer[n])
     if category:
         what.append(category)
@@ -596,8 +652,13 @@ def node_facts(ix: ImageIndex, state: TreeState, n: int, short: bool) -> list[st
     return lines
 
 
-def run(ix: ImageIndex, source: str, theme: str = "dark") -> int:
-    """Run the explorer until the user quits; return the exit status."""
-    app = ExplorerApp(ix, source, theme)
+def run(ix: ImageIndex, source: str, theme: str = "dark", pending: Pending | None = None) -> int:
+    """Run the explorer until the user quits; return the exit status. SIGINT and SIGTERM
+    close it as q does (the terminal restored), then raise KeyboardInterrupt and SystemExit."""
+    app = ExplorerApp(ix, source, theme, pending)
     app.run()
+    if app.return_code == INTERRUPTED:
+        raise KeyboardInterrupt
+    if app.return_code == TERMINATED:
+        raise SystemExit(TERMINATED)
     return app.return_code or 0

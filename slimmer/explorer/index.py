@@ -4,9 +4,9 @@ A *version* is a path as one layer gives it. Its mark says what it did to the la
 added the path, modified it (replaced an earlier version; a directory listed again with the
 same mode and owner is left unchanged), or, for what a layer's whiteouts and opaque dirs
 delete, removed it. It is *shadowed later* when a later layer overwrites or deletes it. All of
-it is read from the records of ``slimmer.layers`` (the merged filesystem of the analysis and
-its shadowed versions) and ``slimmer.analyzer`` (category and package of each file): nothing
-here merges layers again. Imports no Textual.
+it is read from the records of ``slimmer.layers`` (the merged filesystem the analysis made
+and its shadowed versions) and ``slimmer.analyzer`` (category and package of each file): the
+layers are not merged again. Imports no Textual.
 """
 
 from __future__ import annotations
@@ -33,26 +33,38 @@ MARKS = (ADDED, MODIFIED, REMOVED, UNCHANGED)
 
 
 class ImageIndex:
-    """Marks, shadowing, categories and packages of the versions of one analysed image."""
+    """Marks and shadowing of every version of one image, from its merged filesystem; and,
+    once its analysis is ``attach``ed, the category and package of every file."""
 
-    def __init__(self, image: Image, analysis: Analysis):
-        attr = analysis.attribution
-        fs = attr.fs if attr is not None and attr.fs is not None else merge(image)
+    def __init__(self, image: Image, fs: MergedFS | None = None, analysis: Analysis | None = None):
         self.image = image
-        self.analysis = analysis
-        self.fs: MergedFS = fs
-        self.files: dict[str, FileFact] = {f.path: f for f in attr.files} if attr else {}
-        self.waste: dict[tuple[int, str], WasteFact] = {(w.layer, w.path): w for w in attr.waste} if attr else {}
-        self.packages = {p.key: p for p in attr.packages} if attr else {}
+        self.fs: MergedFS = fs if fs is not None else merge(image)
+        self.analysis: Analysis | None = None
+        self.files: dict[str, FileFact] = {}
+        self.waste: dict[tuple[int, str], WasteFact] = {}
+        self.packages: dict = {}
         self.deleted: dict[int, list[Shadowed]] = defaultdict(list)  # by layer: what its whiteouts deleted
         self.replaced: dict[tuple[str, int], Entry] = {}  # (path, layer) -> the earlier entry it replaced
         self.later: dict[tuple[str, int], int] = {}  # (path, layer) -> the layer that shadowed it
-        for s in fs.shadowed:  # in the order the layers were stacked: the last record of a key wins
+        self.shadowed_paths: set[str] = set()
+        for s in self.fs.shadowed:  # in the order the layers were stacked: the last record of a key wins
             self.later[(s.path, s.layer)] = s.by_layer
+            self.shadowed_paths.add(s.path)
             if s.layer < s.by_layer:
                 self.replaced[(s.path, s.by_layer)] = s.entry
                 if s.how == DELETED:
                     self.deleted[s.by_layer].append(s)
+        if analysis is not None:
+            self.attach(analysis)
+
+    def attach(self, analysis: Analysis) -> None:
+        """Take the categories, packages and findings of the image's analysis."""
+        attr = analysis.attribution
+        if attr is not None:
+            self.files = {f.path: f for f in attr.files}
+            self.waste = {(w.layer, w.path): w for w in attr.waste}
+            self.packages = {p.key: p for p in attr.packages}
+        self.analysis = analysis
 
     @property
     def layer_count(self) -> int:

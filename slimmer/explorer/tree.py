@@ -178,12 +178,8 @@ def build(ix: ImageIndex, layer: int, mode: str) -> View:
             (e.path, e, layer) for e in ix.image.layers[layer].entries if not is_whiteout(e))
     else:
         items = ((path, v.entry, v.layer) for path, v in visible_at(ix.fs, layer))
-    later = ix.later
+    _fill(view, ix, items, layer)
     put = view.put
-    for path, entry, at in items:
-        mark = ix.mark(path, at, entry) if at == layer else UNCHANGED
-        flags = SHADOWED if entry.kind != DIR and later.get((path, at), -1) > at else 0
-        put(path, entry, at, mark, flags)
     for s in ix.deleted.get(layer, ()):
         n = view.at.get(s.path)
         if n is not None and view.vlayer[n] == layer:
@@ -200,6 +196,38 @@ def build(ix: ImageIndex, layer: int, mode: str) -> View:
         n = view._dir(path)
         view.flags[n] |= OPAQUE
     return view.finish()
+
+
+def _fill(view: View, ix: ImageIndex, items: Iterable[tuple[str, Entry, int]], layer: int) -> None:
+    """Put every (path, entry, layer) of ``items`` into ``view``: ``View.put`` unrolled, since
+    the merged view of a large image has a node per file."""
+    later, shadowed, mark_of = ix.later, ix.shadowed_paths, ix.mark
+    at, paths, parents, entries, vlayers, marks, flags, kids = (view.at, view.path, view.parent, view.entry,
+                                                                view.vlayer, view.mark, view.flags, view.kids)
+    unchanged = ord(UNCHANGED)
+    for path, entry, vlayer in items:
+        mark = ord(mark_of(path, vlayer, entry)) if vlayer == layer else unchanged
+        flag = SHADOWED if path in shadowed and entry.kind != DIR and later.get((path, vlayer), -1) > vlayer else 0
+        n = at.get(path)
+        if n is not None:  # the same path twice in one layer: the last one counts
+            view.put(path, entry, vlayer, chr(mark), flag)
+            continue
+        up = path.rpartition("/")[0]
+        p = at.get(up)
+        if p is None:
+            p = view._dir(up)
+        elif kids[p] is None:
+            kids[p] = []
+        n = len(paths)
+        paths.append(path)
+        parents.append(p)
+        entries.append(entry)
+        vlayers.append(vlayer)
+        marks.append(mark)
+        flags.append(flag)
+        kids.append([] if entry.kind == DIR else None)
+        kids[p].append(n)
+        at[path] = n
 
 
 # ---- what is visible -------------------------------------------------------------------

@@ -253,9 +253,9 @@ class FileTree(ScrollView, can_focus=True):
         elif entry is not None and entry.kind == HARDLINK:
             text.append(" ⇒ /" + printable(entry.link), "dim")
         if flags & OPAQUE:
-            text.append(" (opaque: hides what lower layers put here)", "italic dim")
+            text.append(" (opaque)", "italic dim")
         if flags & NOTHING:
-            text.append(" (whiteout: nothing below to delete)", "italic dim")
+            text.append(" (deletes nothing)", "italic dim")
         text.truncate(width, overflow="ellipsis")
         return text
 
