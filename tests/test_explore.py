@@ -309,3 +309,196 @@ def test_selecting_layers_shows_each_ones_changes():
             "+       5 B       └─ c",
         ]
     drive(to_model(sample()), steps)
+
+
+def test_switching_views_shows_the_merged_filesystem_and_back():
+    """Ctrl+A shows the merged filesystem up to the selected layer, its own changes marked;
+    Ctrl+L its changes again; v switches between the two."""
+    async def steps(app, pilot):
+        await pilot.press("down", "down", "down")
+        await pilot.press("ctrl+a")
+        assert title(app) == "Layer 2 · merged up to it"
+        assert drawn(app) == [
+            "        5 B ├─ app/",
+            "-  300.0 kB │  ├─ big.bin",
+            "        5 B │  └─ cache/ (opaque)",
+            "-      10 B │     ├─ a",
+            "-      20 B │     ├─ b",
+            "+       5 B │     └─ c",
+            "     2.0 kB ├─ bin/",
+            "     2.0 kB │  └─ sh",
+            "       18 B ├─ etc/",
+            "       18 B │  └─ os-release",
+            "     1.5 kB ├─ usr/",
+            "        0 B │  ├─ lib → ../lib",
+            "     1.5 kB │  └─ share/",
+            "     1.5 kB │     └─ doc/",
+            "     1.5 kB │        └─ README",
+            "      107 B └─ var/",
+            "      107 B    └─ lib/",
+            "      107 B       └─ dpkg/",
+            "       30 B          ├─ info/",
+            "       30 B          │  └─ demo.list",
+            "       77 B          └─ status",
+        ]
+        await pilot.press("ctrl+l")
+        assert title(app) == "Layer 2 · its changes"
+        await pilot.press("v")
+        assert title(app) == "Layer 2 · merged up to it"
+    drive(to_model(sample()), steps)
+
+
+def test_filtering_collapsing_and_expanding_the_tree():
+    """Ctrl+F opens the filter line; what is typed filters the tree; Space collapses the
+    directory under the cursor, Ctrl+Space collapses and expands them all; Esc clears."""
+    async def steps(app, pilot):
+        await pilot.press("ctrl+a", "tab")
+        assert app.focused.id == "tree"
+        await pilot.press("ctrl+f")
+        assert app.focused.id == "filter"
+        await pilot.press(*"share", "enter")
+        assert app.focused.id == "tree"
+        assert drawn(app) == [
+            "+    1.5 kB └─ usr/",
+            "+    1.5 kB    └─ share/",
+            "+    1.5 kB       └─ doc/",
+            "+    1.5 kB          └─ README",
+        ]
+        assert str(app.query_one("#right").border_subtitle) == "share · 1 files, 1.5 kB"
+        await pilot.press("down", "space")
+        assert drawn(app) == ["+    1.5 kB └─ usr/", "+    1.5 kB    └─ ▸ share/"]
+        await pilot.press("ctrl+space")
+        assert drawn(app) == ["+    1.5 kB └─ ▸ usr/"]
+        await pilot.press("ctrl+space")
+        assert len(drawn(app)) == 4
+        await pilot.press("escape")
+        assert len(drawn(app)) == 15 and app.flt.text == ""
+    drive(to_model(sample()), steps)
+
+
+def test_typing_a_bad_filter_says_why_and_keeps_the_tree():
+    """An unreadable filter line is reported under the tree; the tree keeps its last filter."""
+    async def steps(app, pilot):
+        await pilot.press("ctrl+f", *"re:(", "enter")
+        assert "bad regular expression" in str(app.query_one("#details").render())
+        assert len(drawn(app)) == 15
+    drive(to_model(sample()), steps)
+
+
+def test_opening_a_finding_shows_its_files_in_the_layer_that_made_them():
+    """Enter on a finding selects the layer holding its bytes and shows only its files there."""
+    async def steps(app, pilot):
+        await pilot.press("tab", "tab")
+        assert app.focused.id == "findings"
+        await pilot.press("enter")
+        assert title(app) == "Layer 1 · its changes"
+        assert app.query_one("#layers").highlighted == 2  # the layer, after the ENV step
+        assert drawn(app) == [
+            "+  300.0 kB └─ app/",
+            "+* 300.0 kB    ├─ big.bin",
+            "+      30 B    └─ cache/",
+            "+*     10 B       ├─ a",
+            "+*     20 B       └─ b",
+        ]
+        assert str(app.query_one("#right").border_subtitle).startswith("finding 1 · 3 files")
+        await pilot.press("down")
+        await pilot.press("enter")
+        assert title(app) == "Layer 0 · its changes"
+        assert drawn(app)[-1] == "+    1.5 kB          └─ README"
+    drive(to_model(sample()), steps)
+
+
+def test_choosing_wasted_bytes_puts_the_cursor_on_them():
+    """Enter on a row of the waste pane shows that version in its layer, the cursor on it."""
+    async def steps(app, pilot):
+        assert "true     300.0 kB" in str(app.query_one("#waste").get_option_at_index(0).prompt)
+        await pilot.press("tab", "tab", "tab", "enter")
+        state = app.query_one("#tree").state
+        assert title(app) == "Layer 1 · its changes"
+        assert state.view.path[state.node] == "app/big.bin"
+        assert app.focused.id == "tree"
+        details = str(app.query_one("#details").render())
+        assert "/app/big.bin" in details and "replaced or deleted by layer 2" in details
+    drive(to_model(sample()), steps)
+
+
+def test_the_keys_and_full_texts_open_on_demand():
+    """? lists the keys; i on a layer shows its full step; Esc closes either."""
+    async def steps(app, pilot):
+        await pilot.press("question_mark")
+        assert "Ctrl+Space" in str(app.screen.query_one("Static").render())
+        await pilot.press("escape")
+        await pilot.press("down", "down", "down", "i")
+        text = str(app.screen.query_one("Static").render())
+        assert "RUN rm /app/big.bin && rm -rf /app/cache/* && touch /app/cache/c" in text
+        assert "diff_id sha256:" in text
+        await pilot.press("escape")
+        assert app.screen is app.screen_stack[0]
+    drive(to_model(sample()), steps)
+
+
+def test_a_click_selects_a_row_and_a_second_click_folds_it():
+    """The mouse is optional but works: a click moves the cursor, a second one folds a directory."""
+    async def steps(app, pilot):
+        tree = app.query_one("#tree")
+        await pilot.click("#tree", offset=(20, 1))
+        assert tree.state.view.path[tree.state.node] == "bin/sh"
+        await pilot.click("#tree", offset=(20, 0))
+        assert tree.state.view.path[tree.state.node] == "bin"
+        assert drawn(app)[1].endswith("sh")
+        await pilot.click("#tree", offset=(20, 0))
+        assert drawn(app)[0].endswith("▸ bin/") and drawn(app)[1].endswith("etc/")
+    drive(to_model(sample()), steps)
+
+
+def test_names_with_control_characters_are_drawn_escaped():
+    """A file name holding an escape sequence is drawn with the escape written out."""
+    async def steps(app, pilot):
+        assert any("evil\\x1b[2Jname" in line for line in drawn(app))
+        assert not any("\x1b" in line for line in drawn(app))
+    drive(to_model(image(layer({"evil\x1b[2Jname": 3}))), steps)
+
+
+# ---- snapshots ------------------------------------------------------------------------------------
+
+
+def screenshot(img, size, keys=(), theme="dark") -> str:  # noqa: D401
+    """Return the SVG of the screen after ``keys``."""
+    out = {}
+
+    async def main():
+        app = app_for(img, theme)
+        async with app.run_test(size=size) as pilot:
+            await analysed(app, pilot)
+            for key in keys:
+                await pilot.press(key)
+            await pilot.pause()
+            out["svg"] = app.export_screenshot(title="slimmer explore")
+    asyncio.run(main())
+    return out["svg"]
+
+
+def check_snapshot(path: Path, svg: str) -> None:
+    if UPDATE or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(svg)
+        if not UPDATE:
+            pytest.fail(f"{path} did not exist: written, look at it and commit it")
+    assert svg == path.read_text(), f"the screen differs from {path} (SLIMMER_UPDATE_SNAPSHOTS=1 rewrites it)"
+
+
+def test_the_first_screen_matches_its_snapshot():
+    """The first screen at 80x24 is the checked-in SVG, byte for byte."""
+    check_snapshot(SNAPSHOT, screenshot(to_model(sample()), (80, 24)))
+
+
+def test_the_readme_screenshot_is_up_to_date():
+    """docs/explore.svg, shown in the README, is the explorer on fixtures/single-stage.tar."""
+    img = open_image(str(ROOT / "fixtures" / "single-stage.tar"), Options(policy=AnalysisPolicy()))
+    check_snapshot(README_SHOT, screenshot(img, (110, 32), keys=("down", "down", "tab", "down")))
+
+
+def test_the_other_commands_do_not_load_textual():
+    """Importing the CLI (what every command does) leaves Textual unloaded."""
+    code = "import sys, slimmer.cli; sys.exit(1 if any(m.split('.')[0] == 'textual' for m in sys.modules) else 0)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -101,8 +101,9 @@ class ExplorerApp(App):
     #main { height: 1fr; }
     #left { width: 36%; min-width: 34; max-width: 64; }
     #left > Pane:focus { height: 2fr; }
-    #right { width: 1fr; border: round $border-blurred; }
-    #right:focus-within { border: round $border; }
+    #right { width: 1fr; border: round $foreground 25%; border-title-color: $foreground 70%;
+             border-subtitle-color: $foreground 70%; }
+    #right:focus-within { border: round $border; border-title-color: $border; }
     #tree-head { height: 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
     FileTree { height: 1fr; }
     FilterBar, FilterBar:focus { height: 1; border: none; padding: 0 1; display: none; background: $boost; }
@@ -216,8 +217,12 @@ class ExplorerApp(App):
         a = result
         self.query_one("#summary", Static).update(self._summary())
         self.query_one("#findings").border_title = f"Findings · could save {human(a.could_save_bytes)}"
-        self.query_one("#findings", Pane).set_options(self._finding_options())
-        self.query_one("#waste", Pane).set_options(self._waste_options())
+        for pane, options in (("#findings", self._finding_options()), ("#waste", self._waste_options())):
+            widget = self.query_one(pane, Pane)
+            widget.set_options(options)
+            first = next((i for i, o in enumerate(options) if not o.disabled), None)
+            if first is not None:
+                widget.highlighted = first
         state = self.current
         if state is not None and (self.flt.categories or self.flt.packages):
             state.set_filter(self.flt)

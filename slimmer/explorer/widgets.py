@@ -178,8 +178,8 @@ class FileTree(ScrollView, can_focus=True):
     def columns(self) -> tuple[bool, bool]:
         """Return whether the mode and owner columns and the package column are drawn."""
         width = self.size.width
-        attrs = self.attributes if self.attributes is not None else width >= 70
-        pkgs = self.packages if self.packages is not None else width >= 100
+        attrs = self.attributes if self.attributes is not None else width >= 60
+        pkgs = self.packages if self.packages is not None else width >= 90
         return attrs, pkgs
 
     def header(self) -> str:
@@ -207,6 +207,7 @@ class FileTree(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         text = self.line(row, width)
         if row == state.cursor:
+            text.pad_right(width - text.cell_len)
             text.stylize(self.get_component_rich_style("filetree--cursor"))
         return Strip(text.render(self.app.console)).crop_extend(0, width, base)
 
@@ -222,7 +223,7 @@ class FileTree(ScrollView, can_focus=True):
         flags = view.flags[n]
         is_dir = view.kids[n] is not None
         attrs, pkgs = self.columns()
-        text = Text(no_wrap=True, end="")
+        text = Text(no_wrap=True, end="", style=self.rich_style)
         text.append(mark, Style.parse(colour(MARK_COLOURS, mark, dark) or "none"))
         text.append("*" if flags & SHADOWED else " ", Style.parse(colour(MARK_COLOURS, "*", dark) or "none"))
         size = state.size[n] if is_dir else (entry.size if entry is not None else 0)
@@ -340,10 +341,10 @@ class Pane(OptionList):
 
     DEFAULT_CSS = """
     Pane {
-        height: 1fr; border: round $border-blurred; padding: 0; text-wrap: nowrap; text-overflow: ellipsis;
-        scrollbar-size-vertical: 1;
+        height: 1fr; border: round $foreground 25%; border-title-color: $foreground 70%; padding: 0;
+        text-wrap: nowrap; text-overflow: ellipsis; scrollbar-size-vertical: 1;
     }
-    Pane:focus { border: round $border; }
+    Pane:focus { border: round $border; border-title-color: $border; }
     """
 
 
