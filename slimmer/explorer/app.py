@@ -48,39 +48,41 @@ FILTER_DELAY = 0.25  # seconds of no typing before the filter applies
 
 KEYS = """\
 [b]Everywhere[/b]
-  Tab / Shift+Tab   next / previous pane (layers, tree, findings, waste)
-  Ctrl+F  /         filter the tree (syntax below); Enter applies, Esc goes back
-  Ctrl+L            the selected layer's own changes (dive's "layer changes")
-  Ctrl+A            the merged filesystem up to it (dive's "aggregated"); in the tree: hide added
-  v                 switch between the two
-  i                 full text of what is selected (a step, a finding, a file)
-  t                 light or dark colours
-  ?                 this list          q / Ctrl+C   quit
+  Tab  Shift+Tab  next / previous pane
+  Ctrl+F  /       filter the tree (words below); Enter applies it
+  Ctrl+L          the layer's own changes (dive: layer changes)
+  Ctrl+A          the merged filesystem up to it (dive: aggregated)
+  v               switch between those two views
+  i               the full text of what is selected
+  t               light or dark colours
+  ?               these keys            q  Ctrl+C      quit
 
-[b]Layers[/b]      Up/Down choose a layer (steps without a layer sit in place); Enter: the full step
-[b]Findings[/b]    Enter shows the finding's files in the tree, in the layer that holds them
-              (Enter again: its next layer); i: the advice and evidence
-[b]Waste[/b]       Enter shows that file in the layer that holds its wasted bytes
+[b]Layers[/b]    Up/Down: a layer (steps without one, in place)
+          Enter: its step in full
+[b]Findings[/b]  Enter: its files, in the layer holding them
+          (Enter again: the next layer); i: advice and evidence
+[b]Waste[/b]     Enter: that file, in the layer holding its bytes
 
 [b]Tree[/b]
-  Up/Down PgUp/PgDn Home/End   move          Left/Right   up a directory / open it
-  Space / Enter     collapse or expand       Ctrl+Space   collapse or expand all
-  [ / ]             collapse all / expand all
-  s                 sort by name or by size  Ctrl+B       mode and uid:gid columns
-  p                 package column           w            only wasted bytes
-  Ctrl+A / Ctrl+R / Ctrl+U   hide added / removed / unmodified files
-  Esc               clear every filter
+  Up Down PgUp PgDn Home End   move     Left/Right   up a level / open
+  Space  Enter    collapse or expand    Ctrl+Space   all of them
+  \\[  ]            collapse all / expand all
+  s               sort by name / size   Ctrl+B       mode, uid:gid columns
+  p               package column        w            only wasted bytes
+  Ctrl+A Ctrl+R Ctrl+U   hide added / removed / unmodified files
+  Esc             clear every filter
 
-[b]Marks[/b]  + added   ~ modified   - removed (what a whiteout or opaque dir deletes)
-        * a later layer replaces or deletes it (its bytes are wasted)
-        names are coloured by category: toolchain, build-only, cache, docs, locale, ...
+[b]Marks[/b]  + added   ~ modified   - removed (by a whiteout or opaque dir)
+        * a later layer replaces or deletes it: its bytes are wasted
+        names are coloured by category (toolchain, cache, docs, ...)
 
 [b]Filter words[/b] (all must hold)
-  *.so  lib*.a      glob on the name (on the path when it has a /)
-  usr/share         substring of the path (lower case matches either case)
-  re:^usr/lib/.*\\.a$   or  /regex/   regular expression on the path
-  cat:docs,man      categories        pkg:libc6  pkg:none   package (name or key, glob)
-  >1MB  >=10k       minimum size      changed  added  modified  removed  wasted
+  *.so  lib*.a    a glob on the name (on the path if it has a /)
+  usr/share       a substring of the path (lower case: any case)
+  re:^usr/.*\\.a$  or /REGEX/     a regular expression on the path
+  cat:docs,man    categories        pkg:libc6  pkg:none   packages
+  >1MB  >=10k     minimum size
+  changed  added  modified  removed  wasted   what the layer did
 """
 
 
@@ -107,7 +109,6 @@ class ExplorerApp(App):
     #tree-head { height: 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
     FileTree { height: 1fr; }
     FilterBar, FilterBar:focus { height: 1; border: none; padding: 0 1; display: none; background: $boost; }
-    FilterBar.-shown { display: block; }
     #details { height: 2; color: $text-muted; background: $boost; text-wrap: nowrap; text-overflow: ellipsis; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
@@ -115,7 +116,9 @@ class ExplorerApp(App):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("tab", "pane(1)", "Pane", show=False, priority=True),
         Binding("shift+tab", "pane(-1)", "Pane", show=False, priority=True),
-        Binding("ctrl+f,ctrl+slash,slash", "filter", "Filter"),
+        # a priority binding: the keys typed right after it go to the filter line, not the tree
+        Binding("ctrl+f,ctrl+slash", "filter", "Filter", priority=True),
+        Binding("slash", "filter", "Filter", show=False),
         Binding("ctrl+l", "mode('changes')", "Layer changes"),
         Binding("ctrl+a", "mode('merged')", "Aggregated"),
         Binding("v", "switch_mode", "View", show=False),
@@ -442,7 +445,7 @@ class ExplorerApp(App):
         layer = layers[turn]
         bar = self.query_one(FilterBar)
         bar.value = ""
-        bar.remove_class("-shown")
+        bar.display = False
         self._filter_error = ""
         self.flt = Filter(claims=frozenset(claims_of(finding)), claims_label=f"finding {k + 1}")
         self.mode = CHANGES
@@ -481,7 +484,7 @@ class ExplorerApp(App):
             state.reveal(n)
         tree = self.query_one(FileTree)
         tree.changed()
-        tree.focus()
+        self.screen.set_focus(tree)
 
     # -- actions --------------------------------------------------------------------------------
 
@@ -505,16 +508,16 @@ class ExplorerApp(App):
 
     def action_filter(self) -> None:
         bar = self.query_one(FilterBar)
-        bar.add_class("-shown")
+        bar.display = True
         if bar.value != self.flt.text:
             bar.value = self.flt.text
-        bar.focus()
+        self.screen.set_focus(bar)
 
     def action_filter_done(self) -> None:
         bar = self.query_one(FilterBar)
         if not bar.value.strip():
-            bar.remove_class("-shown")
-        self.query_one(FileTree).focus()
+            bar.display = False
+        self.screen.set_focus(self.query_one(FileTree))
 
     def action_hide(self, mark: str) -> None:
         hidden = set(self.flt.hidden) ^ {mark}
@@ -530,7 +533,7 @@ class ExplorerApp(App):
         self._filter_error = ""
         bar = self.query_one(FilterBar)
         bar.value = ""
-        bar.remove_class("-shown")
+        bar.display = False
         self.apply_filter(Filter())
         layers_pane = self.query_one("#layers", Pane)
         for i, option in enumerate(self._layer_options()):

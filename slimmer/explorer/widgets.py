@@ -354,7 +354,8 @@ class TextScreen(ModalScreen):
     DEFAULT_CSS = """
     TextScreen { align: center middle; }
     TextScreen > VerticalScroll {
-        width: 90%; max-width: 110; height: 80%; border: round $accent; background: $surface; padding: 0 1;
+        width: 100%; max-width: 100; height: 100%; max-height: 40; border: round $accent; background: $surface;
+        padding: 0 1; scrollbar-size-vertical: 1;
     }
     """
     BINDINGS: ClassVar[list[Binding]] = [Binding("escape,q,enter,question_mark", "dismiss", "Close")]
