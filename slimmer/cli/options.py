@@ -97,11 +97,13 @@ def load(archive: str, image_ref, platform, max_layer_size, no_cache: bool = Fal
     asks of file contents in the same pass."""
     progress = _progress()
     cache = None if no_cache else LayerCache()
-    img = reader.open_image(archive, reader.Options(image=image_ref, platform=platform, max_layer_size=max_layer_size,
-                                                    progress=progress, cache=cache, policy=policy,
-                                                    jobs=jobs or default_jobs()))
-    if progress:
-        sys.stderr.write("\r\033[K")
+    try:
+        img = reader.open_image(archive, reader.Options(image=image_ref, platform=platform,
+                                                        max_layer_size=max_layer_size, progress=progress, cache=cache,
+                                                        policy=policy, jobs=jobs or default_jobs()))
+    finally:
+        if progress:  # the progress line goes, also before an error's line
+            sys.stderr.write("\r\033[K")
     ctx = click.get_current_context(silent=True)
     if ctx is not None and isinstance(ctx.obj, dict) and ctx.obj.get(GC_TUNED):
         gc.freeze()  # the image lives for the whole run: keep the cycle collector off its objects
