@@ -12,6 +12,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -502,3 +503,50 @@ def test_the_other_commands_do_not_load_textual():
     """Importing the CLI (what every command does) leaves Textual unloaded."""
     code = "import sys, slimmer.cli; sys.exit(1 if any(m.split('.')[0] == 'textual' for m in sys.modules) else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+class Held:
+    """The real pending analysis of an image, held back until ``go`` is set."""
+
+    def __init__(self, img):
+        self.pending = report.start(img)
+        self.fs = self.pending.fs
+        self.go = threading.Event()
+
+    def finish(self):
+        self.go.wait(30)
+        return self.pending.finish()
+
+
+def test_the_screen_works_before_the_analysis_arrives_and_fills_in_after():
+    """Before the rest of the analysis arrives the layers and the tree are there and answer
+    keys (findings and waste say they are coming); when it arrives, they fill in."""
+    from slimmer.explorer.app import ExplorerApp
+
+    img = to_model(sample())
+    held = Held(img)
+
+    async def main():
+        app = ExplorerApp(ImageIndex(img, held.fs), "sample.tar", "dark", held)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            assert "analysing…" in str(app.query_one("#summary").render())
+            assert str(app.query_one("#findings").get_option_at_index(0).prompt) == "analysing…"
+            await pilot.press("down", "down")
+            assert title(app) == "Layer 1 · its changes"
+            assert drawn(app)[1] == "+* 300.0 kB │  ├─ big.bin"
+            await pilot.press("tab", "tab", "enter", "question_mark")
+            held.go.set()
+            await analysed(app, pilot)
+            await pilot.press("escape")
+            assert "wasted 300.0 kB" in str(app.query_one("#summary").render())
+            assert "Files at /app/big.bin" in str(app.query_one("#findings").get_option_at_index(0).prompt)
+    asyncio.run(main())
+
+
+def test_an_image_without_layers_opens_and_says_so():
+    """An image with no layers shows an empty tree that says why."""
+    async def steps(app, pilot):
+        assert title(app) == "no layers"
+        assert drawn(app) == []
+    drive(to_model(image()), steps)

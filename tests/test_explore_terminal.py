@@ -203,3 +203,17 @@ def test_bad_input_gets_the_error_analyze_gives_before_the_screen_opens(args, fr
     assert analyze.returncode == 2 and fragment in analyze.stderr
     status, err = run_on_pty(["explore", *args])
     assert (status, err) == (2, analyze.stderr)
+
+
+@pytest.mark.parametrize("colorfgbg, expected", [
+    pytest.param("0;15", "light", id="black on white is a light terminal"),
+    pytest.param("0;default;7", "light", id="rxvt's three fields, on light grey"),
+    pytest.param("15;0", "dark", id="white on black is a dark one"),
+    pytest.param("", "dark", id="a terminal that does not say is taken as dark"),
+])
+def test_the_theme_follows_the_terminal_background(colorfgbg, expected, monkeypatch):
+    """--theme auto (the default) picks light colours when COLORFGBG says the background is light."""
+    from slimmer.explorer.terminal import background
+
+    monkeypatch.setenv("COLORFGBG", colorfgbg)
+    assert background() == expected

@@ -17,8 +17,8 @@ from slimmer.explorer.index import ImageIndex
 @read_options
 @click.option("--no-content", is_flag=True,
               help="Do not look at file contents: categories by path only, no packages or duplicates.")
-@click.option("--theme", type=click.Choice(["dark", "light"]), default="dark", show_default=True,
-              help="Colours for a dark or a light terminal (t switches them while exploring).")
+@click.option("--theme", type=click.Choice(["auto", "dark", "light"]), default="auto", show_default=True,
+              help="Colours for a dark or a light terminal; auto asks COLORFGBG (t switches them while exploring).")
 def explore(archive, jobs, image_ref, platform, max_layer_size, no_cache, no_content, theme):
     """Explore the image in ARCHIVE in the terminal, as dive does: its layers and Dockerfile
     steps, the file tree of each layer (its own changes, or the merged filesystem up to it),
@@ -41,4 +41,4 @@ def explore(archive, jobs, image_ref, platform, max_layer_size, no_cache, no_con
     # Textual is loaded only here: the other commands start without it
     from slimmer.explorer.app import run
 
-    return run(index, archive, theme, pending)
+    return run(index, archive, terminal.background() if theme == "auto" else theme, pending)

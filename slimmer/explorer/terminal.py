@@ -49,3 +49,10 @@ def _isatty(stream) -> bool:
         return stream is not None and stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def background() -> str:
+    """Return "light" when the terminal says it has a light background (``COLORFGBG`` ends in
+    7 or 15, as rxvt, Konsole and others set it), else "dark"."""
+    last = os.environ.get("COLORFGBG", "").rpartition(";")[2]
+    return "light" if last in ("7", "15") else "dark"
