@@ -47,17 +47,24 @@ def parse_size(value: str) -> int:
     return size
 
 
-def _progress():
-    if not sys.stderr.isatty():
-        return None
-    state = {"bytes": 0}
+class _Progress:
+    """The bytes read so far, on one line of stderr that ``clear`` takes away again."""
 
-    def tick(n: int) -> None:
-        state["bytes"] += n
-        sys.stderr.write(f"\rslimmer: read {state['bytes'] / 1e6:,.0f} MB")
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def __call__(self, n: int) -> None:
+        self.bytes += n
+        sys.stderr.write(f"\rslimmer: read {self.bytes / 1e6:,.0f} MB")
         sys.stderr.flush()
 
-    return tick
+    def clear(self) -> None:
+        if self.bytes:
+            sys.stderr.write("\r\033[K")
+
+
+def _progress() -> _Progress | None:
+    return _Progress() if sys.stderr.isatty() else None
 
 
 def default_jobs() -> int:
@@ -102,8 +109,8 @@ def load(archive: str, image_ref, platform, max_layer_size, no_cache: bool = Fal
                                                         max_layer_size=max_layer_size, progress=progress, cache=cache,
                                                         policy=policy, jobs=jobs or default_jobs()))
     finally:
-        if progress:  # the progress line goes, also before an error's line
-            sys.stderr.write("\r\033[K")
+        if progress is not None:  # the progress line goes, also before an error's line
+            progress.clear()
     ctx = click.get_current_context(silent=True)
     if ctx is not None and isinstance(ctx.obj, dict) and ctx.obj.get(GC_TUNED):
         gc.freeze()  # the image lives for the whole run: keep the cycle collector off its objects
