@@ -182,7 +182,7 @@ def test_filters(ix, layer, mode, text, expected):
 @pytest.mark.parametrize("text, message", [
     pytest.param("re:(", "bad regular expression", id="a regular expression that does not compile"),
     pytest.param("cat:nonsense", "unknown category 'nonsense'", id="an unknown category"),
-    pytest.param(">lots", "is not a size", id="a size that is not one"),
+    pytest.param(">lots", "expected a size like 500MB", id="a size that is not one"),
     pytest.param('"unclosed', "unreadable filter", id="an unclosed quote"),
 ])
 def test_filter_errors_say_what_is_wrong(text, message):

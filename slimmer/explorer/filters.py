@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from slimmer.analyzer.categories import CATEGORIES
-from slimmer.cli.options import parse_size
+from slimmer.config_file import ConfigError, parse_size
 from slimmer.explorer.index import ADDED, MODIFIED, REMOVED, UNCHANGED, ImageIndex
 from slimmer.explorer.tree import SHADOWED, View
 
@@ -108,8 +108,8 @@ def parse(text: str) -> Filter:
             packages.extend(p for p in word.partition(":")[2].split(",") if p)
         elif size:
             try:
-                bound = parse_size(size.group(2))
-            except ValueError as err:
+                bound = parse_size(size.group(2), "filter")
+            except ConfigError as err:
                 raise FilterError(str(err)) from None
             min_size = max(min_size, bound + (0 if size.group(1) == ">=" else 1))
         else:
