@@ -17,6 +17,7 @@ tested; a directory shows when something below it does. Imports no Textual.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import re
 import shlex
 from collections.abc import Callable
@@ -130,16 +131,10 @@ def path_matcher(word: str) -> Callable[[str], bool]:
     fold = word == word.lower()
     pattern = word.lstrip("/")
     if any(c in pattern for c in "*?["):
-        if fold:
-            pattern = pattern.lower()
-        on_name = "/" not in pattern
-        if fold and on_name:
-            return lambda path: fnmatchcase(path.rpartition("/")[2].lower(), pattern)
-        if fold:
-            return lambda path: fnmatchcase(path.lower(), pattern)
-        if on_name:
-            return lambda path: fnmatchcase(path.rpartition("/")[2], pattern)
-        return lambda path: fnmatchcase(path, pattern)
+        match = re.compile(fnmatch.translate(pattern), re.IGNORECASE if fold else 0).match
+        if "/" in pattern:
+            return lambda path: match(path) is not None
+        return lambda path: match(path.rpartition("/")[2]) is not None
     if fold:
         return lambda path: pattern in path.lower()
     return lambda path: pattern in path
