@@ -550,3 +550,18 @@ def test_an_image_without_layers_opens_and_says_so():
         assert title(app) == "no layers"
         assert drawn(app) == []
     drive(to_model(image()), steps)
+
+
+def test_built_views_are_kept_within_a_node_budget(monkeypatch):
+    """Views built before are kept for a quick return, but never more nodes in all than the
+    budget allows; the current view always stays."""
+    import slimmer.explorer.app as explorer_app
+
+    monkeypatch.setattr(explorer_app, "CACHED_NODES", 40)
+
+    async def steps(app, pilot):
+        await pilot.press("ctrl+a", "down", "down")  # layer 0 (16 nodes in each view), then 1 (21)
+        assert list(app.states) == [(0, "merged"), (1, "merged")]
+        await pilot.press("down")  # layer 2 (22): 59 nodes would be over the budget
+        assert list(app.states) == [(2, "merged")]
+    drive(to_model(sample()), steps)

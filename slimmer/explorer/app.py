@@ -41,7 +41,8 @@ from slimmer.explorer.widgets import (
 from slimmer.render import human
 
 INTERRUPTED, TERMINATED = 130, 143  # exit statuses after SIGINT and SIGTERM
-CACHED_VIEWS = 3  # built views kept (a large one is tens of megabytes)
+CACHED_VIEWS = 4  # built views kept, the current one always
+CACHED_NODES = 250_000  # and no more nodes than this in all (about 130 bytes each)
 WASTE_ROWS = 200
 DIVE_ROWS = 100
 FILTER_DELAY = 0.25  # seconds of no typing before the filter applies
@@ -293,7 +294,8 @@ class ExplorerApp(App):
         if state is None:
             state = TreeState(self.ix, build(self.ix, layer, mode), self.flt, self.by)
             self.states[key] = state
-            while len(self.states) > CACHED_VIEWS:
+            while len(self.states) > 1 and (len(self.states) > CACHED_VIEWS or
+                                            sum(len(s.view) for s in self.states.values()) > CACHED_NODES):
                 self.states.popitem(last=False)
         else:
             self.states.move_to_end(key)
