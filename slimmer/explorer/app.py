@@ -122,7 +122,7 @@ class ExplorerApp(App):
         Binding("slash", "filter", "Filter", show=False),
         Binding("ctrl+l", "mode('changes')", "Layer changes"),
         Binding("ctrl+a", "mode('merged')", "Aggregated"),
-        Binding("v", "switch_mode", "View", show=False),
+        Binding("v", "toggle_view", "View", show=False),
         Binding("i", "info", "Info"),
         Binding("t", "theme", "Theme", show=False),
         Binding("question_mark", "keys", "Keys"),
@@ -505,7 +505,7 @@ class ExplorerApp(App):
             self.mode = mode
             self.show()
 
-    def action_switch_mode(self) -> None:
+    def action_toggle_view(self) -> None:
         self.action_mode(MERGED if self.mode == CHANGES else CHANGES)
 
     def action_filter(self) -> None:
