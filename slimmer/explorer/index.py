@@ -6,14 +6,16 @@ same mode and owner is left unchanged), or, for what a layer's whiteouts and opa
 delete, removed it. It is *shadowed later* when a later layer overwrites or deletes it. All of
 it is read from the records of ``slimmer.layers`` (the merged filesystem the analysis made
 and its shadowed versions) and ``slimmer.analyzer`` (category and package of each file): the
-layers are not merged again. Imports no Textual.
+layers are not merged again. A finding's files are the versions it claims (``claims_of``),
+found in the layers that hold most of their bytes first (``layers_of``). Imports no Textual.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from slimmer.analyzer.attribution import FileFact, WasteFact
+from slimmer.analyzer.findings import Finding
 from slimmer.analyzer.report import Analysis
 from slimmer.layers import (
     DELETED,
@@ -115,3 +117,24 @@ class ImageIndex:
             elif kind == "opaque":
                 opaque.append(path)
         return targets, opaque
+
+
+def claims_of(finding: Finding) -> set[tuple[int, str]]:
+    """Return the (layer, path) versions a finding points at: what its fix removes, else the
+    paths of its evidence."""
+    if finding.claims:
+        return set(finding.claims)
+    out = set()
+    for ev in finding.evidence:
+        if ev.layer is not None and ev.what.startswith("/") and " " not in ev.what:
+            out.add((ev.layer, ev.what[1:]))
+    return out
+
+
+def layers_of(finding: Finding) -> list[int]:
+    """Return the layers holding a finding's files, the most bytes first."""
+    weight: Counter = Counter()
+    for (layer, _path), size in (finding.claims.items() if finding.claims else
+                                 ((c, 0) for c in claims_of(finding))):
+        weight[layer] += size + 1
+    return [layer for layer, _ in sorted(weight.items(), key=lambda kv: (-kv[1], kv[0]))]
