@@ -74,3 +74,8 @@ class DatabaseError(SlimmerError):
 class ClusterError(SlimmerError):
     """Raised when the Dask cluster given with --scheduler cannot be reached, has no workers,
     or its workers run a slimmer whose content policy differs from this one's."""
+
+
+class TerminalError(SlimmerError):
+    """Raised when `slimmer explore` has no terminal to draw on (standard output or error is
+    not one, or no terminal to read keys from) or one smaller than it needs."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -319,3 +321,73 @@ def test_bomb_stops_quickly_in_little_memory(make, compression, command, tmp_pat
     assert peak_mb < 100, f"peak RSS {peak_mb:.0f} MB"
     assert os.listdir(out) == []
     print(f"{command} {compression} bomb: {elapsed:.2f} s, peak RSS {peak_mb:.0f} MB")
+
+
+def _explore_on_a_terminal(case: Case, archives, tmp_path: Path, monkeypatch) -> tuple[int | None, str]:
+    """Run `slimmer explore` in this process with standard output and error on an 80x24
+    pseudo-terminal; return (exit status, what it wrote). The screen must never open."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    import slimmer.explorer.app
+
+    def opened(*args, **kwargs):
+        raise AssertionError("the explorer's screen opened")
+
+    monkeypatch.setattr(slimmer.explorer.app, "run", opened)
+    source, feeder = _source(case, archives, tmp_path)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(slave)[:1] + [0] + termios.tcgetattr(slave)[2:])
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=_drain, args=(master, chunks), daemon=True)
+    reader.start()
+    tty = os.fdopen(os.dup(slave), "w", encoding="utf-8", errors="backslashreplace", buffering=1)
+    keyboard = os.fdopen(os.dup(slave), "r")
+    saved = sys.argv, sys.stdin, sys.stdout, sys.stderr
+    sys.argv = ["slimmer", "explore", str(source), *case.args]
+    sys.stdin, sys.stdout, sys.stderr = keyboard, tty, tty
+    code = None
+    try:
+        from slimmer.cli import main
+
+        main()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    finally:
+        sys.argv, sys.stdin, sys.stdout, sys.stderr = saved
+        tty.close()
+        keyboard.close()
+        os.close(slave)
+        reader.join(10)
+        os.close(master)
+        if feeder:
+            feeder.join(5)
+    written = b"".join(chunks).decode("utf-8", "replace")
+    # what stays on the screen: a progress line ("\rslimmer: read ...") is erased by "\r\033[K"
+    return code, re.sub(r"(\r[^\n]*?)?\r\033\[K", "", written)
+
+
+def _drain(fd: int, chunks: list[bytes]) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return  # every writer closed the terminal
+        if not chunk:
+            return
+        chunks.append(chunk)
+
+
+@pytest.mark.parametrize("case", [p for p in _params("analyze") if isinstance(p.values[0].analyze, Fail)])
+def test_explore_fails_as_analyze_does_before_its_screen_opens(case, archives, tmp_path, monkeypatch):
+    """On a terminal, `slimmer explore` gives each bad input the exact line `slimmer analyze`
+    gives it, exit status 2, and never opens its screen."""
+    for d in ("analyze", "explore"):
+        (tmp_path / d).mkdir()
+    expected = _run(case, archives, tmp_path / "analyze", "analyze")
+    assert expected.code == 2, expected.err
+    code, written = _explore_on_a_terminal(case, archives, tmp_path / "explore", monkeypatch)
+    assert (code, written) == (2, expected.err)

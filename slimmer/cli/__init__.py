@@ -12,6 +12,7 @@ from slimmer.cli import (
     audit,  # noqa: F401
     check,  # noqa: F401
     diff,  # noqa: F401
+    explore,  # noqa: F401
     export,  # noqa: F401
     slim,  # noqa: F401
 )

@@ -29,26 +29,44 @@ class Size(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, int):
             return value
-        text = str(value).strip().lower().removesuffix("b").replace(" ", "")
-        num = text.rstrip("kmgti")
-        unit = text[len(num):]
         try:
-            return int(float(num) * SIZE_UNITS[unit])
-        except (ValueError, KeyError):
+            return parse_size(str(value))
+        except ValueError:
             self.fail(f"{value!r} is not a size like 500MB or 2GiB", param, ctx)
 
 
-def _progress():
-    if not sys.stderr.isatty():
-        return None
-    state = {"bytes": 0}
+def parse_size(value: str) -> int:
+    """Return the bytes ``value`` names (``500MB``, ``2GiB``, ``1000``); ValueError if it names none."""
+    text = value.strip().lower().removesuffix("b").replace(" ", "")
+    num = text.rstrip("kmgti")
+    unit = text[len(num):]
+    try:
+        size = int(float(num) * SIZE_UNITS[unit])
+    except (ValueError, KeyError, OverflowError):
+        raise ValueError(f"{value!r} is not a size like 500MB or 2GiB") from None
+    if size < 0:
+        raise ValueError(f"{value!r} is not a size like 500MB or 2GiB")
+    return size
 
-    def tick(n: int) -> None:
-        state["bytes"] += n
-        sys.stderr.write(progress_line(state["bytes"]))
+
+class _Progress:
+    """The bytes read so far, on one line of stderr that ``clear`` takes away again."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def __call__(self, n: int) -> None:
+        self.bytes += n
+        sys.stderr.write(progress_line(self.bytes))
         sys.stderr.flush()
 
-    return tick
+    def clear(self) -> None:
+        if self.bytes:
+            sys.stderr.write(CLEAR_LINE)
+
+
+def _progress() -> _Progress | None:
+    return _Progress() if sys.stderr.isatty() else None
 
 
 def default_jobs() -> int:
@@ -89,11 +107,13 @@ def load(archive: str, image_ref, platform, max_layer_size, no_cache: bool = Fal
     asks of file contents in the same pass."""
     progress = _progress()
     cache = None if no_cache else LayerCache()
-    img = reader.open_image(archive, reader.Options(image=image_ref, platform=platform, max_layer_size=max_layer_size,
-                                                    progress=progress, cache=cache, policy=policy,
-                                                    jobs=jobs or default_jobs()))
-    if progress:
-        sys.stderr.write(CLEAR_LINE)
+    try:
+        img = reader.open_image(archive, reader.Options(image=image_ref, platform=platform,
+                                                        max_layer_size=max_layer_size, progress=progress, cache=cache,
+                                                        policy=policy, jobs=jobs or default_jobs()))
+    finally:
+        if progress is not None:  # the progress line goes, also before an error's line
+            progress.clear()
     ctx = click.get_current_context(silent=True)
     if ctx is not None and isinstance(ctx.obj, dict) and ctx.obj.get(GC_TUNED):
         gc.freeze()  # the image lives for the whole run: keep the cycle collector off its objects
