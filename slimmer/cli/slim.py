@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from slimmer.cli.group import cli
-from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.cli.options import load, read_options
 from slimmer.render import clip, human, safe, table
+from slimmer.rewriter.facts import SlimPolicy
 from slimmer.rewriter.plan import MODES, PRUNE
 from slimmer.rewriter.settings import slim_globs
 from slimmer.rewriter.slim import FORMATS, SlimOptions, SlimResult, plan_slim, reproducible_epoch, slim as slim_image
@@ -57,7 +57,7 @@ def slim(archive, out, jobs, image_ref, platform, max_layer_size, no_cache, mode
     if not out and not dry_run:
         raise click.UsageError("give -o OUT.tar, or --dry-run")
     file_keep, file_drop, _source = slim_globs(config_path)
-    image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs, AnalysisPolicy(False))
+    image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs, SlimPolicy())
     options = SlimOptions(mode=mode, keep=file_keep + keep, drop=file_drop + drop, user=user, tzdata=not no_tzdata,
                           epoch=reproducible_epoch(image, os.environ.get("SOURCE_DATE_EPOCH"), reproducible))
     if dry_run:

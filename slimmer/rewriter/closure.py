@@ -8,8 +8,12 @@ runtimes (``slimmer.rewriter.runtimes``) keep their runtime tree and the applica
 directory whole. Everything kept carries a reason; what static analysis cannot see becomes a
 note, so the user knows where ``--keep`` is needed.
 
-File bytes are read through ``Contents`` in rounds: one batch of fetches per level of the
-dependency graph. Imports the model, ``slimmer.layers`` and rewriter modules only.
+What files hold comes from ``Contents``: the facts the scan pass gathered (ELF loader facts,
+``#!`` lines, texts, imports), so no layer is read again but for the rare file the scan could
+not learn from in one pass (fetched in one batch per level of the dependency graph). Python and
+Node.js programs are followed through their imports (``slimmer.rewriter.python``,
+``slimmer.rewriter.node``); Java keeps its runtime tree without what only a JDK needs. Imports
+the model, ``slimmer.layers`` and rewriter modules only.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from slimmer.layers import MergedFS
 from slimmer.model import DIR, FILE, HARDLINK, SYMLINK, Image, runtime_config
 from slimmer.rewriter import loader, shell
 from slimmer.rewriter.contents import Contents
-from slimmer.rewriter.elf import ElfError, ElfInfo, read_elf
+from slimmer.rewriter.elf import ElfError, ElfInfo
 from slimmer.rewriter.lookup import Found, find_command, model_path, resolve
+from slimmer.rewriter.node import NodeClosure
+from slimmer.rewriter.python import PythonClosure
 from slimmer.rewriter.runtimes import runtime_of
 
 # Directories never kept whole as an "application directory": they hold the whole system.
@@ -54,11 +60,15 @@ class Closure:
     argv: tuple[str, ...]
     interpreted: bool = False  # an interpreter (python, node, java, a shell) runs the program
     blind_spots: tuple[str, ...] = ()
+    left_out: tuple[Reason, ...] = ()  # parts of kept trees left out on purpose (a JDK's compilers)
 
     def covers(self, path: str) -> bool:
-        """Return whether ``path`` is in the closure (itself or below a kept tree)."""
+        """Return whether ``path`` is in the closure (itself or below a kept tree, and not
+        in a part left out)."""
         if path in self.paths:
             return True
+        if any(path == r.path or path.startswith(r.path + "/") for r in self.left_out):
+            return False
         return any(path == t or path.startswith(t + "/") for t in self.trees)
 
 
@@ -111,6 +121,11 @@ class _Walker:
         self.elf: dict[str, ElfInfo | None] = {}
         self.interpreted = False
         self._conf_dirs: list[str] | None = None
+        self._children: dict[str, frozenset[str]] = {}
+        self.pythons: dict[str, PythonClosure] = {}
+        self.nodes: dict[str, NodeClosure] = {}
+        self.programs: list[tuple[object, str, str]] = []  # (closure, how, what) to follow
+        self.left_out: list[Reason] = []
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -147,6 +162,19 @@ class _Walker:
         """Record what static analysis cannot see (distroless needs --keep for it)."""
         if text not in self.blind_spots:
             self.blind_spots.append(text)
+
+    def children(self, path: str) -> frozenset[str]:
+        """Return the names in directory ``path`` of the merged filesystem (cached)."""
+        names = self._children.get(path)
+        if names is None:
+            names = self._children[path] = frozenset(self.fs.children(path))
+        return names
+
+    def tree_files(self, path: str):
+        """Yield (path, version) of every file below directory ``path``."""
+        for p, version in _walk_tree(self.fs, path):
+            if version.entry.kind != DIR:
+                yield p, version
 
     # -- the command line --------------------------------------------------------------------
 
@@ -199,7 +227,8 @@ class _Walker:
                     continue
                 if hit.is_dir:
                     self.keep_tree(hit.path, f"a directory named on the command line ({arg})")
-                elif not script_seen and (runtime or wrapper) and not arg.startswith("-"):
+                elif not script_seen and (runtime or wrapper) and not arg.startswith("-") and \
+                        not (runtime and runtime.name == "java" and i and args[i - 1] != "-jar"):
                     script_seen = True
                     self.interpreted = True
                     kind = runtime.name if runtime else "shell"
@@ -208,12 +237,57 @@ class _Walker:
                     self.look(hit.path, "script-of:" + kind)
                     if runtime:
                         self.app_dir(posixpath.dirname(hit.path), runtime.name)
+                        self.program_of(runtime.name, called, found.path, "script", hit.path)
                 else:
                     self.keep(hit, f"a file named on the command line ({arg})")
             if not arg.startswith("-") and "/" not in arg and not runtime:
                 self.program(arg, f"a command named on the command line ({arg})")
-        if runtime and runtime.name == "python" and "-m" in args:
-            self.app_dir(self.cwd, runtime.name)
+        if runtime and runtime.name == "python":
+            for flag, how in (("-m", "module"), ("-c", "code")):
+                if flag in args and args.index(flag) + 1 < len(args):
+                    if flag == "-m":
+                        self.app_dir(self.cwd, runtime.name)
+                    self.program_of("python", called, found.path, how, args[args.index(flag) + 1])
+                    break
+
+    def program_of(self, runtime: str, called: str, real: str, how: str, what: str) -> None:
+        """Queue a program for the import closure of its interpreter."""
+        closure: object
+        if runtime == "python":
+            if real not in self.pythons:
+                self.pythons[real] = PythonClosure(self, called, real)
+            closure = self.pythons[real]
+        elif runtime == "node":
+            if real not in self.nodes:
+                self.nodes[real] = NodeClosure(self, called, real)
+            closure = self.nodes[real]
+        else:
+            return
+        self.programs.append((closure, how, what))
+
+    def follow_programs(self) -> None:
+        """Follow the imports of the interpreted programs found (then their ELF needs)."""
+        while self.programs:
+            closure, how, what = self.programs.pop(0)
+            if how == "script":
+                closure.run_script(what)  # type: ignore[attr-defined]
+            elif how == "module":
+                closure.run_module(what)  # type: ignore[attr-defined]
+            else:
+                closure.run_code(what)  # type: ignore[attr-defined]
+        for py in self.pythons.values():
+            py.finish()
+            if py.computed:
+                shown = ", ".join(py.computed[:3]) + (f" and {len(py.computed) - 3} more" if len(py.computed) > 3
+                                                      else "")
+                self.blind(f"python: {shown} import modules by computed names, which static analysis cannot "
+                           f"see; add --keep for them, or use --probe")
+        for node in self.nodes.values():
+            if node.computed:
+                shown = ", ".join(node.computed[:3]) + (f" and {len(node.computed) - 3} more"
+                                                        if len(node.computed) > 3 else "")
+                self.blind(f"node: {shown} require modules by computed names; their packages' declared "
+                           f"dependencies were kept; add --keep for others, or use --probe")
 
     def app_dir(self, path: str, runtime: str) -> None:
         if path in SYSTEM_DIRS:
@@ -245,7 +319,7 @@ class _Walker:
             batch, self.queue = self.queue, []
             wanted = [t.path for t in batch if t.kind == "program"]
             wanted += [c.path for t in batch if t.kind == "needed" for _, c in t.candidates]
-            self.contents.fetch(wanted)
+            self.contents.fetch(wanted)  # reads again only what the scan could not learn
             for task in batch:
                 if task.kind == "program":
                     self.look_inside(task)
@@ -255,12 +329,10 @@ class _Walker:
     def info_of(self, path: str) -> ElfInfo | None:
         if path not in self.elf:
             info = None
-            if self.contents.has(path):
-                try:
-                    with self.contents.open(path) as f:
-                        info = read_elf(f, self.contents.size(path), "/" + path)
-                except ElfError as err:
-                    self.note(f"{err}; its libraries could not be followed")
+            try:
+                info = self.contents.elf(path)
+            except ElfError as err:
+                self.note(f"{err}; its libraries could not be followed")
             self.elf[path] = info
         return self.elf[path]
 
@@ -273,7 +345,7 @@ class _Walker:
         if info is not None:
             self.follow_elf(path, info, [])
             return
-        words = shell.shebang(self.contents.head(path, 1024))
+        words = shell.shebang(self.contents.head(path))
         if words:
             self.interpreted = True
             interp = words[0]
@@ -293,6 +365,7 @@ class _Walker:
             if runtime:
                 self.runtime(called, hit[1].path, runtime)
                 self.app_dir(posixpath.dirname(path), runtime.name)
+                self.program_of(runtime.name, called, hit[1].path, "script", path)
             elif shell.is_shell(called) or shell.is_shell(hit[1].path):
                 self.script_text(self.contents.text(path), "/" + path)
             return
@@ -300,10 +373,15 @@ class _Walker:
             self.script_text(self.contents.text(path), "/" + path)
 
     def runtime(self, called: str, real: str, runtime) -> None:
-        """Keep an interpreter's runtime trees and say what static analysis cannot see."""
+        """Keep an interpreter's runtime trees (Python and Node.js have none: their import
+        closures say what they load), leave out what only builds programs, and say what static
+        analysis cannot see."""
         self.interpreted = True
         for tree in runtime.trees(self.fs, called, real, self.env):
             self.keep_tree(tree, f"the runtime tree of {runtime.name} (/{real})")
+            for part, why in runtime.left_out(self.fs, tree):
+                if not any(r.path == part for r in self.left_out):
+                    self.left_out.append(Reason(part, why))
         self.blind(f"{runtime.name}: static analysis cannot see {runtime.blind_spot}; add --keep for them")
 
     # -- ELF ---------------------------------------------------------------------------------
@@ -362,7 +440,6 @@ class _Walker:
             found = [(p, resolve(self.fs, "/" + p)) for p in pending if p not in seen]
             seen.update(pending)
             found = [(p, f) for p, f in found if f is not None and f.is_file]
-            self.contents.fetch([f.path for _, f in found])
             pending = []
             for p, f in found:
                 self.keep(f, "the loader's configuration")
@@ -390,8 +467,11 @@ class _Walker:
         while True:
             objects: list[str] = []
             links: list[tuple[str, str]] = []
+            left = [r.path for r in self.left_out]
             for tree in sorted(self.trees):
                 for path, version in _walk_tree(self.fs, tree):
+                    if left and any(path == p or path.startswith(p + "/") for p in left):
+                        continue
                     entry = version.entry
                     if entry.kind == SYMLINK and path not in done_links:
                         done_links.add(path)
@@ -413,7 +493,7 @@ class _Walker:
                         objects.append(hit.path)
             if not objects and not links:
                 return
-            self.contents.fetch(objects)
+            self.contents.fetch(objects)  # reads again only what the scan could not learn
             for path in objects:
                 info = self.info_of(path)
                 if info is not None:
@@ -470,7 +550,9 @@ def entrypoint_closure(image: Image, fs: MergedFS, contents: Contents) -> Closur
     argv = command_line(image)
     walker.start(argv)
     walker.run()
+    walker.follow_programs()
+    walker.run()
     walker.expand_trees()
     walker.run()
     return Closure(frozenset(walker.paths), frozenset(walker.trees), tuple(walker.reasons), tuple(walker.notes),
-                   tuple(argv), walker.interpreted, tuple(walker.blind_spots))
+                   tuple(argv), walker.interpreted, tuple(walker.blind_spots), tuple(walker.left_out))

@@ -67,12 +67,15 @@ def plan_distroless(fs: MergedFS, closure: Closure, globs: Globs, synthetic: lis
     """Return the distroless plan for the merged filesystem ``fs``."""
     keep, reasons, notes = base_set(fs, tzdata)
     keep |= closure.paths
+    left = tuple(r.path for r in closure.left_out)
     for tree in closure.trees:
         keep.add(tree)
-        keep.update(p for p, v in tree_paths(fs, tree) if not is_removable(category_of(p, v.entry), False))
+        keep.update(p for p, v in tree_paths(fs, tree) if not is_removable(category_of(p, v.entry), False)
+                    and not (left and _under_any(p, left)))
     rewritten = {s.path for s in synthetic}
     reasons = list(closure.reasons) + [r for r in reasons if r.path not in rewritten]
     notes = list(closure.notes) + list(closure.blind_spots) + notes
+    notes += [f"left out /{r.path}: {r.why}" for r in closure.left_out if r.path not in closure.paths]
     for path, _version in fs.files():
         if globs.kept(path):
             keep.add(path)
@@ -82,3 +85,7 @@ def plan_distroless(fs: MergedFS, closure: Closure, globs: Globs, synthetic: lis
     reasons += [Reason(s.path, s.why) for s in synthetic]
     return Plan(DISTROLESS, frozenset(keep), tuple(synthetic), tuple(removed_list(fs, keep, category_of, synthetic)),
                 tuple(reasons), tuple(notes), closure.argv)
+
+
+def _under_any(path: str, parts: tuple[str, ...]) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in parts)

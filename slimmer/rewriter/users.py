@@ -64,7 +64,6 @@ def account_files(fs: MergedFS, contents: Contents, mtime: int) -> list[Syntheti
         found = resolve(fs, "/" + name)
         text, meta = None, None
         if found is not None and found.is_file:
-            contents.fetch([found.path])
             text = contents.text(found.path)
             meta = found.version.entry
         new = with_nonroot(text, line, default)
