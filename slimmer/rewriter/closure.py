@@ -67,9 +67,14 @@ class Closure:
         in a part left out)."""
         if path in self.paths:
             return True
-        if any(path == r.path or path.startswith(r.path + "/") for r in self.left_out):
-            return False
-        return any(path == t or path.startswith(t + "/") for t in self.trees)
+        left = [r.path for r in self.left_out]
+        return any((path == t or path.startswith(t + "/")) and not inside_left(path, t, left) for t in self.trees)
+
+
+def inside_left(path: str, tree: str, left: list[str]) -> bool:
+    """Return whether ``path`` lies in a part of kept ``tree`` that was left out (a part
+    below the tree; a tree kept inside a left-out part is a tree of its own)."""
+    return any(part.startswith(tree + "/") and (path == part or path.startswith(part + "/")) for part in left)
 
 
 def command_line(image: Image) -> list[str]:
@@ -148,7 +153,9 @@ class _Walker:
         if not found.is_dir:
             self.keep(found, why)
             return
-        if found.path in SYSTEM_DIRS or any(found.path == t or found.path.startswith(t + "/") for t in self.trees):
+        left = [r.path for r in self.left_out]
+        if found.path in SYSTEM_DIRS or any((found.path == t or found.path.startswith(t + "/"))
+                                            and not inside_left(found.path, t, left) for t in self.trees):
             return
         self.trees.add(found.path)
         self.reasons.append(Reason(found.path + "/", why))
@@ -295,6 +302,12 @@ class _Walker:
                       f"add --keep for the files it loads")
             return
         self.keep_tree(path, f"the application directory of the {runtime} program")
+        if runtime == "node":
+            # packages are kept as the require closure reaches them, not with the app
+            for modules in [posixpath.join(path, "node_modules")]:
+                if self.fs.get(modules) is not None or self.fs.children(modules):
+                    self.left_out.append(Reason(modules, "npm packages no required file reaches (devDependencies "
+                                                         "among them)"))
 
     def script_text(self, text: str, what: str) -> None:
         """Keep the commands a shell script runs and the files it sources (relative names are
@@ -470,7 +483,7 @@ class _Walker:
             left = [r.path for r in self.left_out]
             for tree in sorted(self.trees):
                 for path, version in _walk_tree(self.fs, tree):
-                    if left and any(path == p or path.startswith(p + "/") for p in left):
+                    if left and inside_left(path, tree, left):
                         continue
                     entry = version.entry
                     if entry.kind == SYMLINK and path not in done_links:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from slimmer.layers import MergedFS
 from slimmer.model import DIR, FILE
-from slimmer.rewriter.closure import Closure, Reason, tree_paths
+from slimmer.rewriter.closure import Closure, Reason, inside_left, tree_paths
 from slimmer.rewriter.lookup import resolve
 from slimmer.rewriter.plan import DISTROLESS, Globs, Plan, Synthetic, removed_list, with_ancestors
 from slimmer.rewriter.prune import category_of, is_removable
@@ -67,11 +67,11 @@ def plan_distroless(fs: MergedFS, closure: Closure, globs: Globs, synthetic: lis
     """Return the distroless plan for the merged filesystem ``fs``."""
     keep, reasons, notes = base_set(fs, tzdata)
     keep |= closure.paths
-    left = tuple(r.path for r in closure.left_out)
+    left = [r.path for r in closure.left_out]
     for tree in closure.trees:
         keep.add(tree)
         keep.update(p for p, v in tree_paths(fs, tree) if not is_removable(category_of(p, v.entry), False)
-                    and not (left and _under_any(p, left)))
+                    and not (left and inside_left(p, tree, left)))
     rewritten = {s.path for s in synthetic}
     reasons = list(closure.reasons) + [r for r in reasons if r.path not in rewritten]
     notes = list(closure.notes) + list(closure.blind_spots) + notes
@@ -85,7 +85,3 @@ def plan_distroless(fs: MergedFS, closure: Closure, globs: Globs, synthetic: lis
     reasons += [Reason(s.path, s.why) for s in synthetic]
     return Plan(DISTROLESS, frozenset(keep), tuple(synthetic), tuple(removed_list(fs, keep, category_of, synthetic)),
                 tuple(reasons), tuple(notes), closure.argv)
-
-
-def _under_any(path: str, parts: tuple[str, ...]) -> bool:
-    return any(path == p or path.startswith(p + "/") for p in parts)

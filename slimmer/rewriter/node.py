@@ -35,6 +35,11 @@ stream string_decoder sys timers tls trace_events tty url util v8 vm wasi worker
 EXTENSIONS = ("", ".js", ".json", ".node", ".cjs", ".mjs")
 INDEXES = ("index.js", "index.json", "index.node", "index.cjs", "index.mjs")
 CONDITIONS = ("node", "require", "import", "module-sync", "default", "node-addons")
+# Debian builds nodejs with some built-in modules left outside the binary
+# (NODE_SHARED_BUILTIN_*_PATH): libnode loads these files at start-up.
+SHARED_BUILTINS = ("usr/share/nodejs/cjs-module-lexer/lexer.js", "usr/share/nodejs/cjs-module-lexer/dist/lexer.js",
+                   "usr/share/nodejs/undici/undici-fetch.js", "usr/share/nodejs/acorn/dist/acorn.js",
+                   "usr/share/nodejs/acorn-walk/dist/walk.js")
 GLOBAL_DIRS = ("usr/share/nodejs", "usr/lib/nodejs", "usr/lib/x86_64-linux-gnu/nodejs",
                "usr/lib/aarch64-linux-gnu/nodejs", "usr/local/lib/node_modules")
 
@@ -59,6 +64,10 @@ class NodeClosure:
 
     def run_script(self, path: str) -> None:
         """Follow the program file ``path`` and all it reaches."""
+        for builtin in SHARED_BUILTINS:
+            hit = resolve(self.fs, "/" + builtin)
+            if hit is not None and hit.is_file:
+                self.w.keep(hit, "a built-in module of Debian's nodejs, loaded by libnode at start-up")
         self.file(path, f"the Node.js program /{path}")
         self.drain()
 
