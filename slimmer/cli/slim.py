@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from slimmer.cli.group import cli
-from slimmer.cli.options import load, read_options
+from slimmer.cli.options import default_jobs, load, read_options
 from slimmer.render import clip, human, safe, table
 from slimmer.rewriter.facts import SlimPolicy
 from slimmer.rewriter.plan import MODES, PRUNE
@@ -59,7 +59,8 @@ def slim(archive, out, jobs, image_ref, platform, max_layer_size, no_cache, mode
     file_keep, file_drop, _source = slim_globs(config_path)
     image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs, SlimPolicy())
     options = SlimOptions(mode=mode, keep=file_keep + keep, drop=file_drop + drop, user=user, tzdata=not no_tzdata,
-                          epoch=reproducible_epoch(image, os.environ.get("SOURCE_DATE_EPOCH"), reproducible))
+                          epoch=reproducible_epoch(image, os.environ.get("SOURCE_DATE_EPOCH"), reproducible),
+                          jobs=jobs or default_jobs())
     if dry_run:
         result = plan_slim(image, options, out, tags or None)
     else:

@@ -88,6 +88,11 @@ class Contents:
     def _undecided(table, entry, kind: str) -> bool:
         return kind == kinds.ELF and entry.path in table.get(kinds.ELF_FAR, {})
 
+    def _scanned(self, path: str) -> bool:
+        member = self.member(path)
+        return member is not None and (member[0] in self._facts or self.image.layers[member[0]].facts_policy ==
+                                       self.policy.key)
+
     def _layer_facts(self, layer: int):
         table = self._facts.get(layer)
         if table is None:
@@ -165,6 +170,9 @@ class Contents:
         value = self.fact(path, kind)
         if isinstance(value, (tuple, list)):
             return value
+        if value is None and kind == kinds.JS and path.endswith(kinds.JS_SUFFIXES) and self._scanned(path) \
+                and self.size(path) <= kinds.SOURCE_BYTES:
+            return (), False  # probed, and it names nothing (the policy records no empty fact)
         if not self.has(path) or self.size(path) > kinds.SOURCE_BYTES:
             return (), False
         with self._open(path) as f:

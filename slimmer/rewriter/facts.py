@@ -49,7 +49,7 @@ HEAD_BYTES = 256
 _TEXT_NAMES = frozenset({"etc/passwd", "etc/group", "etc/ld.so.conf", "etc/nsswitch.conf"})
 _TEXT_BASENAMES = frozenset({"RECORD", "top_level.txt", "entry_points.txt", "namespace_packages.txt",
                              "installed-files.txt"})
-_JS_SUFFIXES = (".js", ".cjs", ".mjs")
+JS_SUFFIXES = (".js", ".cjs", ".mjs")
 
 
 def wants_text(path: str) -> bool:
@@ -88,7 +88,7 @@ class SlimPolicy:
             need |= _TEXT
         if path.endswith(".py") and size <= SOURCE_BYTES:
             need |= _PY
-        elif path.endswith(_JS_SUFFIXES) and size <= SOURCE_BYTES:
+        elif path.endswith(JS_SUFFIXES) and size <= SOURCE_BYTES:
             need |= _JS
         elif path.endswith("/package.json") and size <= TEXT_BYTES:
             need |= _JSON
@@ -178,7 +178,9 @@ class _Probe:
         if self.need & _PY or (self.need & _SCRIPT and _is_python_script(data)):
             facts.put(PY, path, imports.python_imports(data))
         elif self.need & _JS or (self.need & _SCRIPT and _is_node_script(data)):
-            facts.put(JS, path, imports.js_requires(data))
+            found = imports.js_requires(data)
+            if found[0] or found[1]:  # most files of a node_modules tree name nothing: no fact is none
+                facts.put(JS, path, found)
         elif self.need & _JSON:
             facts.put(JSON, path, _package_fields(data))
 

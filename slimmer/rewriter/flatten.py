@@ -13,8 +13,8 @@ nothing is held in memory. Imports the model, ``slimmer.layers`` and rewriter mo
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import hashlib
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry
 from slimmer.rewriter.contents import FileSink
 from slimmer.rewriter.members import Member, MemberIndex, where
 from slimmer.rewriter.plan import Synthetic
+from slimmer.tar.codec import Hasher
 from slimmer.tar.restream import restream
 from slimmer.tar.scan import Header
 from slimmer.tar.writer import TarWriter, member_info
@@ -107,18 +108,46 @@ def layout(image: Image, fs: MergedFS, index: MemberIndex, keep: Iterable[str]) 
 
 
 class _HashingWriter:
-    """A write-only file wrapper that hashes and counts every byte written through it."""
+    """A write-only file wrapper that hashes and counts every byte written through it. Small
+    writes (a tar is mostly 512-byte headers) are gathered into blocks of BATCH bytes, each
+    written and hashed at once, on a thread with ``threads`` (hashlib releases the GIL)."""
 
-    def __init__(self, raw: BinaryIO):
+    BATCH = 1 << 20
+
+    def __init__(self, raw: BinaryIO, threads: bool = False):
         self.raw = raw
-        self.sha = hashlib.sha256()
+        self.sha = Hasher()
+        if threads:
+            self.sha.start()
         self.size = 0
+        self._parts: list = []
+        self._pending = 0
 
     def write(self, data) -> int:
-        self.raw.write(data)
-        self.sha.update(data)
-        self.size += len(data)
-        return len(data)
+        n = len(data)
+        if n >= self.BATCH and not self._parts:
+            self._emit(bytes(data))
+        else:
+            self._parts.append(bytes(data))
+            self._pending += n
+            if self._pending >= self.BATCH:
+                self.flush()
+        self.size += n
+        return n
+
+    def flush(self) -> None:
+        if self._parts:
+            block = b"".join(self._parts)
+            self._parts, self._pending = [], 0
+            self._emit(block)
+
+    def _emit(self, block: bytes) -> None:
+        self.raw.write(block)
+        self.sha.update(block)
+
+    def hexdigest(self) -> str:
+        self.flush()
+        return self.sha.hexdigest()
 
 
 def _entry(info: tarfile.TarInfo) -> Entry:
@@ -173,27 +202,37 @@ def write_layer(image: Image, plan_layout: Layout, synthetic: Iterable[Synthetic
 
 def _write_layer(image: Image, plan_layout: Layout, synthetic: Iterable[Synthetic], dest: Path,
                  history: HistoryStep | None) -> Layer:
-    scratch = dest.parent
     with open(dest, "xb") as raw:
-        writer = _HashingWriter(raw)
-        out = _Out(TarWriter(writer))
-        spooled: dict[Member, Path] = {}
+        layer = write_layer_into(image, plan_layout, synthetic, raw, dest.parent, history)
+    return dataclasses.replace(layer, opener=functools.partial(open, dest, "rb"))
+
+
+def write_layer_into(image: Image, plan_layout: Layout, synthetic: Iterable[Synthetic], stream,
+                     scratch: Path, history: HistoryStep | None = None, threads: bool = False) -> Layer:
+    """Write the new layer's tar to ``stream`` (anything with ``write``: a file, or the
+    archive writer's in-place member) and return it as a model Layer without an opener.
+    Spooled hard-link sources go to ``scratch``. With ``threads``, the input layers and the
+    output are hashed on threads beside the copying."""
+    writer = _HashingWriter(stream, threads)
+    out = _Out(TarWriter(writer))
+    spooled: dict[Member, Path] = {}
+    try:
         for layer in plan_layout.layers:
-            _copy_layer(image, layer, plan_layout, out, spooled, scratch)
+            _copy_layer(image, layer, plan_layout, out, spooled, scratch, threads)
         for item in sorted(synthetic, key=lambda s: s.path):
             _add_synthetic(out, item)
         out.tar.close()
+        digest = "sha256:" + writer.hexdigest()
+    finally:
+        writer.sha.close()
         for path in spooled.values():
             path.unlink(missing_ok=True)
-        size = writer.size
-        digest = "sha256:" + writer.sha.hexdigest()
-    return Layer(diff_id=digest, digest=digest, stored_size=size, entries=tuple(out.entries),
-                 uncompressed_size=size, media_type=LAYER_TYPE, compression="none", history=history,
-                 opener=functools.partial(open, dest, "rb"))
+    return Layer(diff_id=digest, digest=digest, stored_size=writer.size, entries=tuple(out.entries),
+                 uncompressed_size=writer.size, media_type=LAYER_TYPE, compression="none", history=history)
 
 
 def _copy_layer(image: Image, layer: int, plan_layout: Layout, out: _Out, spooled: dict[Member, Path],
-                scratch: Path) -> None:
+                scratch: Path, threads: bool = False) -> None:
     actions = plan_layout.actions.get(layer, {})
     spool = plan_layout.spool.get(layer, set())
     seen: set[int] = set()
@@ -213,7 +252,7 @@ def _copy_layer(image: Image, layer: int, plan_layout: Layout, out: _Out, spoole
             return copy_sink
         return _Tee(spool_sink, copy_sink)
 
-    restream(image.layers[layer], visit, where(image, layer))
+    restream(image.layers[layer], visit, where(image, layer), threads=threads)
     pending = (set(actions) | spool) - seen
     if pending:
         raise FormatError(f"{where(image, layer)}: the tar stream ended before member {min(pending)}")

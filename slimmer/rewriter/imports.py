@@ -26,7 +26,6 @@ import re
 
 VERSION = 2
 
-_PY_HINT = re.compile(rb"\b(import|__import__|import_module)\b")
 # An import statement starts a line (or follows ``;`` or a one-line ``try:``/``if ...:``);
 # a parenthesised name list may span lines, a backslash continues one.
 _STATEMENT = re.compile(r"""(?mx)
@@ -46,7 +45,7 @@ Import = tuple[int, str, tuple[str, ...], int]
 
 def python_imports(source: bytes) -> tuple[tuple[Import, ...], bool]:
     """Return (imports, whether a module is imported by a computed name) of Python ``source``."""
-    if not _PY_HINT.search(source):
+    if b"import" not in source:  # a substring test is far cheaper than any regular expression
         return (), False
     text = source.decode("utf-8", "surrogateescape")
     found: list[Import] = []
@@ -134,7 +133,6 @@ TOP, LAZY, MAIN = 0, 1, 2
 
 # ---- JavaScript -----------------------------------------------------------------------------
 
-_JS_HINT = re.compile(rb"\b(require|import|export)\b")
 _JS_COMMENT = re.compile(r"/\*.*?\*/|(?<![:\\\w'\"])//[^\n]*", re.DOTALL)
 _JS_SPECIFIERS = re.compile(r"""(?x)
     \brequire\s*\(\s*(['"`])([^'"`\n]+)\1\s*\)
@@ -147,7 +145,7 @@ _JS_COMPUTED = re.compile(r"\brequire\s*\(\s*(?!['\"`]|\))|\bimport\s*\(\s*(?!['
 
 def js_requires(source: bytes) -> tuple[tuple[str, ...], bool]:
     """Return (literal module specifiers, whether one is computed) of JavaScript ``source``."""
-    if not _JS_HINT.search(source):
+    if b"require" not in source and b"import" not in source and b"export" not in source:
         return (), False
     text = _JS_COMMENT.sub(" ", source.decode("utf-8", "surrogateescape"))
     found = []

@@ -38,21 +38,27 @@ def plan_prune(fs: MergedFS, closure: Closure, globs: Globs, synthetic: list[Syn
         notes.append(f"the entrypoint runs a toolchain (/{compilers[0]}): build-only files were kept")
     keep: set[str] = set()
     dropped: set[str] = set()
+    seen: dict[str, str] = {}  # the category of each path, asked once (removed_list asks again)
     for path, version in fs.files():
         entry = version.entry
         if globs.kept(path) or path in closure.paths:
             keep.add(path)
         elif globs.dropped(path):
             dropped.add(path)
-        elif is_removable(category_of(path, entry), not compilers and not closure.covers(path)):
-            dropped.add(path)
         else:
-            keep.add(path)
+            category = seen[path] = category_of(path, entry)
+            if is_removable(category, not compilers and not closure.covers(path)):
+                dropped.add(path)
+            else:
+                keep.add(path)
     keep = with_ancestors(fs, keep)
     keep -= _dangling(fs, keep, dropped - keep)
     keep -= {s.path for s in synthetic}
     reasons += [Reason(s.path, s.why) for s in synthetic]
-    return Plan(PRUNE, frozenset(keep), tuple(synthetic), tuple(removed_list(fs, keep, category_of, synthetic)),
+    def known(path: str, entry: Entry | None = None) -> str:
+        return seen.get(path) or category_of(path, entry)
+
+    return Plan(PRUNE, frozenset(keep), tuple(synthetic), tuple(removed_list(fs, keep, known, synthetic)),
                 tuple(reasons), tuple(notes), closure.argv)
 
 

@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 from slimmer.errors import OutputError
 from slimmer.exporter import remove_stale_temps
 from slimmer.layers import merge
-from slimmer.model import DIR, FILE, HistoryStep, Image, runtime_config, total_size, with_layers
+from slimmer.model import DIR, FILE, HistoryStep, Image, runtime_config, total_size
 from slimmer.rewriter import flatten, users
 from slimmer.rewriter.closure import entrypoint_closure
 from slimmer.rewriter.contents import Contents
@@ -33,7 +33,7 @@ from slimmer.rewriter.distroless import base_synthetic, plan_distroless
 from slimmer.rewriter.members import MemberIndex
 from slimmer.rewriter.plan import DISTROLESS, MODES, PRUNE, SHADOWED, Globs, Plan, SlimError
 from slimmer.rewriter.prune import plan_prune
-from slimmer.rewriter.writer import write_docker_archive, write_oci
+from slimmer.rewriter.writer import write_streamed
 
 # Runtime settings the new config carries over (the list, plus the ones that only
 # describe how to run the same program); build-time leftovers like Healthcheck commands or
@@ -55,6 +55,7 @@ class SlimOptions:
     user: str | None = None
     tzdata: bool = True
     epoch: int | None = None
+    jobs: int = 1  # more than 1: hash on threads beside the copying
 
 
 @dataclass(frozen=True)
@@ -266,13 +267,14 @@ def slim(image: Image, options: SlimOptions, out_path: str | os.PathLike, fmt: s
         created = _rfc3339(options.epoch) if options.epoch is not None else \
             dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         history = slim_history(image, options, result, created)
-        layer = flatten.write_layer(image, lay, plan.synthetic, scratch / "layer.tar", history[-1])
-        new = with_layers(Image(config=slim_config(image, options, created), layers=(), tags=refs),
-                          (layer,), history)
-        if fmt == "docker":
-            written = write_docker_archive(new, out, tags=refs)
-        else:
-            written = write_oci(new, out, tags=refs, compression=compression)
+        bare = Image(config=slim_config(image, options, created), layers=(), history=history, tags=refs)
+
+        def produce(stream):
+            return flatten.write_layer_into(image, lay, plan.synthetic, stream, scratch, history[-1],
+                                            threads=options.jobs > 1)
+
+        # the new layer streams straight into the staged archive as the input layers are read
+        written, new = write_streamed(bare, out, produce, fmt, compression, refs)
     return dataclasses.replace(result, config=new.config, output=str(out), format=fmt,
                                config_digest=written.config_digest, manifest_digest=written.manifest_digest)
 

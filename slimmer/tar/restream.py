@@ -68,11 +68,12 @@ def _bounded(blob: BlobStream, layer: Layer, where: str) -> Iterator[bytes]:
         yield chunk
 
 
-def restream(layer: Layer, visit: Visit, where: str, detail: bool = True) -> None:
+def restream(layer: Layer, visit: Visit, where: str, detail: bool = True, threads: bool = False) -> None:
     """Read ``layer`` once more from its stored blob to its end, calling ``visit(index, entry,
     header)`` for every member (``index`` is its position in ``layer.entries``); a sink it
     returns gets the member's data. Raises DigestMismatchError, naming ``where``, when the
-    layer is not what it was when scanned, and the reader's errors for a broken stream."""
+    layer is not what it was when scanned, and the reader's errors for a broken stream. With
+    ``threads`` the digests are computed on threads beside the parsing."""
     entries = layer.entries
 
     def checked(index: int, entry: Entry, header: Header | None) -> Sink | None:
@@ -84,7 +85,7 @@ def restream(layer: Layer, visit: Visit, where: str, detail: bool = True) -> Non
         return visit(index, expected, header)
 
     raw = _open(layer, where)
-    blob = BlobStream(raw, where)
+    blob = BlobStream(raw, where, threads)
     try:
         scanner = TarScanner(where, None, checked, detail)
         for chunk in _bounded(blob, layer, where):
