@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import click
@@ -14,7 +15,8 @@ from slimmer.render import clip, human, safe, table
 from slimmer.rewriter.facts import SlimPolicy
 from slimmer.rewriter.plan import MODES, PRUNE
 from slimmer.rewriter.settings import slim_globs
-from slimmer.rewriter.slim import FORMATS, SlimOptions, SlimResult, plan_slim, reproducible_epoch, slim as slim_image
+from slimmer.rewriter.slim import FORMATS, SlimOptions, SlimResult, plan_slim, reproducible_epoch, verdict_text
+from slimmer.rewriter.slim import slim as slim_image
 
 SHOWN = 20
 
@@ -39,9 +41,16 @@ SHOWN = 20
               help="Byte-identical output across runs (timestamps from SOURCE_DATE_EPOCH or the input).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Settings file for slim.keep/slim.drop (default: the nearest .slimmer.toml or pyproject.toml).")
+@click.option("--probe", is_flag=True,
+              help="Also run the entrypoint in a sandbox (no network) and keep every file it opens (needs strace).")
+@click.option("--probe-cmd", metavar="CMD", help="Run CMD for --probe instead of the entrypoint (implies --probe).")
+@click.option("--verify", is_flag=True,
+              help="Run the original and the slim image alike in the sandbox; exit 1 if they differ.")
+@click.option("--verify-cmd", metavar="CMD", help="Run CMD for --verify (a health command; implies --verify).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def slim(archive, out, jobs, image_ref, platform, max_layer_size, no_cache, mode, keep, drop, user, no_tzdata, dry_run,
-         fmt, compression, tags, reproducible, config_path, as_json):
+@click.pass_context
+def slim(ctx, archive, out, jobs, image_ref, platform, max_layer_size, no_cache, mode, keep, drop, user, no_tzdata,
+         dry_run, fmt, compression, tags, reproducible, config_path, probe, probe_cmd, verify, verify_cmd, as_json):
     """Write a slimmer copy of the image in ARCHIVE that still runs: flattened, with what the
     mode deems unneeded left out, and a summary of the bytes removed by category.
 
@@ -60,7 +69,9 @@ def slim(archive, out, jobs, image_ref, platform, max_layer_size, no_cache, mode
     image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs, SlimPolicy())
     options = SlimOptions(mode=mode, keep=file_keep + keep, drop=file_drop + drop, user=user, tzdata=not no_tzdata,
                           epoch=reproducible_epoch(image, os.environ.get("SOURCE_DATE_EPOCH"), reproducible),
-                          jobs=jobs or default_jobs())
+                          jobs=jobs or default_jobs(), probe=probe or bool(probe_cmd),
+                          probe_cmd=tuple(shlex.split(probe_cmd or "")), verify=(verify or bool(verify_cmd)) and not dry_run,
+                          verify_cmd=tuple(shlex.split(verify_cmd or "")))
     if dry_run:
         result = plan_slim(image, options, out, tags or None)
     else:
@@ -69,6 +80,9 @@ def slim(archive, out, jobs, image_ref, platform, max_layer_size, no_cache, mode
         click.echo(json.dumps(slim_json(result, archive, dry_run), indent=2))
     else:
         click.echo(slim_text(result, archive, dry_run))
+    if result.verdict is not None and not result.verdict.same:
+        click.echo(f"slimmer: {verdict_text(result.verdict)}", err=True)
+        ctx.exit(1)
 
 
 def slim_json(r: SlimResult, source: str, dry_run: bool) -> dict:

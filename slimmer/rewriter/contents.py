@@ -226,7 +226,7 @@ class FileSink:
     def __init__(self, dest: Path):
         self.dest = dest
         try:
-            self._f = open(dest, "xb")
+            self._f = open(dest, "xb")  # noqa: SIM115 (closed by end(), after the last write)
         except OSError as err:
             raise OutputError(f"cannot write {dest}: {err.strerror or err}") from err
 

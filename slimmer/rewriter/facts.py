@@ -40,7 +40,7 @@ PY = "py"
 JS = "js"
 JSON = "json"
 
-VERSION = 1  # bump when a fact's meaning changes
+VERSION = 2  # bump when a fact's meaning changes
 ELF_PREFIX = 16 << 20  # an ELF object's head is buffered up to its dynamic segment, at most this far
 TEXT_BYTES = 1 << 20  # small files kept as text
 SOURCE_BYTES = 4 << 20  # Python and JavaScript sources parsed for imports, at most this large
@@ -72,7 +72,7 @@ class SlimPolicy:
     """The content policy of ``slimmer slim`` (see the module docstring)."""
 
     def __init__(self):
-        self.key = f"slim-v{VERSION}-{imports.VERSION}"
+        self.key = f"slim-v{VERSION}-{imports.VERSION}"  # names what the facts mean: the layer cache keys on it
 
     def sink(self, entry: Entry, facts: Facts):
         size = entry.size
@@ -272,7 +272,7 @@ def _is_node_script(data: bytes) -> bool:
     return data.startswith(b"#!") and b"node" in line
 
 
-PACKAGE_FIELDS = ("name", "version", "main", "exports", "type", "imports")
+PACKAGE_FIELDS = ("name", "version", "main", "exports", "type", "imports", "dependencies", "optionalDependencies")
 
 
 def _package_fields(data: bytes):

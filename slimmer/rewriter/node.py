@@ -27,11 +27,13 @@ import posixpath
 
 from slimmer.rewriter.lookup import resolve
 
-BUILTINS = frozenset("""
-assert async_hooks buffer child_process cluster console constants crypto dgram diagnostics_channel dns domain
-events fs http http2 https inspector module net os path perf_hooks process punycode querystring readline repl
-stream string_decoder sys timers tls trace_events tty url util v8 vm wasi worker_threads zlib test
-""".split())
+BUILTINS = frozenset((
+    "assert", "async_hooks", "buffer", "child_process", "cluster", "console", "constants", "crypto", "dgram",
+    "diagnostics_channel", "dns", "domain", "events", "fs", "http", "http2", "https", "inspector", "module", "net",
+    "os", "path", "perf_hooks", "process", "punycode", "querystring", "readline", "repl", "stream",
+    "string_decoder", "sys", "timers", "tls", "trace_events", "tty", "url", "util", "v8", "vm", "wasi",
+    "worker_threads", "zlib", "test",
+))
 EXTENSIONS = ("", ".js", ".json", ".node", ".cjs", ".mjs")
 INDEXES = ("index.js", "index.json", "index.node", "index.cjs", "index.mjs")
 CONDITIONS = ("node", "require", "import", "module-sync", "default", "node-addons")
@@ -122,8 +124,11 @@ class NodeClosure:
             return
         self.deps_done.add(package)
         fields = self.w.contents.package(posixpath.join(package, "package.json"))
-        deps = fields.get("dependencies") if isinstance(fields.get("dependencies"), dict) else {}
-        for name in sorted(deps or {}):
+        deps: dict = {}
+        for key in ("dependencies", "optionalDependencies"):
+            if isinstance(fields.get(key), dict):
+                deps.update(fields[key])
+        for name in sorted(deps):
             found = self._find_package(name, package)
             if found is not None:
                 self.keep_package(found, f"a dependency of {_name_of(package)}, which requires by computed names")
@@ -199,7 +204,7 @@ class NodeClosure:
         mapping = fields.get("imports")
         if not isinstance(mapping, dict):
             return None
-        targets = _exports_targets(mapping, spec, self_keys=True)
+        targets = _exports_targets(mapping, spec)
         for target in targets:
             if target.startswith("./"):
                 path = posixpath.normpath(posixpath.join(package, target)).lstrip("/")
@@ -286,11 +291,11 @@ def _name_of(package: str) -> str:
     return "/".join(parts[-2:]) if len(parts) > 1 and parts[-2].startswith("@") else parts[-1]
 
 
-def _exports_targets(exports, subpath: str, self_keys: bool = False) -> list[str]:
+def _exports_targets(exports, subpath: str) -> list[str]:
     """Return the targets an ``exports`` (or ``imports``) value gives ``subpath``, for every
     condition that may apply."""
     if isinstance(exports, (str, list)) or (isinstance(exports, dict) and exports and
-                                            not any(k.startswith(".") or k.startswith("#") for k in exports)):
+                                            not any(k.startswith((".", "#")) for k in exports)):
         return _conditions(exports, "") if subpath == "." else []
     if not isinstance(exports, dict):
         return []
@@ -300,12 +305,11 @@ def _exports_targets(exports, subpath: str, self_keys: bool = False) -> list[str
     for key in exports:
         if "*" in key:
             head, _, tail = key.partition("*")
-            if subpath.startswith(head) and subpath.endswith(tail) and len(subpath) >= len(head) + len(tail):
-                if best is None or len(head) > len(best[0]):
-                    best = (head, key, subpath[len(head):len(subpath) - len(tail) if tail else None])
-        elif key.endswith("/") and subpath.startswith(key):
-            if best is None or len(key) > len(best[0]):
-                best = (key, key, subpath[len(key):])
+            fits = subpath.startswith(head) and subpath.endswith(tail) and len(subpath) >= len(head) + len(tail)
+            if fits and (best is None or len(head) > len(best[0])):
+                best = (head, key, subpath[len(head):len(subpath) - len(tail) if tail else None])
+        elif key.endswith("/") and subpath.startswith(key) and (best is None or len(key) > len(best[0])):
+            best = (key, key, subpath[len(key):])
     if best is None:
         return []
     _head, key, star = best

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -232,7 +233,37 @@ def write_streamed(image: Image, out_path: str | os.PathLike, produce, fmt: str 
             os.fsync(raw.fileno())
         os.replace(tmp, out)
         _fsync_dir(out.parent)
+    # the layer as written can be read again from the output (``--verify`` exports it)
+    layer = dataclasses.replace(layer, opener=functools.partial(_Range, out, _INPLACE_HEADER, blob.size))
+    new = dataclasses.replace(new, layers=(layer,))
     return _written(out, config, manifest_digest, [blob]), new
+
+
+class _Range(io.RawIOBase):
+    """``size`` bytes at ``offset`` of the file ``path``, read-only."""
+
+    def __init__(self, path: Path, offset: int, size: int):
+        self._f = open(path, "rb")  # noqa: SIM115 (closed with the range)
+        self._pos, self._end = offset, offset + size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        left = self._end - self._pos
+        n = left if n is None or n < 0 else min(n, left)
+        data = os.pread(self._f.fileno(), n, self._pos) if n > 0 else b""
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buf) -> int:
+        data = self.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
 
 
 def _layer_header(name: str, size: int) -> bytes:
