@@ -39,6 +39,8 @@ COPY = "copy"
 LINK = "link"  # a hard link to a path written earlier
 MATERIALIZE = "materialize"  # a hard link written as a regular file with its source's bytes
 RELINK = "relink"  # a hard link to a symlink (GNU tar makes these) written as that symlink
+# member types whose header blocks are copied as they are (links are rewritten: their targets may change)
+_RAW_TYPES = frozenset({b"0", b"\0", b"5", b"2", b"3", b"4", b"6", b"7"})
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,12 @@ class _Out:
         self.entries.append(_entry(info))
         return self.tar
 
+    def raw(self, blocks: bytes, entry: Entry, data: int) -> TarWriter | None:
+        """Copy a member's header blocks as they are; return the writer for its ``data`` bytes."""
+        self.tar.raw(blocks, data)
+        self.entries.append(entry._replace(offset=-1))
+        return self.tar if data else None
+
 
 class _Tee:
     """A sink that sends a member's data to several sinks."""
@@ -259,7 +267,12 @@ def _copy_layer(image: Image, layer: int, plan_layout: Layout, out: _Out, spoole
 
 
 def _write(out: _Out, action: Action, entry: Entry, header: Header | None, spooled: dict[Member, Path]):
-    """Write the member ``action`` says; return the sink for its data, if it copies any."""
+    """Write the member ``action`` says; return the sink for its data, if it copies any. A
+    member copied as it is keeps its header blocks unchanged when the scanner handed them over
+    (a plain member: no sparse map, its name already a model path)."""
+    if action.kind == COPY and header is not None and header.raw is not None and entry.path == action.path \
+            and header.typeflag in _RAW_TYPES:
+        return out.raw(header.raw, entry, header.stored if entry.kind == FILE else 0)
     info = member_info(entry, header, action.path)
     if action.kind == LINK:
         info.type, info.linkname, info.size = tarfile.LNKTYPE, action.target, 0

@@ -172,6 +172,10 @@ class PythonClosure:
 
     def _start(self, first: str) -> None:
         self.path = self.search_path(first)
+        for d in self.stdlib:
+            if d.endswith("/lib-dynload"):
+                # the interpreter finds its exec_prefix by this directory (getpath's landmark)
+                self.w.keep(resolve(self.fs, "/" + d), "the landmark of the interpreter's exec_prefix")
         for name in START_UP:
             self.module(name, "imported by the interpreter at start-up")
         for name in WHOLE_PACKAGES:

@@ -52,6 +52,8 @@ class Header(NamedTuple):
     pax: dict
     sparse: tuple[tuple[int, int], ...] | None = None
     stored: int = 0  # data bytes of the member in the stream (after any sparse map)
+    raw: bytes | None = None  # the member's header blocks as they are (extended headers first), for a
+    # plain member whose name is already a model path; a writer may copy them unchanged
 
 
 class Sink(Protocol):
@@ -137,6 +139,9 @@ class TarScanner:
         self._padding_left = 0  # of _skip, how much is padding after the last member's data
         self.ended = False  # an end-of-archive zero block was seen
         self.headers = 0
+        self._raw = bytearray()  # detail: the header blocks of the member being read
+        self._raw_ok = True
+        self._block = b""
 
     def feed(self, chunk) -> None:
         """Consume the next chunk of the stream."""
@@ -235,6 +240,12 @@ class TarScanner:
         size = _num(size_f, self.where)
         if size < 0:
             raise FormatError(f"{self.where}: negative member size in a tar header")
+        if self.detail:
+            if typeflag in _META:
+                self._raw += block
+                self._raw_ok = self._raw_ok and typeflag != b"g"
+            else:
+                self._block = block
         if typeflag in _META:
             if size > _MAX_META:
                 raise FormatError(f"{self.where}: extended tar header of {size} bytes is too large")
@@ -375,7 +386,8 @@ class TarScanner:
         elif kind == FILE and name.endswith("/") and typeflag in (b"0", b"\0"):
             kind = DIR
         data = 0 if typeflag in _HEADER_ONLY else size
-        if name.startswith(("/", ".")) or "//" in name or "/." in name or "\0" in name:
+        plain = not (name.startswith(("/", ".")) or "//" in name or "/." in name or "\0" in name)
+        if not plain:
             path = normalize(name, self.where)
         else:
             path = name.rstrip("/")
@@ -405,6 +417,12 @@ class TarScanner:
         mode = same.setdefault(mode, mode)
         mtime = same.setdefault(mtime, mtime)
         pad = -data % BLOCKSIZE
+        raw = None
+        if self.detail:
+            if plain and self._raw_ok and real is None and typeflag != b"S":
+                raw = bytes(self._raw) + self._block
+            self._raw.clear()
+            self._raw_ok = True
         if not path:
             self._skip = data + pad  # the root directory itself: not an entry
             self._padding_left = pad
@@ -416,7 +434,7 @@ class TarScanner:
             detail = None
             if self.detail:
                 detail = Header(typeflag, _text(uname_f), _text(gname_f), _num(devmaj_f, where),
-                                _num(devmin_f, where), dict(pax), sparse, data)
+                                _num(devmin_f, where), dict(pax), sparse, data, raw)
                 if pax:
                     detail = detail._replace(uname=pax.get("uname", detail.uname), gname=pax.get("gname", detail.gname))
             sink = self.visit(len(self.entries) - 1, entry, detail)
@@ -436,6 +454,8 @@ class TarScanner:
 
     def _finish_meta(self) -> None:
         raw = bytes(self._meta)
+        if self.detail:
+            self._raw += raw + bytes(self._meta_pad)
         kind = self._meta_type
         if kind == b"L":
             self._longname = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")

@@ -108,6 +108,18 @@ class TarWriter:
         if not stored:
             self.end()
 
+    def raw(self, blocks: bytes, data: int) -> None:
+        """Write a member's header blocks as they are (copied from a layer the scanner read);
+        ``data`` bytes of data follow through ``write``."""
+        if self._left:
+            raise ValueError("the previous member's data is not complete")
+        if len(blocks) % BLOCKSIZE:
+            raise ValueError("header blocks must be whole blocks")
+        self._emit(blocks)
+        self._left, self._pad = data, -data % BLOCKSIZE
+        if not data:
+            self.end()
+
     def write(self, data) -> None:
         """Write the next piece of the current member's data."""
         if len(data) > self._left:
