@@ -107,6 +107,14 @@ class Contents:
             self._facts[layer] = table
         return table
 
+    def rules(self) -> list | None:
+        """Return, per layer, the category rule index of each file the scan recorded; None
+        unless every layer was scanned with the policy (then prune matches the rules itself)."""
+        layers = self.image.layers
+        if not all(lay.facts is not None and lay.facts_policy == self.policy.key for lay in layers):
+            return None
+        return [lay.facts.get(kinds.RULE, {}) for lay in layers]  # type: ignore[union-attr]
+
     # -- what the closure asks ---------------------------------------------------------------
 
     def elf(self, path: str) -> ElfInfo | None:

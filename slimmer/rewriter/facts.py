@@ -2,6 +2,7 @@
 never reads a layer again: the policy (``SlimPolicy``) and the probes it runs.
 
 Per regular file, by kind (``slimmer.tar.collect``):
+- ``RULE``: the index of its category rule (``slimmer.analyzer.categories``), for prune;
 - ``ELF``: the loader facts of an ELF object (``slimmer.rewriter.elf.read_elf`` run over the
   bounded byte ranges it needs, buffered as they stream by: the head up to the dynamic
   segment, at most ELF_PREFIX bytes, and the dynamic segment itself); ``ELF_ERROR`` for a
@@ -26,11 +27,13 @@ import json
 import posixpath
 import struct
 
+from slimmer.analyzer import categories as cats
 from slimmer.model import Entry
 from slimmer.rewriter import imports
 from slimmer.rewriter.elf import MAGIC, ElfError, ElfInfo, read_elf
 from slimmer.tar.collect import Facts
 
+RULE = "rule"  # the index of the first category rule matching the path (-1: none), as the analyzer records it
 ELF = "elf"
 ELF_ERROR = "elf-error"
 ELF_FAR = "elf-far"
@@ -40,7 +43,7 @@ PY = "py"
 JS = "js"
 JSON = "json"
 
-VERSION = 2  # bump when a fact's meaning changes
+VERSION = 3  # bump when a fact's meaning changes
 ELF_PREFIX = 16 << 20  # an ELF object's head is buffered up to its dynamic segment, at most this far
 TEXT_BYTES = 1 << 20  # small files kept as text
 SOURCE_BYTES = 4 << 20  # Python and JavaScript sources parsed for imports, at most this large
@@ -71,14 +74,18 @@ def maybe_elf(path: str, mode: int) -> bool:
 class SlimPolicy:
     """The content policy of ``slimmer slim`` (see the module docstring)."""
 
+    spans = True  # where each member lies in the layer's tar: the write pass copies kept runs as they are
+
     def __init__(self):
-        self.key = f"slim-v{VERSION}-{imports.VERSION}"  # names what the facts mean: the layer cache keys on it
+        # names what the facts mean: the layer cache keys on it
+        self.key = f"slim-v{VERSION}-{imports.VERSION}-{cats.rules_key()}"
 
     def sink(self, entry: Entry, facts: Facts):
+        path = entry.path
+        facts.put(RULE, path, cats.rule_index(path))  # prune's category of each file, found in the workers
         size = entry.size
         if not size or entry.offset < 0:
             return None  # empty, or sparse: its stream holds a map, not the file
-        path = entry.path
         need = 0
         if maybe_elf(path, entry.mode):
             need |= _ELF | _HEAD

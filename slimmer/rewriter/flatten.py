@@ -13,6 +13,7 @@ nothing is held in memory. Imports the model, ``slimmer.layers`` and rewriter mo
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import functools
 import tarfile
@@ -20,15 +21,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
-from slimmer.errors import FormatError, OutputError
+from slimmer.errors import DigestMismatchError, FormatError, OutputError
 from slimmer.layers import MergedFS
-from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, HistoryStep, Image, Layer
+from slimmer.model import (
+    BLOCK,
+    CHAR,
+    DIR,
+    FIFO,
+    FILE,
+    HARDLINK,
+    SYMLINK,
+    Entry,
+    HistoryStep,
+    Image,
+    Layer,
+)
 from slimmer.rewriter.contents import FileSink
 from slimmer.rewriter.members import Member, MemberIndex, where
 from slimmer.rewriter.plan import Synthetic
 from slimmer.tar.codec import Hasher
-from slimmer.tar.restream import restream
-from slimmer.tar.scan import Header
+from slimmer.tar.collect import SPANS
+from slimmer.tar.restream import restream, restream_spans
+from slimmer.tar.scan import Header, TarScanner
 from slimmer.tar.writer import TarWriter, member_info
 
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
@@ -260,10 +274,92 @@ def _copy_layer(image: Image, layer: int, plan_layout: Layout, out: _Out, spoole
             return copy_sink
         return _Tee(spool_sink, copy_sink)
 
-    restream(image.layers[layer], visit, where(image, layer), threads=threads)
+    lay = image.layers[layer]
+    spans = _spans_of(lay)
+    if spans is None:
+        restream(lay, visit, where(image, layer), threads=threads)
+    else:
+        restream_spans(lay, where(image, layer), _span_plan(image, layer, spans, actions, spool, visit, out, seen),
+                       threads)
     pending = (set(actions) | spool) - seen
     if pending:
         raise FormatError(f"{where(image, layer)}: the tar stream ended before member {min(pending)}")
+
+
+def _spans_of(layer: Layer) -> array.array | None:
+    """Return where each member of ``layer`` lies in its tar, if the scan recorded it."""
+    raw = (layer.facts or {}).get(SPANS, {}).get("")
+    if not raw:
+        return None
+    spans = array.array("q")
+    spans.frombytes(raw)
+    return spans if len(spans) == 2 * len(layer.entries) else None
+
+
+def _span_plan(image: Image, layer: int, spans: array.array, actions: dict[int, Action], spool: set[int], visit,
+               out: _Out, seen: set[int]) -> list[tuple[int, int, object]]:
+    """Return the byte ranges of the layer's tar the new layer takes, each with its sink: a run
+    of members copied as they are goes to the output as it is (header blocks, data, padding);
+    members written anew (links, spooled sources, sparse files) are parsed again from their
+    own bytes, one run at a time."""
+    entries = image.layers[layer].entries
+    runs: list[list] = []
+    for i in sorted(set(actions) | spool):
+        entry, action = entries[i], actions.get(i)
+        fast = (action is not None and action.kind == COPY and i not in spool and entry.kind != HARDLINK
+                and entry.offset >= 0 and action.path == entry.path)
+        start, end = spans[2 * i], spans[2 * i + 1]
+        if runs and runs[-1][0] == fast and runs[-1][2] == start:
+            runs[-1][2] = end
+            runs[-1][3].append(i)
+        else:
+            runs.append([fast, start, end, [i]])
+    place = where(image, layer)
+    return [(start, end, _Verbatim(out, [entries[i] for i in members], members, seen) if fast
+             else _Reparse(place, entries, members, visit)) for fast, start, end, members in runs]
+
+
+class _Verbatim:
+    """Sink of a run of members copied as they are: their bytes go to the output unchanged."""
+
+    def __init__(self, out: _Out, entries: list[Entry], members: list[int], seen: set[int]):
+        self.out, self.entries, self.members, self.seen = out, entries, members, seen
+        self.started = False
+
+    def write(self, data) -> None:
+        if not self.started:
+            self.started = True
+            self.out.entries.extend(e._replace(offset=-1) for e in self.entries)
+            self.seen.update(self.members)
+        self.out.tar.passthrough(data)
+
+    def end(self) -> None:
+        pass
+
+
+class _Reparse:
+    """Sink of a run of members written anew: their bytes are parsed again (one layer-tar
+    parser) and each member handed to ``visit`` under its index in the layer."""
+
+    def __init__(self, place: str, entries, members: list[int], visit):
+        self.place, self.entries, self.members, self.visit = place, entries, members, visit
+        self.scanner = TarScanner(place, None, self._visit, detail=True)
+
+    def _visit(self, k: int, entry: Entry, header: Header | None):
+        index = self.members[k] if k < len(self.members) else -1
+        expected = self.entries[index] if index >= 0 else None
+        if expected is None or entry[:8] != expected[:8]:
+            raise DigestMismatchError(f"{self.place}: the layer changed since the image was opened: member "
+                                      f"{index} is now {entry.path!r}")
+        return self.visit(index, expected, header)
+
+    def write(self, data) -> None:
+        self.scanner.feed(data)
+
+    def end(self) -> None:
+        if len(self.scanner.entries) != len(self.members) or not self.scanner.complete_members():
+            raise DigestMismatchError(f"{self.place}: the layer changed since the image was opened: members "
+                                      f"{self.members[0]}..{self.members[-1]} are not where the scan found them")
 
 
 def _write(out: _Out, action: Action, entry: Entry, header: Header | None, spooled: dict[Member, Path]):

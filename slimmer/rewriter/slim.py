@@ -218,7 +218,7 @@ class _Session:
         if options.mode == DISTROLESS:
             synthetic += base_synthetic(self.fs, mtime)
             return plan_distroless(self.fs, closure, globs, synthetic, options.tzdata)
-        return plan_prune(self.fs, closure, globs, synthetic)
+        return plan_prune(self.fs, closure, globs, synthetic, self.contents.rules())
 
 
 def plan_slim(image: Image, options: SlimOptions, next_to: str | os.PathLike | None = None,

@@ -103,6 +103,43 @@ def restream(layer: Layer, visit: Visit, where: str, detail: bool = True, thread
         raw.close()
 
 
+def restream_spans(layer: Layer, where: str, spans: list[tuple[int, int, Sink]], threads: bool = False) -> None:
+    """Read ``layer`` once more to its end, handing each sink of ``spans`` (``(start, end,
+    sink)``, sorted, not overlapping, offsets of the uncompressed tar) the bytes of its range,
+    then ``end()``; nothing is parsed. The same checks as ``restream`` at the end: the layer
+    must be as long as it was and hash to its digest and diff_id, so bytes handed out that no
+    longer match are caught before the caller commits them."""
+    raw = _open(layer, where)
+    blob = BlobStream(raw, where, threads)
+    todo = iter(spans)
+    current = next(todo, None)
+    pos = 0
+    try:
+        for chunk in _bounded(blob, layer, where):
+            view = memoryview(chunk)
+            stop = pos + len(chunk)
+            while current is not None and current[0] < stop:
+                start, end, sink = current
+                lo, hi = max(start, pos), min(end, stop)
+                if lo < hi:
+                    sink.write(view[lo - pos:hi - pos])
+                if end > stop:
+                    break
+                sink.end()
+                current = next(todo, None)
+            pos = stop
+        if current is not None:
+            raise DigestMismatchError(f"{where}: the layer changed since the image was opened: its tar now ends at "
+                                      f"byte {pos}, before a member the scan found at {current[0]}")
+        if layer.uncompressed_size and pos != layer.uncompressed_size:
+            raise DigestMismatchError(f"{where}: the layer changed since the image was opened: its tar is now "
+                                      f"{pos} bytes long, the scan found {layer.uncompressed_size}")
+        _verify(blob, layer, where)
+    finally:
+        blob.close()
+        raw.close()
+
+
 def chunks(layer: Layer, where: str) -> Iterator[bytes]:
     """Yield the uncompressed tar of ``layer``, read again and verified: the last chunk is
     followed by the digest checks, so a consumer that commits only after the iterator is

@@ -17,6 +17,7 @@ the errors.
 
 from __future__ import annotations
 
+import array
 import struct
 from typing import Callable, NamedTuple, Protocol
 
@@ -110,7 +111,7 @@ class TarScanner:
     """Parses tar headers from chunks given to ``feed``; the entries land in ``entries``."""
 
     def __init__(self, where: str, max_size: int | None = None, visit: Visit | None = None,
-                 detail: bool = False):
+                 detail: bool = False, spans: bool = False):
         self.where = where
         self.max_size = max_size  # a sparse member claiming more than this is refused
         self.visit = visit
@@ -142,6 +143,10 @@ class TarScanner:
         self._raw = bytearray()  # detail: the header blocks of the member being read
         self._raw_ok = True
         self._block = b""
+        # with ``spans``: for entry i, spans[2i] is where its first header block starts in the
+        # stream (extended headers included) and spans[2i+1] where its data and padding end
+        self.spans: array.array | None = array.array("q") if spans else None
+        self._member_start = 0
 
     def feed(self, chunk) -> None:
         """Consume the next chunk of the stream."""
@@ -198,6 +203,8 @@ class TarScanner:
             if self._sparse_ext:
                 self._sparse_extension(block)
                 continue
+            if not (self._pax or self._longname is not None or self._longlink is not None):
+                self._member_start = self._data_at - BLOCKSIZE  # a member's first header block
             self._header_block(block)
 
     def finish(self) -> list[Entry]:
@@ -429,6 +436,9 @@ class TarScanner:
             return
         entry = Entry(path, kind, file_size if kind == FILE else 0, mode, uid, gid, link, mtime, offset)
         self.entries.append(entry)
+        if self.spans is not None:
+            self.spans.append(self._member_start)
+            self.spans.append(self._data_at + data + pad)
         sink = None
         if self.visit is not None:
             detail = None

@@ -108,6 +108,13 @@ class TarWriter:
         if not stored:
             self.end()
 
+    def passthrough(self, data) -> None:
+        """Write whole members as they are (header blocks, data and padding, copied from a
+        layer tar); no member may be open."""
+        if self._left or self._pad:
+            raise ValueError("the previous member's data is not complete")
+        self._emit(data)
+
     def raw(self, blocks: bytes, data: int) -> None:
         """Write a member's header blocks as they are (copied from a layer the scanner read);
         ``data`` bytes of data follow through ``write``."""
