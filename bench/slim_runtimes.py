@@ -12,7 +12,7 @@ PID and network namespaces: no network) on the original and on the slim image, e
 the same; ``slimmer analyze`` of the slim image (toolchain and build-only bytes, its total
 against the slim summary's); what is left, by directory, with the reason slim gave for it; and
 per app:
-- Python: the 30x target;
+- Python: the 30x target, and what one traced run of the original opens (what a tracer keeps);
 - Node.js: the floor, measured independently of slim's closure: every file the original
   image's run opens (strace; the runtime, its libraries, ICU) with the whole npm packages those
   files belong to, plus the distroless base set; and how close the slim image comes to it;
@@ -86,8 +86,11 @@ def sandbox_run(archive: Path) -> sandbox.Run:
         return sandbox.run(img, sandbox.command_of(img), Path(scratch))
 
 
-def node_floor(original: Path) -> tuple[int, list[tuple[str, int]]]:
-    """Return the bytes of the Node.js floor (see the module docstring) and its parts."""
+def traced_floor(original: Path, packages: bool) -> tuple[int, list[tuple[str, int]]]:
+    """Return the bytes of what a run of the original image opens (strace, in the sandbox),
+    with the whole npm packages of the files it opens when ``packages``, plus the distroless
+    base set; and its parts. For Node.js this is the floor the module docstring describes; for
+    Python it is what a tracer keeps (only the files one run opened)."""
     img = open_image(original)
     fs = merge(img)
     run = sandbox_run(original)
@@ -103,16 +106,16 @@ def node_floor(original: Path) -> tuple[int, list[tuple[str, int]]]:
 
     for path in run.found_paths():
         rel = path.lstrip("/")
-        if "/node_modules/" in rel:
+        if packages and "/node_modules/" in rel:
             head, _, rest = rel.partition("/node_modules/")
             name = "/".join(rest.split("/")[:2 if rest.startswith("@") else 1])
             package = f"{head}/node_modules/{name}"
             for p, v in _tree(fs, package):
                 add(p, "npm packages the app requires (whole)")
-        elif rel.startswith("usr/lib/") and (".so" in rel):
-            add(rel, "libraries (libnode, ICU, OpenSSL, libc, ...)")
+        elif ".so" in rel.rsplit("/", 1)[-1] and "python3" not in rel:
+            add(rel, "shared libraries it maps (libnode, ICU, OpenSSL, libc, ...)")
         else:
-            add(rel, "the node binary, the app and other files it opens")
+            add(rel, "the interpreter, its modules, the app and other files it opens")
     for path in list(CA_BUNDLES) + list(TZ_FILES) + list(SYSTEM_FILES):
         add(path, "the distroless base set")
     for p, _v in _tree(fs, TZ_TREE):
@@ -148,8 +151,8 @@ def report(name: str) -> dict:
            "stdout": runs[1].stdout.decode("utf-8", "replace"), "analyze_total_bytes": analysis["sizes"]["final_bytes"],
            "analyze_build_only_bytes": build_only, "left": left(out, summary["kept"]),
            "notes": summary["notes"]}
-    if name == "node":
-        floor, parts = node_floor(original)
+    if name in ("node", "python"):
+        floor, parts = traced_floor(original, packages=name == "node")
         row["floor_bytes"], row["floor_parts"] = floor, parts
         row["floor_ratio"] = round(before / floor, 1)
     if name == "java":
@@ -173,8 +176,9 @@ def show(row: dict) -> None:
           f"toolchain + build-only {row['analyze_build_only_bytes']:,} bytes "
           f"({row['analyze_build_only_bytes'] / row['after_bytes'] * 100:.2f} %)")
     if "floor_bytes" in row:
-        print(f"   floor: {row['floor_bytes']:,} bytes ({row['floor_ratio']}x); the slim image is "
-              f"{row['after_bytes'] / row['floor_bytes']:.3f}x the floor")
+        what = "floor" if row["app"] == "node" else "traced run (what one run opens + the base set)"
+        print(f"   {what}: {row['floor_bytes']:,} bytes ({row['floor_ratio']}x); the slim image is "
+              f"{row['after_bytes'] / row['floor_bytes']:.3f}x that")
         for part, size in row["floor_parts"]:
             print(f"      {size:>13,}  {part}")
     if "jdk_only_in_slim" in row:

@@ -16,8 +16,10 @@ Per regular file, by kind (``slimmer.tar.collect``):
 - ``JS``: the ``require``/``import`` specifiers of a JavaScript file;
 - ``JSON``: the fields of a ``package.json`` that Node's resolution reads.
 
-Which files are probed is decided from the entry alone (name, mode, size), so most files of an
-image get no probe at all. Imports the model, ``slimmer.tar.collect`` and rewriter modules.
+The policy also asks the scanner for each member's span (``slimmer.tar.collect.SPANS``: where
+its header blocks start and its data ends), so the write pass can copy runs of kept members as
+they are. Which files are probed is decided from the entry alone (name, mode, size), so most
+files of an image get no probe at all. Imports the model, ``slimmer.tar.collect`` and rewriter modules.
 """
 
 from __future__ import annotations

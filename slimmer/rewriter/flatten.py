@@ -4,11 +4,14 @@ final version, so deleted and overwritten bytes are gone.
 ``layout`` decides, without reading any bytes, which tar member each kept path is copied from
 and what becomes of hard links: a link whose file is kept stays a link; a link whose file is
 dropped (or was replaced after the link was made) becomes a regular file with that file's
-bytes, and further links to the same bytes link to it. ``write_layer`` streams each needed
-layer once, in order, copying members with their headers (mode, owner, names, mtime,
-device numbers, PAX records such as ``SCHILY.xattr.*``), and appends the files slimmer writes
-itself. The tar goes to a file the caller names (beside the output), hashed as it is written;
-nothing is held in memory. Imports the model, ``slimmer.layers`` and rewriter modules.
+bytes, and further links to the same bytes link to it. ``write_layer_into`` streams each
+needed layer once, in order, and appends the files slimmer writes itself. Where the scan
+recorded where each member lies (``SPANS``), runs of members copied as they are go to the new
+layer byte for byte (header blocks, data and padding) and only the members written anew are
+parsed again; else each member is parsed and copied with its header (mode, owner, names,
+mtime, device numbers, PAX records such as ``SCHILY.xattr.*``). The tar goes to the stream the
+caller gives (the archive being staged), hashed as it is written; nothing is held in memory.
+Imports the model, ``slimmer.layers`` and rewriter modules.
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ image was opened with (path, kind, size, mode, owner, link, mtime), and at the e
 layer the stored bytes must hash to the layer's digest and the tar to its diff_id. A change
 after the image was opened is a DigestMismatchError that names the layer; members handed out
 before it is found are only ever staged, so callers write nothing that is not verified (they
-commit their output after ``restream`` returns). ``chunks`` is the same check for writers
-that want the uncompressed tar itself. Imports the model, the errors and ``slimmer.tar``.
+commit their output after ``restream`` returns). ``restream_spans`` is the same pass for a
+writer that copies byte ranges the scan located (``slimmer.tar.collect.SPANS``): nothing is
+parsed, and the length and digest checks at the end are what guard the bytes. ``chunks`` is
+the same check for writers that want the uncompressed tar itself. Imports the model, the errors and ``slimmer.tar``.
 """
 
 from __future__ import annotations
