@@ -260,3 +260,28 @@ def test_slim_policy_learns_elf_facts_while_streaming():
     info = elf_info(facts.kinds[ELF]["usr/bin/app"])
     assert (info.interpreter, info.needed, info.runpath) == (LD, ("liba.so.1", "libc.so.6"), ("$ORIGIN/../lib",))
     assert facts.kinds[HEAD]["usr/bin/run.sh"] == b"#!/bin/sh"
+
+
+def test_java_home_without_jdk_parts_and_libjvm_found_in_its_tree():
+    """java -jar keeps the Java home but the JDK's development parts (jmods, include, src.zip,
+    ct.sym, javac); a library that needs libjvm.so finds it in the home (the JVM loads it by
+    path first) instead of a note about the loader's directories."""
+    home = "usr/lib/jvm/java-17-openjdk-amd64"
+    files = {"usr/bin/java": Symlink(f"/{home}/bin/java"),
+             f"{home}/bin/java": prog(interp=LD, needed=("libjli.so", "libc.so.6"), runpath=("$ORIGIN/../lib",)),
+             f"{home}/bin/javac": prog(), f"{home}/bin/keytool": prog(), f"{home}/lib/libjli.so": prog(),
+             f"{home}/lib/libjava.so": prog(needed=("libjvm.so",)), f"{home}/lib/server/libjvm.so": prog(),
+             f"{home}/lib/modules": 5000, f"{home}/lib/src.zip": 3000, f"{home}/lib/ct.sym": 2000,
+             f"{home}/jmods/java.base.jmod": 4000, f"{home}/include/jni.h": b"", f"{home}/release": b"",
+             "lib64/ld-linux-x86-64.so.2": prog(), f"{MULTI}/libc.so.6": prog(), "app/app.jar": 100}
+    cfg = {"Cmd": ["java", "-jar", "/app/app.jar"], "Env": ["PATH=/usr/bin:/bin"]}
+    img = to_model(image(layer(files, auto_dirs=True), config={"config": cfg}))
+    fs = merge(img)
+    closure = entrypoint_closure(img, fs, Contents(img, fs, Path(tempfile.mkdtemp())))
+    for path in (f"{home}/bin/java", f"{home}/bin/keytool", f"{home}/lib/modules", f"{home}/lib/server/libjvm.so",
+                 f"{home}/lib/libjli.so", "app/app.jar"):
+        assert closure.covers(path), path
+    for path in (f"{home}/bin/javac", f"{home}/lib/src.zip", f"{home}/lib/ct.sym", f"{home}/jmods/java.base.jmod",
+                 f"{home}/include/jni.h"):
+        assert not closure.covers(path), path
+    assert not any("libjvm.so" in n for n in closure.notes)

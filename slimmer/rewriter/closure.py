@@ -131,6 +131,7 @@ class _Walker:
         self.nodes: dict[str, NodeClosure] = {}
         self.programs: list[tuple[object, str, str]] = []  # (closure, how, what) to follow
         self.left_out: list[Reason] = []
+        self._tree_names: dict[str, dict[str, str]] = {}
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -421,11 +422,31 @@ class _Walker:
                 if hit is not None and hit.is_file and all(hit.path != c.path for _, c in candidates):
                     candidates.append((p, hit))
             if not candidates:
+                loaded = self._in_own_tree(path, name)
+                if loaded is not None:
+                    # a runtime that dlopens its core library by path first (the JVM's
+                    # lib/server/libjvm.so) satisfies later DT_NEEDED names by SONAME
+                    self.keep(loaded, f"{name}, needed by /{path} and loaded by its runtime from its own tree")
+                    continue
                 self.note(f"/{path} needs {name}, which is in none of the loader's directories: "
                           f"{', '.join(dirs[:6])}{', ...' if len(dirs) > 6 else ''}")
                 continue
             self.queue.append(_Task("needed", path, by=path, name=name, info=info, candidates=candidates,
                                     rpath=rpath))
+
+    def _in_own_tree(self, path: str, name: str) -> Found | None:
+        """Return the file named ``name`` inside the kept tree that holds ``path``, if one."""
+        tree = next((t for t in self.trees if path.startswith(t + "/")), None)
+        if tree is None or "/" in name:
+            return None
+        index = self._tree_names.get(tree)
+        if index is None:
+            index = self._tree_names[tree] = {}
+            for p, version in _walk_tree(self.fs, tree):
+                if version.entry.kind in (FILE, HARDLINK):
+                    index.setdefault(posixpath.basename(p), p)
+        hit = index.get(name)
+        return resolve(self.fs, "/" + hit) if hit else None
 
     def choose_library(self, task: _Task) -> None:
         """Keep the first candidate of the object's class and machine, as ld.so picks it."""
