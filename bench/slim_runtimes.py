@@ -73,9 +73,8 @@ def left(archive: Path, kept: list[dict], depth: int = 4, top: int = 14) -> list
     out = []
     for key, size in groups.most_common(top):
         path = biggest[key][1]
-        reason = why.get(path) or next((w for p, w in why.items() if p.endswith("/") and path.startswith(p)), "") or \
-            next((w for p, w in sorted(why.items(), key=lambda x: -len(x[0])) if path.startswith(p.rstrip("/") + "/")),
-                 "the base set or a kept tree")
+        reason = why.get(path) or next((w for p, w in sorted(why.items(), key=lambda x: -len(x[0]))
+                                        if path.startswith(p.rstrip("/") + "/")), "the base set or a kept tree")
         out.append((key, size, reason))
     return out
 
