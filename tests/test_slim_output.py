@@ -16,15 +16,26 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from builders import (
+    WHITEOUT,
+    Dir,
+    File,
+    Hardlink,
+    Symlink,
+    check_invariants,
+    image,
+    layer,
+    layer_tar,
+    write,
+)
 
-from builders import WHITEOUT, Dir, File, Hardlink, Symlink, check_invariants, image, layer, layer_tar, write
 from slimmer.errors import OutputError, SlimmerError
 from slimmer.layers import merge
 from slimmer.model import HistoryStep, Image, Layer, with_layers
 from slimmer.reader import open_image
-from slimmer.tar.scan import TarScanner
-from slimmer.rewriter.writer import write_docker_archive
 from slimmer.rewriter.slim import SlimOptions, default_tags, reproducible_epoch, slim
+from slimmer.rewriter.writer import write_docker_archive
+from slimmer.tar.scan import TarScanner
 
 REAL_TOOLS = bool(shutil.which("skopeo") and shutil.which("umoci"))
 TOOLS = pytest.mark.skipif(not REAL_TOOLS, reason="needs skopeo and umoci")
@@ -404,16 +415,17 @@ def _tree(path: Path) -> dict:
         digests = {}
 
         class Sink:
-            def __init__(self, name):
-                self.name, self.sha = name, hashlib.sha256()
+            def __init__(self, name, into):
+                self.name, self.sha, self.into = name, hashlib.sha256(), into
 
             def write(self, data):
                 self.sha.update(data)
 
             def end(self):
-                digests[self.name] = self.sha.hexdigest()
+                self.into[self.name] = self.sha.hexdigest()
 
-        restream(lay, lambda _i, entry, _h: Sink(entry.path) if entry.kind == "file" else None, f"layer {i}")
+        restream(lay, lambda _i, entry, _h, into=digests: Sink(entry.path, into) if entry.kind == "file" else None,
+                 f"layer {i}")
         for name, digest in digests.items():
             out[name] = out.get(name, ()) + (digest,)
     return out
@@ -424,8 +436,8 @@ def test_copying_runs_of_members_as_they_are_gives_the_tree_of_parsing_each(tmp_
     they lie (the CLI's path), and parses members it rewrites; the tree it writes is the one
     the member-by-member path writes: root-directory members, long names (PAX and GNU), hard
     links within and across layers, whiteouts and overwritten files alike."""
-    from slimmer.rewriter.facts import SlimPolicy
     from slimmer.reader import Options
+    from slimmer.rewriter.facts import SlimPolicy
     from slimmer.rewriter.slim import SlimOptions
 
     long = "usr/share/app/" + "deep/" * 30 + "file.txt"
