@@ -16,26 +16,15 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from builders import (
-    WHITEOUT,
-    Dir,
-    File,
-    Hardlink,
-    Symlink,
-    check_invariants,
-    image,
-    layer,
-    layer_tar,
-    write,
-)
 
+from builders import WHITEOUT, Dir, File, Hardlink, Symlink, check_invariants, image, layer, layer_tar, write
 from slimmer.errors import OutputError, SlimmerError
 from slimmer.layers import merge
 from slimmer.model import HistoryStep, Image, Layer, with_layers
 from slimmer.reader import open_image
-from slimmer.rewriter.slim import SlimOptions, default_tags, reproducible_epoch, slim
-from slimmer.rewriter.writer import write_docker_archive
 from slimmer.tar.scan import TarScanner
+from slimmer.rewriter.writer import write_docker_archive
+from slimmer.rewriter.slim import SlimOptions, default_tags, reproducible_epoch, slim
 
 REAL_TOOLS = bool(shutil.which("skopeo") and shutil.which("umoci"))
 TOOLS = pytest.mark.skipif(not REAL_TOOLS, reason="needs skopeo and umoci")
