@@ -451,3 +451,25 @@ def test_copying_runs_of_members_as_they_are_gives_the_tree_of_parsing_each(tmp_
     if REAL_TOOLS:
         (tmp_path / "check").mkdir()
         check_output(tmp_path / "spans.tar", "docker", tmp_path / "check")
+
+
+def test_a_layer_changed_after_the_scan_fails_the_span_copy_and_writes_nothing(tmp_path):
+    """The byte-for-byte copy parses nothing, so a layer edited after the scan (same size) is
+    caught by the digest check at the end of the re-stream: a DigestMismatchError naming the
+    layer, and no output, not even a temp file."""
+    from slimmer.errors import DigestMismatchError
+    from slimmer.reader import Options
+    from slimmer.rewriter.facts import SlimPolicy
+
+    payload = b"P" * 300_000
+    spec = image(layer({"usr/bin/app": File(b"#!/bin/sh\n", mode=0o755), "data/big": payload}, auto_dirs=True),
+                 config={"config": {"Entrypoint": ["/usr/bin/app"]}})
+    archive = write(spec, tmp_path / "in.tar", "docker-legacy")
+    img = open_image(archive, Options(policy=SlimPolicy()))
+    data = bytearray(archive.read_bytes())
+    at = data.find(payload) + 1000
+    data[at:at + 4] = b"EVIL"
+    archive.write_bytes(bytes(data))
+    with pytest.raises(DigestMismatchError, match="layer 0 .*changed since the image was opened"):
+        slim(img, SlimOptions(mode="prune"), tmp_path / "out.tar")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tar"]
