@@ -16,7 +16,7 @@ from slimmer.layers import merge
 from slimmer.rewriter.closure import Closure, entrypoint_closure
 from slimmer.rewriter.contents import Contents
 from slimmer.rewriter.facts import SlimPolicy
-from slimmer.rewriter.imports import LAZY, MAIN, TOP, js_requires, python_imports
+from slimmer.rewriter.imports import LAZY, MAIN, OTHER_OS, TOP, js_requires, python_imports
 
 LD = "/lib64/ld-linux-x86-64.so.2"
 MULTI = "usr/lib/x86_64-linux-gnu"
@@ -225,6 +225,12 @@ def test_node_computed_require_keeps_declared_dependencies():
                  id="an import in the main block runs only for the program"),
     pytest.param(b"x = '''\nimport fake\n'''\n", [(0, "fake", (), TOP)],
                  id="an import line inside a string counts (it can only keep more)"),
+    pytest.param(b"if sys.platform == 'win32':\n    import winreg\nelif sys.platform.startswith('linux'):\n"
+                 b"    import fcntl\nif os.name == 'nt':\n    import nt\nif sys.platform in ('emscripten', 'wasi'):\n"
+                 b"    import js\nelse:\n    import posix\n",
+                 [(0, "winreg", (), OTHER_OS), (0, "fcntl", (), TOP), (0, "nt", (), OTHER_OS), (0, "js", (), OTHER_OS),
+                  (0, "posix", (), TOP)],
+                 id="an import under a platform test false on Linux is marked, its else branch is not"),
 ])
 def test_python_import_scanner(source, expected):
     """The import scanner reads statements as Python does, erring only towards more."""

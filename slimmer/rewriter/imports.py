@@ -12,7 +12,8 @@ which can only keep a module more, never one less.
 Facts are tuples (they go through ``marshal``): ``(imports, computed)`` where each import is
 ``(level, module, names, when)``: ``level`` the number of leading dots, ``names`` the names of
 a ``from`` import (``("*",)`` for a star), ``()`` for a plain ``import``, and ``when`` TOP (run
-on import), LAZY (in a function body) or MAIN (in an ``if __name__ == "__main__":`` block).
+on import), LAZY (in a function body), MAIN (in an ``if __name__ == "__main__":`` block) or
+OTHER_OS (in a block that runs only on another platform than Linux).
 
 JavaScript: literal specifiers of ``require("x")``, ``import ... from "x"``, ``import "x"``,
 ``import("x")`` and ``export ... from "x"``, with comments removed; ``(specifiers,
@@ -24,7 +25,7 @@ from __future__ import annotations
 import bisect
 import re
 
-VERSION = 2
+VERSION = 3
 
 # An import statement starts a line (or follows ``;`` or a one-line ``try:``/``if ...:``);
 # a parenthesised name list may span lines, a backslash continues one.
@@ -86,12 +87,35 @@ def python_imports(source: bytes) -> tuple[tuple[Import, ...], bool]:
 
 
 _HEADER = re.compile(r"(?:async[ \t]+)?def\b|if[ \t]+__name__[ \t]*==[ \t]*['\"]__main__['\"]")
+# A block that runs only on another platform than Linux (the image's): ``if sys.platform ==
+# "win32":``, ``elif sys.platform.startswith("darwin"):``, ``if os.name == "nt":``, ``if
+# sys.platform in ("win32", "cygwin"):``.
+_PLATFORM = re.compile(r"""(?:el)?if[ \t]+(?:(?P<what>sys\.platform|os\.name)[ \t]*(?P<op>==|!=|in)[ \t]*"""
+                       r"""(?P<value>['"][\w.-]*['"]|\((?:[ \t]*['"][\w.-]*['"][ \t]*,?)+\))"""
+                       r"""|sys\.platform\.startswith\([ \t]*(?P<prefix>['"][\w.-]*['"])[ \t]*\))[ \t]*:""")
+_HOST = {"sys.platform": "linux", "os.name": "posix"}
+
+
+def _other_platform(header: str) -> bool:
+    """Return whether an ``if`` header's test is false on Linux (so its block never runs)."""
+    m = _PLATFORM.match(header)
+    if m is None:
+        return False
+    if m.group("prefix"):
+        return not "linux".startswith(m.group("prefix")[1:-1])
+    host = _HOST[m.group("what")]
+    values = re.findall(r"['\"]([\w.-]*)['\"]", m.group("value"))
+    op = m.group("op")
+    if op == "in":
+        return host not in values
+    return (values[0] != host) if op == "==" else (values[0] == host)
 
 
 class _Blocks:
     """Says where in the module's structure an offset lies: TOP (run on import, conditional
-    blocks included), LAZY (inside a function body: run when it is called) or MAIN (in an
-    ``if __name__ == "__main__":`` block: run only when the file is the program). Blocks
+    blocks included), LAZY (inside a function body: run when it is called), MAIN (in an
+    ``if __name__ == "__main__":`` block: run only when the file is the program) or OTHER_OS
+    (under a test of ``sys.platform`` or ``os.name`` that is false on Linux). Blocks
     are found by indentation, line by line; a line of a multi-line string can close a block
     early, which only makes an import count as TOP."""
 
@@ -117,6 +141,8 @@ class _Blocks:
                 if (body[0] in "adi") and _HEADER.match(body):
                     inner = MAIN if body[0] == "i" else LAZY
                     stack.append((indent, max(inner, state) if state != TOP else inner))
+                elif body[0] in "ie" and body.startswith(("if ", "elif ")) and _other_platform(body):
+                    stack.append((indent, OTHER_OS))
             offset += len(line) + 1
         return marks
 
@@ -128,7 +154,7 @@ class _Blocks:
         return self.marks[at - 1][1] if at else TOP
 
 
-TOP, LAZY, MAIN = 0, 1, 2
+TOP, LAZY, MAIN, OTHER_OS = 0, 1, 2, 3
 
 
 # ---- JavaScript -----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from slimmer.rewriter.imports import LAZY, MAIN, python_imports
+from slimmer.rewriter.imports import LAZY, MAIN, OTHER_OS, python_imports
 from slimmer.rewriter.lookup import resolve
 
 START_UP = ("site", "sitecustomize", "usercustomize", "encodings", "codecs", "io", "abc", "os", "stat",
@@ -321,6 +321,8 @@ class PythonClosure:
         for level, module, names, when in found:
             if when == MAIN and not main:
                 continue  # `if __name__ == "__main__":` of a module that is imported
+            if when == OTHER_OS:
+                continue  # `if sys.platform == "win32":`: the image runs Linux
             if level:
                 base = package.split(".") if package else []
                 if level - 1 > len(base) or not package:
