@@ -16,7 +16,14 @@ from slimmer.layers import merge
 from slimmer.rewriter.closure import Closure, entrypoint_closure
 from slimmer.rewriter.contents import Contents
 from slimmer.rewriter.facts import SlimPolicy
-from slimmer.rewriter.imports import LAZY, MAIN, OTHER_OS, TOP, js_requires, python_imports
+from slimmer.rewriter.imports import (
+    LAZY,
+    MAIN,
+    OTHER_OS,
+    TOP,
+    js_requires,
+    python_imports,
+)
 
 LD = "/lib64/ld-linux-x86-64.so.2"
 MULTI = "usr/lib/x86_64-linux-gnu"
