@@ -35,7 +35,7 @@ OUT = HERE / "out"
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from builders import image, layer, write_registry  # noqa: E402
+from builders import image, layer, write_registry
 
 STATUS = "".join(f"Package: lib{i}\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.{i}\n\n"
                  for i in range(30)).encode()

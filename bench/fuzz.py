@@ -24,8 +24,8 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 
-import test_fuzz  # noqa: E402
-from hypothesis import given, seed, settings  # noqa: E402
+import test_fuzz
+from hypothesis import given, seed, settings
 
 
 def _signature(err: BaseException) -> str:

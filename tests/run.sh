@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(skopeo umoci libmagic1 chromium python3-minimal docker-registry postgresql util-linux tmux)
+APT_PACKAGES=(skopeo umoci libmagic1 chromium python3-minimal docker-registry postgresql util-linux tmux strace)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

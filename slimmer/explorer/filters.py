@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from slimmer.analyzer.categories import CATEGORIES
-from slimmer.config_file import ConfigError, parse_size
+from slimmer.config_file import parse_size
+from slimmer.errors import ConfigError
 from slimmer.explorer.index import ADDED, MODIFIED, REMOVED, UNCHANGED, ImageIndex
 from slimmer.explorer.tree import SHADOWED, View
 

@@ -18,7 +18,7 @@ from typing import Any
 from slimmer.errors import FormatError, LimitError, TruncatedError
 from slimmer.model import Entry, Stream
 from slimmer.tar.codec import CHUNK, BlobStream, compression_of  # noqa: F401  (re-exported)
-from slimmer.tar.collect import Collector, Policy, as_mapping
+from slimmer.tar.collect import SPANS, Collector, Policy, as_mapping
 from slimmer.tar.scan import TarScanner
 
 DEFAULT_MAX_LAYER_SIZE = 64 << 30
@@ -84,7 +84,8 @@ def scan_layer(raw: Stream, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_
 
 def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | None) -> LayerScan:
     collector = Collector(policy) if policy is not None else None
-    scanner = TarScanner(where, max_layer_size, collector.visit if collector else None)
+    scanner = TarScanner(where, max_layer_size, collector.visit if collector else None,
+                         spans=bool(getattr(policy, "spans", False)))
     for chunk in blob.chunks():
         if blob.uncompressed_size > max_layer_size:
             raise LimitError(
@@ -105,8 +106,11 @@ def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | No
     else:
         scanner.finish()
     entries = scanner.entries
+    facts = as_mapping(collector.facts) if collector else {}
+    if scanner.spans is not None:
+        facts[SPANS] = {"": scanner.spans.tobytes()}  # where each member lies, for a writer that copies
     return LayerScan(blob.digest(), blob.stored_size, blob.diff_id(), total, blob.compression, tuple(entries),
-                     as_mapping(collector.facts) if collector else {}, policy.key if policy else "", notes)
+                     facts, policy.key if policy else "", notes)
 
 
 def _no_constant(name: str):
