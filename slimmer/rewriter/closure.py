@@ -19,6 +19,7 @@ the model, ``slimmer.layers`` and rewriter modules only.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from slimmer.errors import ElfError
@@ -27,7 +28,7 @@ from slimmer.model import DIR, FILE, HARDLINK, SYMLINK, Image, runtime_config
 from slimmer.rewriter import loader, shell
 from slimmer.rewriter.contents import Contents
 from slimmer.rewriter.elf import ElfInfo
-from slimmer.rewriter.lookup import Found, find_command, model_path, resolve
+from slimmer.rewriter.lookup import CommandFinder, Found, model_path, resolve
 from slimmer.rewriter.node import NodeClosure
 from slimmer.rewriter.python import PythonClosure
 from slimmer.rewriter.runtimes import runtime_of
@@ -68,8 +69,28 @@ class Closure:
         in a part left out)."""
         if path in self.paths:
             return True
-        left = [r.path for r in self.left_out]
-        return any((path == t or path.startswith(t + "/")) and not inside_left(path, t, left) for t in self.trees)
+        return in_trees(path, self.trees, [r.path for r in self.left_out])
+
+
+def in_trees(path: str, trees: AbstractSet[str], left: list[str]) -> bool:
+    """Return whether ``path`` is a kept tree or lies below one (outside the parts of it left
+    out): its ancestors are looked up in ``trees``, never every tree compared with it."""
+    at = path
+    while at:
+        if at in trees and not (left and inside_left(path, at, left)):
+            return True
+        at = at.rpartition("/")[0]
+    return False
+
+
+def tree_holding(path: str, trees: AbstractSet[str]) -> str | None:
+    """Return the kept tree strictly above ``path``, if one (the deepest)."""
+    at = path.rpartition("/")[0]
+    while at:
+        if at in trees:
+            return at
+        at = at.rpartition("/")[0]
+    return None
 
 
 def inside_left(path: str, tree: str, left: list[str]) -> bool:
@@ -122,6 +143,8 @@ class _Walker:
         self.reasons: list[Reason] = []
         self.notes: list[str] = []
         self.blind_spots: list[str] = []
+        self._said: set[str] = set()  # notes and blind spots recorded, for saying each once
+        self.finder = CommandFinder(fs, self.env, self.cwd)
         self.queue: list[_Task] = []
         self.seen_programs: set[str] = set()
         self.elf: dict[str, ElfInfo | None] = {}
@@ -155,21 +178,21 @@ class _Walker:
         if not found.is_dir:
             self.keep(found, why)
             return
-        left = [r.path for r in self.left_out]
-        if found.path in SYSTEM_DIRS or any((found.path == t or found.path.startswith(t + "/"))
-                                            and not inside_left(found.path, t, left) for t in self.trees):
+        if found.path in SYSTEM_DIRS or in_trees(found.path, self.trees, [r.path for r in self.left_out]):
             return
         self.trees.add(found.path)
         self.reasons.append(Reason(found.path + "/", why))
 
     def note(self, text: str) -> None:
-        """Record something the closure looked for and did not find."""
-        if text not in self.notes:
+        """Record something the closure looked for and did not find (once)."""
+        if text not in self._said:
+            self._said.add(text)
             self.notes.append(text)
 
     def blind(self, text: str) -> None:
-        """Record what static analysis cannot see (distroless needs --keep for it)."""
-        if text not in self.blind_spots:
+        """Record what static analysis cannot see (distroless needs --keep for it), once."""
+        if text not in self._said:
+            self._said.add(text)
             self.blind_spots.append(text)
 
     def children(self, path: str) -> frozenset[str]:
@@ -201,7 +224,7 @@ class _Walker:
     def program(self, name: str, why: str) -> tuple[str, Found] | None:
         """Find command ``name`` as execvp would (from WorkingDir, through PATH); keep it and
         queue a look inside."""
-        hit = find_command(self.fs, name, self.env, self.cwd)
+        hit = self.finder.find(name)
         if hit is None:
             return None
         self.keep(hit[1], why)
@@ -437,7 +460,7 @@ class _Walker:
 
     def _in_own_tree(self, path: str, name: str) -> Found | None:
         """Return the file named ``name`` inside the kept tree that holds ``path``, if one."""
-        tree = next((t for t in self.trees if path.startswith(t + "/")), None)
+        tree = tree_holding(path, self.trees)
         if tree is None or "/" in name:
             return None
         index = self._tree_names.get(tree)
@@ -536,7 +559,7 @@ class _Walker:
             self.run()
 
     def covers(self, path: str) -> bool:
-        return path in self.paths or any(path == t or path.startswith(t + "/") for t in self.trees)
+        return path in self.paths or in_trees(path, self.trees, [])
 
 
 def _path_like(arg: str) -> list[str]:
