@@ -681,6 +681,10 @@ CASES: list[Case] = [
     Case("a hardlink after its target was replaced in the same layer keeps the old data",
          docker([F("a", b"old"), H("b", "a"), F("a", b"new")]),
          OK({"a": _file(b"new"), "b": _file(b"old")}, files=2)),
+    Case("a symlink target holding a NUL (a PAX linkpath) is read; a directory export refuses what no "
+         "file system can hold, a tar export keeps it",
+         docker([S("l", "x", pax={"linkpath": "a\0b"}), F("f", b"x")]), OK(files=2),
+         export=OK(dir_fails="its target holds a NUL byte")),
     Case("symlinks in a loop are exported as they are",
          docker([S("a", "b"), S("b", "a")]), OK({"a": ("symlink", "b"), "b": ("symlink", "a")}, files=2)),
     Case("a symlink to itself is exported as it is",
