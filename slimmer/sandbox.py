@@ -28,7 +28,7 @@ from pathlib import Path
 
 from slimmer.errors import SlimmerError
 from slimmer.exporter import ExportOptions, export_dir
-from slimmer.model import Image, runtime_config
+from slimmer.model import Image, command_line, runtime_config
 
 TIMEOUT = 60.0
 MACHINES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
@@ -104,15 +104,7 @@ def command_of(image: Image, override: tuple[str, ...] | None = None) -> tuple[s
     """Return the argv a run starts: ``override``, else Entrypoint + Cmd."""
     if override:
         return tuple(override)
-    cfg = runtime_config(image)
-    argv: list[str] = []
-    for key in ("Entrypoint", "Cmd"):
-        value = cfg.get(key)
-        if isinstance(value, str):
-            value = ["/bin/sh", "-c", value]
-        if isinstance(value, list):
-            argv += [str(v) for v in value]
-    return tuple(argv)
+    return tuple(command_line(image))
 
 
 def run(image: Image, argv: tuple[str, ...], scratch: Path, timeout: float = TIMEOUT, trace: bool = True) -> Run:

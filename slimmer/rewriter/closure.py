@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from slimmer.errors import ElfError
 from slimmer.layers import MergedFS
-from slimmer.model import DIR, FILE, HARDLINK, SYMLINK, Image, runtime_config
+from slimmer.model import DIR, FILE, HARDLINK, SYMLINK, Image, command_line, runtime_config
 from slimmer.rewriter import loader, shell
 from slimmer.rewriter.contents import Contents
 from slimmer.rewriter.elf import ElfInfo
@@ -97,19 +97,6 @@ def inside_left(path: str, tree: str, left: list[str]) -> bool:
     """Return whether ``path`` lies in a part of kept ``tree`` that was left out (a part
     below the tree; a tree kept inside a left-out part is a tree of its own)."""
     return any(part.startswith(tree + "/") and (path == part or path.startswith(part + "/")) for part in left)
-
-
-def command_line(image: Image) -> list[str]:
-    """Return the argv the image starts with: Entrypoint followed by Cmd."""
-    cfg = runtime_config(image)
-    argv: list[str] = []
-    for key in ("Entrypoint", "Cmd"):
-        value = cfg.get(key)
-        if isinstance(value, str):
-            value = ["/bin/sh", "-c", value]
-        if isinstance(value, list):
-            argv += [str(v) for v in value]
-    return argv
 
 
 def image_env(image: Image) -> dict[str, str]:

@@ -17,6 +17,7 @@ OutputError, never FormatError. Imports the model, the errors and ``slimmer.tar`
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 
@@ -63,6 +64,21 @@ class _Reading:
         self.raw.close()
 
 
+@contextlib.contextmanager
+def _changed_if_broken(where: str) -> Iterator[None]:
+    """Report a stream that no longer decodes or parses as a changed layer: the same bytes
+    decoded and parsed when the image was opened. The source's own read errors pass as they are."""
+    try:
+        yield
+    except _SourceError as err:
+        raise err.err from None
+    except DigestMismatchError:
+        raise
+    except FormatError as err:
+        raise DigestMismatchError(f"{where}: the layer changed since the image was opened "
+                                  f"({str(err).removeprefix(where + ': ')})") from err
+
+
 def _verify(blob: BlobStream, layer: Layer, where: str) -> None:
     digest = blob.digest()
     if _DIGEST_RE.match(layer.digest or "") and digest != layer.digest:
@@ -103,21 +119,13 @@ def restream(layer: Layer, visit: Visit, where: str, detail: bool = True, thread
     blob = BlobStream(raw, where, threads)
     try:
         scanner = TarScanner(where, None, checked, detail)
-        try:
+        with _changed_if_broken(where):
             for chunk in _bounded(blob, layer, where):
                 scanner.feed(chunk)
             if not scanner.ended and not scanner.complete_members():
                 raise TruncatedError(f"{where}: the layer's tar breaks off")
             if scanner.ended:
                 scanner.finish()
-        except _SourceError as err:
-            raise err.err from None
-        except DigestMismatchError:
-            raise
-        except FormatError as err:
-            # the same bytes parsed cleanly when the image was opened: they are not the same bytes
-            raise DigestMismatchError(f"{where}: the layer changed since the image was opened "
-                                      f"({str(err).removeprefix(where + ': ')})") from err
         if len(scanner.entries) != len(entries):
             raise DigestMismatchError(f"{where}: the layer changed since the image was opened: it now has "
                                       f"{len(scanner.entries)} members, the scan found {len(entries)}")
@@ -171,15 +179,8 @@ def chunks(layer: Layer, where: str) -> Iterator[bytes]:
     raw = _open(layer, where)
     blob = BlobStream(raw, where)
     try:
-        try:
+        with _changed_if_broken(where):
             yield from _bounded(blob, layer, where)
-        except _SourceError as err:
-            raise err.err from None
-        except DigestMismatchError:
-            raise
-        except FormatError as err:
-            raise DigestMismatchError(f"{where}: the layer changed since the image was opened "
-                                      f"({str(err).removeprefix(where + ': ')})") from err
         _verify(blob, layer, where)
     finally:
         blob.close()
