@@ -102,6 +102,7 @@ def measure(archive: Path, reps: int) -> dict:
             "stdin/file time": ratio("slimmer-stdin", "slimmer"),
             "slimmer/dive peak RSS": ratio("slimmer", "dive", "peak_rss_kib"),
             "slim/cp time": ratio("slimmer-slim", "cp"),
+            "slim peak RSS MiB": round(t["slimmer-slim"]["peak_rss_kib"] / 1024) if "slimmer-slim" in t else None,
         }
         return result
     finally:

@@ -219,6 +219,20 @@ def merge(image: Image, upto: int | None = None) -> MergedFS:
     return fs
 
 
+def visible_at(fs: MergedFS, layer: int) -> Iterator[tuple[str, Version]]:
+    """Yield (path, version) for every entry of ``merge(image, layer + 1)``, read from the
+    merged filesystem ``fs`` of the whole image without merging again: a version is visible
+    from its layer until the layer that shadowed it (a final one until the end). Directories
+    only implied by deeper entries have no version and are not yielded; the parents of what
+    is yielded are the implied ones, except one left empty by whiteouts of all it held."""
+    for path, version in fs.final.items():
+        if version.layer <= layer:
+            yield path, version
+    for s in fs.shadowed:
+        if s.layer <= layer < s.by_layer:
+            yield s.path, Version(s.layer, s.entry)
+
+
 # ---- links ----------------------------------------------------------------------------------
 
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install what the tests need (Debian packages and Python packages), then run the whole suite.
+# The audit tests start their own servers from these packages (docker-registry, a private
+# PostgreSQL cluster, a Dask scheduler and workers), on 127.0.0.1, and stop them.
 #   bash tests/run.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(skopeo umoci libmagic1 chromium python3-minimal tmux)
+APT_PACKAGES=(skopeo umoci libmagic1 chromium python3-minimal docker-registry postgresql util-linux tmux strace)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,6 +13,7 @@ from slimmer.cli import (
     audit,  # noqa: F401
     check,  # noqa: F401
     diff,  # noqa: F401
+    explore,  # noqa: F401
     export,  # noqa: F401
     slim,  # noqa: F401
 )
@@ -43,6 +44,11 @@ def main() -> None:
         sys.exit(1)
     except MemoryError:
         sys.stderr.write("slimmer: error: out of memory\n")
+        sys.exit(2)
+    except RuntimeError as err:
+        if "can't start new thread" not in str(err):
+            raise
+        sys.stderr.write("slimmer: error: out of memory (cannot start a thread)\n")
         sys.exit(2)
     except OSError as err:
         sys.stderr.write(f"slimmer: error: {safe(err)}\n")

@@ -8,14 +8,17 @@ ever reads a layer for the analysis. Also: bounded JSON parsing for manifests an
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import marshal
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from slimmer.errors import FormatError, LimitError, TruncatedError
 from slimmer.model import Entry, Stream
 from slimmer.tar.codec import CHUNK, BlobStream, compression_of  # noqa: F401  (re-exported)
-from slimmer.tar.collect import Collector, Policy, as_mapping
+from slimmer.tar.collect import SPANS, Collector, Policy, as_mapping
 from slimmer.tar.scan import TarScanner
 
 DEFAULT_MAX_LAYER_SIZE = 64 << 30
@@ -39,6 +42,32 @@ class LayerScan:
     notes: tuple[str, ...] = ()
 
 
+def pack(scan: LayerScan) -> tuple[LayerScan, bytes]:
+    """Return ``scan`` without its entries and facts, and those marshalled (far cheaper than
+    pickling them): how a scan crosses a process or a network."""
+    packed = marshal.dumps(([tuple(e) for e in scan.entries], scan.facts))
+    return dataclasses.replace(scan, entries=(), facts={}), packed
+
+
+def unpack(packed: tuple[LayerScan, bytes]) -> LayerScan:
+    """Return the scan ``pack`` took apart."""
+    scan, data = packed
+    entries, facts = marshal.loads(data)
+    return dataclasses.replace(scan, entries=tuple(map(Entry._make, entries)), facts=facts)
+
+
+def encode_contents(scan: LayerScan) -> bytes:
+    """Return the entries and facts of ``scan`` as the bytes a database keeps (marshal, zlib)."""
+    return zlib.compress(marshal.dumps(([tuple(e) for e in scan.entries], scan.facts)), 1)
+
+
+def decode_contents(data: bytes) -> tuple[tuple[Entry, ...], dict[str, dict[str, Any]]]:
+    """Return (entries, facts) from ``encode_contents`` bytes; raises ValueError, EOFError,
+    TypeError or zlib.error on damaged bytes."""
+    raw_entries, facts = marshal.loads(zlib.decompress(data))
+    return tuple(map(Entry._make, raw_entries)), facts
+
+
 def scan_layer(raw: Stream, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_SIZE,
                size_hint: int = -1, policy: Policy | None = None, threads: bool = False) -> LayerScan:
     """Read a stored layer blob once; return its digests, sizes, tar entries and the facts
@@ -55,7 +84,8 @@ def scan_layer(raw: Stream, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_
 
 def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | None) -> LayerScan:
     collector = Collector(policy) if policy is not None else None
-    scanner = TarScanner(where, max_layer_size, collector.visit if collector else None)
+    scanner = TarScanner(where, max_layer_size, collector.visit if collector else None,
+                         spans=bool(getattr(policy, "spans", False)))
     for chunk in blob.chunks():
         if blob.uncompressed_size > max_layer_size:
             raise LimitError(
@@ -76,8 +106,11 @@ def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | No
     else:
         scanner.finish()
     entries = scanner.entries
+    facts = as_mapping(collector.facts) if collector else {}
+    if scanner.spans is not None:
+        facts[SPANS] = {"": scanner.spans.tobytes()}  # where each member lies, for a writer that copies
     return LayerScan(blob.digest(), blob.stored_size, blob.diff_id(), total, blob.compression, tuple(entries),
-                     as_mapping(collector.facts) if collector else {}, policy.key if policy else "", notes)
+                     facts, policy.key if policy else "", notes)
 
 
 def _no_constant(name: str):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import marshal
 import os
 import posixpath
 import queue
@@ -29,7 +28,8 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from slimmer.errors import FormatError, InputError, LimitError, TruncatedError
-from slimmer.model import Entry, Stream, normalize_path
+from slimmer.model import Stream, normalize_path
+from slimmer.reader import blobs
 from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, scan_layer
 from slimmer.tar.codec import CHUNK, compression_of, open_outer
 from slimmer.tar.collect import Policy
@@ -177,24 +177,15 @@ def _fingerprint(pread: Callable[[int, int], bytes], size: int) -> str:
 PROCESS_THRESHOLD = 64 << 20
 
 
-def _pack(scan: LayerScan) -> tuple[LayerScan, bytes]:
-    """Return ``scan`` with its entries and facts marshalled (far cheaper than pickling)."""
-    packed = marshal.dumps(([tuple(e) for e in scan.entries], scan.facts))
-    return dataclasses.replace(scan, entries=(), facts={}), packed
-
-
-def _unpack(result: tuple[LayerScan, bytes]) -> LayerScan:
-    scan, packed = result
-    entries, facts = marshal.loads(packed)
-    return dataclasses.replace(scan, entries=tuple(map(Entry._make, entries)), facts=facts)
-
-
-def _scan_file_range(path: str, offset: int, size: int, where: str, options: ScanOptions):
-    """Worker: scan one stored blob of a file; return the scan marshalled."""
+def scan_file_range(path: str, offset: int, size: int, where: str, options: ScanOptions,
+                    threads: bool = True) -> tuple[LayerScan, bytes]:
+    """Worker: scan the stored blob of ``size`` bytes at ``offset`` of file ``path`` (hashing
+    on threads beside the parsing with ``threads``); return the scan packed (``blobs.pack``).
+    Opening the file may raise OSError."""
     with open(path, "rb") as f:
         scan = scan_layer(RangeReader(f.fileno(), offset, size, where), where, options.max_layer_size, size,
-                          options.policy, threads=True)
-    return _pack(scan)
+                          options.policy, threads=threads)
+    return blobs.pack(scan)
 
 
 def _parallel(names: list[str], sizes: list[int], work: Callable[[str, bool], LayerScan],
@@ -217,15 +208,15 @@ def _parallel(names: list[str], sizes: list[int], work: Callable[[str, bool], La
     if ranges is not None and sum(sizes) >= PROCESS_THRESHOLD and can_fork():
         plain = dataclasses.replace(options, progress=None)
         with process_pool(workers) as pool:
-            futures = {i: pool.submit(_scan_file_range, *ranges(names[i]), plain) for i in order}
+            packed = {i: pool.submit(scan_file_range, *ranges(names[i]), plain) for i in order}
             results = {}
             for i in order:
-                results[i] = futures[i].result()
+                results[i] = packed[i].result()
                 if progress:
                     progress(sizes[i])
-            return [_unpack(results[i]) for i in range(len(names))]
-    with thread_pool(workers) as pool:
-        futures = {i: pool.submit(work, names[i], True) for i in order}
+            return [blobs.unpack(results[i]) for i in range(len(names))]
+    with thread_pool(workers) as threads:
+        futures = {i: threads.submit(work, names[i], True) for i in order}
         scans = {}
         for i in order:
             scans[i] = futures[i].result()

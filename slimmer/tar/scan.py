@@ -17,6 +17,7 @@ the errors.
 
 from __future__ import annotations
 
+import array
 import struct
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
@@ -53,6 +54,8 @@ class Header(NamedTuple):
     pax: dict
     sparse: tuple[tuple[int, int], ...] | None = None
     stored: int = 0  # data bytes of the member in the stream (after any sparse map)
+    raw: bytes | None = None  # the member's header blocks as they are (extended headers first), for a
+    # plain member whose name is already a model path; a writer may copy them unchanged
 
 
 class Sink(Protocol):
@@ -109,7 +112,7 @@ class TarScanner:
     """Parses tar headers from chunks given to ``feed``; the entries land in ``entries``."""
 
     def __init__(self, where: str, max_size: int | None = None, visit: Visit | None = None,
-                 detail: bool = False):
+                 detail: bool = False, spans: bool = False):
         self.where = where
         self.max_size = max_size  # a sparse member claiming more than this is refused
         self.visit = visit
@@ -138,6 +141,13 @@ class TarScanner:
         self._padding_left = 0  # of _skip, how much is padding after the last member's data
         self.ended = False  # an end-of-archive zero block was seen
         self.headers = 0
+        self._raw = bytearray()  # detail: the header blocks of the member being read
+        self._raw_ok = True
+        self._block = b""
+        # with ``spans``: for entry i, spans[2i] is where its first header block starts in the
+        # stream (extended headers included) and spans[2i+1] where its data and padding end
+        self.spans: array.array | None = array.array("q") if spans else None
+        self._member_start = 0
 
     def feed(self, chunk) -> None:
         """Consume the next chunk of the stream."""
@@ -194,6 +204,8 @@ class TarScanner:
             if self._sparse_ext:
                 self._sparse_extension(block)
                 continue
+            if not (self._pax or self._longname is not None or self._longlink is not None):
+                self._member_start = self._data_at - BLOCKSIZE  # a member's first header block
             self._header_block(block)
 
     def finish(self) -> list[Entry]:
@@ -236,6 +248,12 @@ class TarScanner:
         size = _num(size_f, self.where)
         if size < 0:
             raise FormatError(f"{self.where}: negative member size in a tar header")
+        if self.detail:
+            if typeflag in _META:
+                self._raw += block
+                self._raw_ok = self._raw_ok and typeflag != b"g"
+            else:
+                self._block = block
         if typeflag in _META:
             if size > _MAX_META:
                 raise FormatError(f"{self.where}: extended tar header of {size} bytes is too large")
@@ -374,7 +392,8 @@ class TarScanner:
         elif kind == FILE and name.endswith("/") and typeflag in (b"0", b"\0"):
             kind = DIR
         data = 0 if typeflag in _HEADER_ONLY else size
-        if name.startswith(("/", ".")) or "//" in name or "/." in name or "\0" in name:
+        plain = not (name.startswith(("/", ".")) or "//" in name or "/." in name or "\0" in name)
+        if not plain:
             path = normalize(name, self.where)
         else:
             path = name.rstrip("/")
@@ -404,18 +423,27 @@ class TarScanner:
         mode = same.setdefault(mode, mode)
         mtime = same.setdefault(mtime, mtime)
         pad = -data % BLOCKSIZE
+        raw = None
+        if self.detail:
+            if plain and self._raw_ok and real is None and typeflag != b"S":
+                raw = bytes(self._raw) + self._block
+            self._raw.clear()
+            self._raw_ok = True
         if not path:
             self._skip = data + pad  # the root directory itself: not an entry
             self._padding_left = pad
             return
         entry = Entry(path, kind, file_size if kind == FILE else 0, mode, uid, gid, link, mtime, offset)
         self.entries.append(entry)
+        if self.spans is not None:
+            self.spans.append(self._member_start)
+            self.spans.append(self._data_at + data + pad)
         sink = None
         if self.visit is not None:
             detail = None
             if self.detail:
                 detail = Header(typeflag, _text(uname_f), _text(gname_f), _num(devmaj_f, where),
-                                _num(devmin_f, where), dict(pax), sparse, data)
+                                _num(devmin_f, where), dict(pax), sparse, data, raw)
                 if pax:
                     detail = detail._replace(uname=pax.get("uname", detail.uname), gname=pax.get("gname", detail.gname))
             sink = self.visit(len(self.entries) - 1, entry, detail)
@@ -435,6 +463,8 @@ class TarScanner:
 
     def _finish_meta(self) -> None:
         raw = bytes(self._meta)
+        if self.detail:
+            self._raw += raw + bytes(self._meta_pad)
         kind = self._meta_type
         if kind == b"L":
             self._longname = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
