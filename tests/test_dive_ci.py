@@ -159,3 +159,22 @@ def test_ci_config_names_the_rules_file_as_dive_does(archives, tmp_path, monkeyp
     run = slimmer_status(archive, tmp_path, monkeypatch, "--ci-config", "rules.yaml")
     assert run.code == 1 and "thresholds from rules.yaml (dive's rules file)" in run.err
     assert dive_status(archive, tmp_path) == 0 and slimmer_status(archive, tmp_path, monkeypatch).code == 0
+
+
+@pytest.mark.parametrize("rules", ["strict limits", "every rule disabled", "a percentage for the efficiency (dive: "
+                                   "misconfigured)"])
+def test_ci_true_turns_explore_into_check_as_it_turns_dive_into_its_rules(rules, archives, tmp_path):
+    """`CI=true dive IMAGE` runs dive's rules instead of its screen; `CI=true slimmer explore
+    IMAGE` runs `slimmer check`: the same exit status, with no terminal at all."""
+    import os
+    import sys
+
+    (tmp_path / ".dive-ci").write_text(RULES_FILES[rules])
+    env = {**os.environ, "CI": "true", "SLIMMER_CACHE_DIR": str(tmp_path / "cache")}
+    for archive in list(archives.values())[:4]:
+        theirs = subprocess.run([DIVE, str(archive), "--source", "docker-archive"], cwd=tmp_path, env=env,
+                                capture_output=True, check=False, timeout=300, stdin=subprocess.DEVNULL)
+        ours = subprocess.run([sys.executable, "-m", "slimmer", "explore", str(archive)], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, check=False, timeout=300, stdin=subprocess.DEVNULL)
+        assert theirs.returncode == ours.returncode, ours.stdout + ours.stderr
+        assert " rules failed" in ours.stdout
