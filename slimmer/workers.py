@@ -138,6 +138,8 @@ def end_interrupted() -> NoReturn:
     with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()
     with contextlib.suppress(OSError, ValueError):
+        if sys.stderr.isatty():
+            sys.stderr.write("\x1b[?25h")  # the cursor back, should a display have hidden it
         sys.stderr.write("slimmer: error: interrupted\n")
         sys.stderr.flush()
     os._exit(130)

@@ -165,13 +165,13 @@ def test_a_progress_display_shows_total_percent_and_phase_on_standard_error(tmp_
     phases of the analysis; it is erased before the report is printed."""
     from builders import write_zeros_archive
 
-    archive = write_zeros_archive(tmp_path / "big.tar", [150_000_000, 150_000_000])
+    archive = write_zeros_archive(tmp_path / "big.tar", [700_000_000, 700_000_000])
     code, screen = _on_a_pty([sys.executable, "-m", "slimmer", "analyze", str(archive), "--no-cache"],
                              _env(tmp_path, TERM="xterm"))
     assert code == 0
     text = ANSI.sub(b"", screen).decode("utf-8", "replace")
     assert "reading big.tar" in text
-    assert "of 300.0 MB" in text and re.search(r"\b(50|100)%", text)
+    assert "of 1.4 GB" in text and re.search(r"\b(50|100)%", text)
     assert "analyzing: merging layers" in text and "step 1 of 5" in text
     report = text[text.rindex("Image "):]
     assert "reading" not in report and "analyzing" not in report
@@ -179,13 +179,24 @@ def test_a_progress_display_shows_total_percent_and_phase_on_standard_error(tmp_
 
 def test_ci_true_turns_the_live_display_off_as_dive_turns_its_screen_off(tmp_path):
     """With CI=true (dive's truthy spellings: true, 1, T...) standard error holds no live display."""
+    from builders import write_zeros_archive
+
+    archive = write_zeros_archive(tmp_path / "big.tar", [600_000_000])
     for value in ("true", "1", "T"):
-        code, screen = _on_a_pty([sys.executable, "-m", "slimmer", "analyze", str(FIXTURE), "--no-cache"],
+        code, screen = _on_a_pty([sys.executable, "-m", "slimmer", "analyze", str(archive), "--no-cache"],
                                  _env(tmp_path, TERM="xterm", CI=value))
         assert code == 0 and b"reading" not in screen and b"\x1b[?25l" not in screen, value
-    code, screen = _on_a_pty([sys.executable, "-m", "slimmer", "analyze", str(FIXTURE), "--no-cache"],
+    code, screen = _on_a_pty([sys.executable, "-m", "slimmer", "analyze", str(archive), "--no-cache"],
                              _env(tmp_path, TERM="xterm", CI="false"))
     assert code == 0 and b"\x1b[?25l" in screen
+
+
+def test_a_quick_run_draws_no_display(tmp_path):
+    """A run (or an error) quicker than the display's delay leaves standard error untouched."""
+    code, screen = _on_a_pty([sys.executable, "-m", "slimmer", "analyze", str(tmp_path / "missing.tar")],
+                             _env(tmp_path, TERM="xterm"))
+    assert code == 2 and screen == f"slimmer: error: cannot open {tmp_path / 'missing.tar'}: No such file or " \
+                                   f"directory\r\n".encode()
 
 
 @pytest.mark.parametrize("words, cword, expected", [

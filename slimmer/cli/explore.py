@@ -6,8 +6,8 @@ import click
 
 from slimmer.analyzer import report
 from slimmer.analyzer.content import AnalysisPolicy
-from slimmer.cli.group import cli
 from slimmer.cli.check import check
+from slimmer.cli.group import cli
 from slimmer.cli.options import ARCHIVE, ci_mode, default_jobs, load, read_options
 from slimmer.explorer import terminal
 from slimmer.explorer.index import ImageIndex
