@@ -25,10 +25,10 @@ from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from slimmer.analyzer import usage
-from slimmer.analyzer.findings import Finding
+from slimmer.analyzer.findings import Finding, claims_of, layers_of
 from slimmer.analyzer.report import Analysis, Pending
 from slimmer.explorer.filters import MARK_NAMES, Filter, FilterError
-from slimmer.explorer.index import ImageIndex, claims_of, layers_of
+from slimmer.explorer.index import ImageIndex
 from slimmer.explorer.state import TreeState
 from slimmer.explorer.texts import KEYS, finding_text, node_facts, step_text
 from slimmer.explorer.tree import CHANGES, MERGED, build

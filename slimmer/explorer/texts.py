@@ -103,7 +103,7 @@ def node_facts(ix: ImageIndex, state: TreeState, n: int, short: bool) -> list[st
     if mark.strip():
         what.append(MARK_NAMES[mark] + (f" by layer {view.layer}" if mark == "-" else ""))
     if flags & SHADOWED:
-        what.append(f"replaced or deleted by layer {ix.later.get((view.path[n], view.vlayer[n]))}")
+        what.append(f"replaced or deleted by layer {ix.changes.later.get((view.path[n], view.vlayer[n]))}")
     if flags & OPAQUE:
         what.append("opaque dir: hides what the layers below put in it")
     category = None if is_dir or entry is None else ix.category(view.path[n], view.vlayer[n])

@@ -181,7 +181,7 @@ def build(ix: ImageIndex, layer: int, mode: str) -> View:
         items = ((path, v.entry, v.layer) for path, v in visible_at(ix.fs, layer))
     _fill(view, ix, items, layer)
     put = view.put
-    for s in ix.deleted.get(layer, ()):
+    for s in ix.changes.deleted.get(layer, ()):
         n = view.at.get(s.path)
         if n is not None and view.vlayer[n] == layer:
             continue  # deleted, then given again by the same layer: shown as modified
@@ -202,7 +202,8 @@ def build(ix: ImageIndex, layer: int, mode: str) -> View:
 def _fill(view: View, ix: ImageIndex, items: Iterable[tuple[str, Entry, int]], layer: int) -> None:
     """Put every (path, entry, layer) of ``items`` into ``view``: ``View.put`` unrolled, since
     the merged view of a large image has a node per file."""
-    later, shadowed, mark_of = ix.later, ix.shadowed_paths, ix.mark
+    changes = ix.changes
+    later, shadowed, mark_of = changes.later, changes.shadowed_paths, changes.mark
     at, paths, parents, entries, vlayers, marks, flags, kids = (view.at, view.path, view.parent, view.entry,
                                                                 view.vlayer, view.mark, view.flags, view.kids)
     unchanged = ord(UNCHANGED)
