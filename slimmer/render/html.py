@@ -63,14 +63,14 @@ def explorer_data(a) -> dict:
 
     ``names``/``up``: one tree of every path of the merged filesystem and of every layer's
     changes, node 0 the root, each node numbered after its parent (``up`` is the distance
-    back to it); names made visible by ``safe``. ``views``: the final filesystem, then each layer's changes; each lists its
-    non-directory entries by node (``node`` as distances from the previous one) with their
-    ``size`` (bytes of a regular file, else 0), ``cat`` (one letter per entry: the category
-    at that index of ``categories``, ``.`` for none) and ``layer`` (the layer that gave that
-    version); a layer's view adds ``mark`` (``+`` added, ``~`` modified, ``-`` removed: what
-    its whiteouts deleted, with the deleted version's size) and the final view ``pkg`` (an
-    index into ``packages``, -1 for none). ``findings``: the versions each finding claims, as
-    (layer, node), and its layers, most bytes first."""
+    back to it); names made visible by ``safe``. ``views``: the final filesystem, then each
+    layer's changes; each lists its non-directory entries by node (``node`` as distances
+    from the previous one) with their ``size`` (bytes of a regular file, else 0), ``cat``
+    (one letter per entry: the category at that index of ``categories``, ``.`` for none) and
+    ``layer`` (the layer that gave that version); a layer's view adds ``mark`` (``+`` added,
+    ``~`` modified, ``-`` removed: what its whiteouts deleted, with the deleted version's
+    size) and the final view ``pkg`` (an index into ``packages``, -1 for none).
+    ``findings``: the versions each finding claims, as (layer, node), and its layers, most bytes first."""
     attr = a.attribution
     layer_rows = [r for r in a.layers if r.index is not None]
     data: dict = {"categories": list(CATEGORIES), "packages": [], "names": [""], "up": [0], "views": [],
@@ -286,7 +286,7 @@ def _categories(a) -> str:
     out = ["<h2>Categories</h2><div class='scroll'><table><tr><th>category</th><th>final bytes</th><th></th>"
            "<th>files</th><th>wasted bytes</th><th>removable</th><th>for example</th></tr>"]
     for c in rows:
-        out.append(f"<tr><td><span class='sw c-{c.category}'></span>{_e(c.category)}</td>"
+        out.append(f"<tr><td class='nw'><span class='sw c-{c.category}'></span>{_e(c.category)}</td>"
                    f"<td class='n'>{_e(human(c.final_bytes))}</td><td>{_bar(int(200 * c.final_bytes / top))}</td>"
                    f"<td class='n'>{c.files}</td><td class='n'>{_e(human(c.wasted_bytes))}</td>"
                    f"<td>{'yes' if c.removable else ''}</td><td>{_e(_REASONS.get(c.category, ''))}</td></tr>")

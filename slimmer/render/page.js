@@ -57,6 +57,7 @@
 
   let D; // the data
   let N; // nodes
+  let OTHER; // the index of the category "other"
   let parent, depth, kidStart, kids;
   let paths = null, lowPaths = null; // built on the first search
   // colour: of the final view (always by category) and of the layers' views (by change, or as picked)
@@ -68,6 +69,7 @@
   function build(d) {
     D = d;
     N = d.names.length;
+    OTHER = Math.max(0, d.categories.indexOf("other"));
     parent = new Int32Array(N);
     depth = new Int32Array(N);
     parent[0] = -1;
@@ -82,11 +84,11 @@
     kids = new Int32Array(Math.max(0, N - 1));
     const fill = kidStart.slice(0, N);
     for (let n = 1; n < N; n++) kids[fill[parent[n]]++] = n;
-    D.views = d.views.map((v, i) => {
+    D.views = d.views.map((v) => {
       const nodes = new Int32Array(v.node.length);
       let at = 0;
       for (let k = 0; k < nodes.length; k++) nodes[k] = at += v.node[k];
-      return { index: i, nodes, size: v.size, cat: v.cat, layer: v.layer, mark: v.mark || null, pkg: v.pkg || null };
+      return { nodes, size: v.size, cat: v.cat, layer: v.layer, mark: v.mark || null, pkg: v.pkg || null };
     });
   }
 
@@ -113,14 +115,15 @@
     const at = new Int32Array(N).fill(-1);
     const tot = new Float64Array(N);
     const cnt = new Int32Array(N);
-    const keys = S.colour === "change" && v.mark ? MARKS.length : D.categories.length;
+    const byChange = S.colour === "change" && v.mark !== null;
+    const keys = byChange ? MARKS.length : D.categories.length;
     const mix = new Float64Array(N * keys);
     for (let i = 0; i < v.nodes.length; i++) {
       const n = v.nodes[i];
       at[n] = i;
       tot[n] += v.size[i];
       cnt[n] += 1;
-      mix[n * keys + keyOf(v, i, keys)] += v.size[i];
+      mix[n * keys + keyOf(v, i, byChange)] += v.size[i];
     }
     for (let n = N - 1; n > 0; n--) {
       if (!cnt[n]) continue;
@@ -129,13 +132,14 @@
       cnt[p] += cnt[n];
       for (let k = 0; k < keys; k++) mix[p * keys + k] += mix[n * keys + k];
     }
-    return { v, at, tot, cnt, mix, keys, sorted: new Map() };
+    return { v, at, tot, cnt, mix, keys, byChange, sorted: new Map() };
   }
 
-  function keyOf(v, i, keys) {
-    if (keys === MARKS.length) return Math.max(0, MARKS.indexOf(v.mark[i]));
+  /* The colour key of entry i of view v: its mark, or its category ("other" if it has none). */
+  function keyOf(v, i, byChange) {
+    if (byChange) return Math.max(0, MARKS.indexOf(v.mark[i]));
     const c = v.cat.charCodeAt(i) - 97;
-    return c >= 0 && c < keys ? c : keys - 1; // no category: "other", the last
+    return c >= 0 && c < D.categories.length ? c : OTHER;
   }
 
   /* The children of n that this view shows, the most bytes first. */
@@ -165,12 +169,12 @@
 
   function colourClass(key) {
     if (key < 0) return "c-other";
-    return V.keys === MARKS.length ? `m-${MARK_CLASS[MARKS[key]]}` : `c-${D.categories[key]}`;
+    return V.byChange ? `m-${MARK_CLASS[MARKS[key]]}` : `c-${D.categories[key]}`;
   }
 
   function keyName(key) {
     if (key < 0) return "";
-    return V.keys === MARKS.length ? MARK_NAMES[MARKS[key]] : D.categories[key];
+    return V.byChange ? MARK_NAMES[MARKS[key]] : D.categories[key];
   }
 
   function mostly(n) {
@@ -183,10 +187,9 @@
 
   // ---- the squarified treemap (Bruls, Huizing, van Wijk 2000) ----------------------------------
 
-  function worst(row, sum, side) {
-    let max = 0;
-    for (const r of row) if (r > 0) max = Math.max(max, (side * side * r) / (sum * sum), (sum * sum) / (side * side * r));
-    return max;
+  // the worst aspect ratio in a row of areas (its smallest, largest and sum) along a side
+  function worst(min, max, sum, side) {
+    return Math.max((side * side * max) / (sum * sum), (sum * sum) / (side * side * min));
   }
 
   /* One rectangle [x, y, w, h] per size (sizes sorted largest first) filling the one given. */
@@ -195,21 +198,25 @@
     if (total <= 0 || w <= 0 || h <= 0) return sizes.map(() => [x, y, 0, 0]);
     const areas = sizes.map((s) => (s * w * h) / total);
     const out = [];
-    let row = [], rowSum = 0, i = 0;
+    let row = [], sum = 0, min = Infinity, max = 0, i = 0;
     while (i < areas.length) {
       const side = Math.min(w, h);
       const a = areas[i];
-      if (!row.length || worst(row.concat(a), rowSum + a, side) <= worst(row, rowSum, side)) {
+      if (!row.length || worst(Math.min(min, a), Math.max(max, a), sum + a, side) <= worst(min, max, sum, side)) {
         row.push(a);
-        rowSum += a;
+        sum += a;
+        min = Math.min(min, a);
+        max = Math.max(max, a);
         i++;
         continue;
       }
-      [x, y, w, h] = layRow(row, rowSum, x, y, w, h, out);
+      [x, y, w, h] = layRow(row, sum, x, y, w, h, out);
       row = [];
-      rowSum = 0;
+      sum = 0;
+      min = Infinity;
+      max = 0;
     }
-    if (row.length) layRow(row, rowSum, x, y, w, h, out);
+    if (row.length) layRow(row, sum, x, y, w, h, out);
     return out;
   }
 
@@ -314,7 +321,7 @@
       if (v.mark) detail += ` · ${MARK_NAMES[v.mark[i]]}`;
       if (v.mark && v.mark[i] === "-") b.classList.add("gone");
     } else if (key >= 0) {
-      detail += ` · ${V.keys === MARKS.length ? `mostly ${keyName(key)}` : keyName(key)}`;
+      detail += ` · ${V.byChange ? `mostly ${keyName(key)}` : keyName(key)}`;
     }
     labels(b, label, detail, w, h);
     if (S.hits) b.classList.add(S.hits.hit[n] ? "hit" : "dim");
