@@ -243,6 +243,7 @@ def test_the_search_highlights_its_matches_and_lists_them(opened):
     assert hits == {p.rpartition("/")[2] for p in DEB}
     assert [row[1] for row in opened.list_rows()] == [f"/{p}" for p in sorted(DEB, key=DEB.get, reverse=True)]
     page.select_option("#view", "0")
+    assert page.is_visible("#list caption") and opened.list_rows() == []
     assert opened.text("#list caption") == "Nothing in this view matches." and opened.text("#qn") == "0 files, 0 B"
     page.keyboard.press("Escape")
     page.keyboard.press("Escape")

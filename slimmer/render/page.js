@@ -524,8 +524,8 @@
     const head = el("tr");
     if (v.mark) head.append(el("th", "mk", ""));
     for (const h of heads) head.append(el("th", "", h));
-    $("list").replaceChildren(el("caption", "", caption), head, ...rows);
-    $("list").hidden = !rows.length;
+    $("list").replaceChildren(el("caption", "", caption), ...(rows.length ? [head, ...rows] : []));
+    $("list").hidden = !caption;
   }
 
   function refresh() {
