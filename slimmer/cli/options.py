@@ -11,14 +11,13 @@ from contextlib import contextmanager
 import click
 
 from slimmer import reader
+from slimmer.errors import ConfigError
 from slimmer.reader.cache import LayerCache
 from slimmer.render import echo
 from slimmer.render.json import dumps, fleet_json
 from slimmer.render.text import CLEAR_LINE, fleet_errors, fleet_text, progress_line
+from slimmer.sizes import parse_size
 from slimmer.tar.collect import Policy
-
-SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30,
-              "ti": 2**40}
 
 
 class Size(click.ParamType):
@@ -31,22 +30,8 @@ class Size(click.ParamType):
             return value
         try:
             return parse_size(str(value))
-        except ValueError:
+        except ConfigError:
             self.fail(f"{value!r} is not a size like 500MB or 2GiB", param, ctx)
-
-
-def parse_size(value: str) -> int:
-    """Return the bytes ``value`` names (``500MB``, ``2GiB``, ``1000``); ValueError if it names none."""
-    text = value.strip().lower().removesuffix("b").replace(" ", "")
-    num = text.rstrip("kmgti")
-    unit = text[len(num):]
-    try:
-        size = int(float(num) * SIZE_UNITS[unit])
-    except (ValueError, KeyError, OverflowError):
-        raise ValueError(f"{value!r} is not a size like 500MB or 2GiB") from None
-    if size < 0:
-        raise ValueError(f"{value!r} is not a size like 500MB or 2GiB")
-    return size
 
 
 class _Progress:
