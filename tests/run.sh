@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install what the tests need (Debian packages and Python packages), then run the whole suite.
 # The audit tests start their own servers from these packages (docker-registry, a private
-# PostgreSQL cluster, a Dask scheduler and workers), on 127.0.0.1, and stop them.
+# PostgreSQL cluster, a Dask scheduler and workers), on 127.0.0.1, and stop them. The page tests
+# drive Debian's chromium with Playwright (from the test extras; its browsers are never
+# downloaded: the tests start /usr/bin/chromium).
 #   bash tests/run.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 # lint and types first: both are configured in pyproject.toml and must be clean
 python3 -m ruff check slimmer tests bench
 python3 -m mypy

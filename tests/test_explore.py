@@ -265,7 +265,7 @@ def drawn(app) -> list[str]:
     tree = app.query_one(FileTree)
     if tree.state is None:
         return []
-    return [tree.line(r, tree.size.width).plain.rstrip() for r in range(len(tree.state.rows))]
+    return [tree.line(tree.state, r, tree.size.width).plain.rstrip() for r in range(len(tree.state.rows))]
 
 
 def title(app) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from slimmer.reader import open_image
+from slimmer.render.html import decode_data
 
 import hostile
 from hostile import (
@@ -214,10 +215,23 @@ def test_analyze_table_and_html(case, archives, tmp_path):
     assert raw_controls(page) == [], "raw control characters in the HTML report"
     text = run.out.decode("utf-8")
     html = page.decode("utf-8")
+    data = decode_data(html)
+    assert raw_controls(json.dumps(data, ensure_ascii=False).encode("utf-8", "surrogatepass")) == [], \
+        "raw control characters in the explorer's data"
+    shown_in_page = "\n".join([html, *_explorer_strings(data)])
     for shown in case.shown:
         assert shown in text, f"{shown!r} not in the table:\n{text}"
     for shown in case.paged:
-        assert shown in html, f"{shown!r} not in the HTML report"
+        assert shown in shown_in_page, f"{shown!r} not in the HTML report"
+
+
+def _explorer_strings(data: dict) -> list[str]:
+    """What the page's explorer can show: every path of its tree, the steps, the findings."""
+    paths = [""]
+    for n in range(1, len(data["names"])):
+        up = paths[n - data["up"][n]]
+        paths.append(f"{up}/{data['names'][n]}" if up else data["names"][n])
+    return paths + [layer["step"] for layer in data["layers"]] + [f["title"] for f in data["findings"]]
 
 
 @pytest.mark.parametrize("to", [pytest.param("dir", id="to a directory"), pytest.param("tar", id="to a tar")])

@@ -14,12 +14,12 @@ from click.core import ParameterSource
 
 from slimmer import reader
 from slimmer.analyzer.report import PHASES
-from slimmer.config_file import parse_size
 from slimmer.errors import ConfigError
 from slimmer.reader.cache import LayerCache
 from slimmer.render import echo, terminal_width
 from slimmer.render.json import dumps, fleet_json
 from slimmer.render.text import fleet_errors, fleet_text
+from slimmer.sizes import parse_size
 from slimmer.tar.collect import Policy
 
 # An archive argument: a file or an OCI layout directory, or - for standard input. A Path, so

@@ -18,15 +18,17 @@ from typing import ClassVar
 
 from rich.text import Text
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
 from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from slimmer.analyzer import usage
+from slimmer.analyzer.findings import Finding, claims_of, layers_of
 from slimmer.analyzer.report import Analysis, Pending
 from slimmer.explorer.filters import MARK_NAMES, Filter, FilterError
-from slimmer.explorer.index import ImageIndex, claims_of, layers_of
+from slimmer.explorer.index import ImageIndex
 from slimmer.explorer.state import TreeState
 from slimmer.explorer.texts import KEYS, finding_text, node_facts, step_text
 from slimmer.explorer.tree import CHANGES, MERGED, build
@@ -35,9 +37,8 @@ from slimmer.explorer.widgets import (
     Pane,
     TextScreen,
     clip,
-    printable,
 )
-from slimmer.render import human
+from slimmer.render import human, safe
 
 INTERRUPTED, TERMINATED = 130, 143  # exit statuses after SIGINT and SIGTERM
 CACHED_VIEWS = 4  # built views kept, the current one always
@@ -49,7 +50,7 @@ FILTER_DELAY = 0.25  # seconds of no typing before the filter applies
 class FilterBar(Input):
     """The filter line under the tree."""
 
-    BINDINGS: ClassVar[list[Binding]] = [Binding("escape", "app.filter_done", "Back to the tree")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.filter_done", "Back to the tree")]
 
 
 class ExplorerApp(App):
@@ -71,7 +72,7 @@ class ExplorerApp(App):
     FilterBar, FilterBar:focus { height: 1; border: none; padding: 0 1; display: none; background: $boost; }
     #details { height: 2; color: $text-muted; background: $boost; text-wrap: nowrap; text-overflow: ellipsis; }
     """
-    BINDINGS: ClassVar[list[Binding]] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("tab", "pane(1)", "Pane", show=False, priority=True),
@@ -103,7 +104,7 @@ class ExplorerApp(App):
         self.by = "name"
         self.states: OrderedDict[tuple[int, str], TreeState] = OrderedDict()
         self.finding: tuple[int, int] | None = None  # (finding index, which of its layers)
-        self._filter_timer = None
+        self._filter_timer: Timer | None = None
         self._filter_error = ""
 
     # -- layout ---------------------------------------------------------------------------------
@@ -151,15 +152,18 @@ class ExplorerApp(App):
         name = ", ".join(s.tags) or self.source
         head = f"{name} · {s.layer_count} layers {human(s.total_size)} · final {human(s.final_size)} · "
         if a is None:
-            return Text(printable(head + "analysing…"))
-        return Text(printable(head + f"wasted {human(a.true_wasted_bytes)} (dive {human(a.dive.wasted_bytes)}, "
+            return Text(safe(head + "analysing…"))
+        return Text(safe(head + f"wasted {human(a.true_wasted_bytes)} (dive {human(a.dive.wasted_bytes)}, "
                                      f"{a.dive.efficiency * 100:.1f}%)"))
 
     def _analyse(self) -> None:
         """Finish the analysis in a thread; its result comes back to ``_analysed``."""
         pending = self.pending
+        if pending is None:
+            return
 
         def work() -> None:
+            result: Analysis | BaseException
             try:
                 result = pending.finish()
             except BaseException as err:  # noqa: BLE001 - raised again in the app, as a slimmer bug
@@ -195,7 +199,7 @@ class ExplorerApp(App):
         marked = set(self._finding_layers()) if self.finding is not None else set()
         out = []
         for k, r in enumerate(self.rows):
-            step = printable(" ".join(r.step.split()) or "(no history step)")
+            step = safe(" ".join(r.step.split()) or "(no history step)")
             if r.index is None:
                 out.append(Option(Text(f"  ·{'':15} {step}", "dim"), id=f"row-{k}"))
             else:
@@ -209,7 +213,7 @@ class ExplorerApp(App):
         findings = self.ix.analysis.findings
         if not findings:
             return [Option("no findings", disabled=True)]
-        return [Option(Text(f"{human(f.savings_bytes) if f.savings_bytes else '-':>8} {printable(f.title)}"),
+        return [Option(Text(f"{human(f.savings_bytes) if f.savings_bytes else '-':>8} {safe(f.title)}"),
                        id=f"f-{k}") for k, f in enumerate(findings)]
 
     def _waste_options(self) -> list[Option]:
@@ -225,7 +229,7 @@ class ExplorerApp(App):
         waste = a.attribution.waste if a.attribution is not None else []
         for k, w in enumerate(waste[:WASTE_ROWS]):
             how = "deleted" if w.how == "deleted" else "replaced"
-            out.append(Option(Text(f"{human(w.size):>8} L{w.layer} {how} by L{w.by_layer}  /{printable(w.path)}"),
+            out.append(Option(Text(f"{human(w.size):>8} L{w.layer} {how} by L{w.by_layer}  /{safe(w.path)}"),
                               id=f"w-{k}"))
         if len(waste) > WASTE_ROWS:
             out.append(Option(f"… {len(waste) - WASTE_ROWS} more: the `wasted` filter shows them all", disabled=True))
@@ -233,7 +237,7 @@ class ExplorerApp(App):
             out.append(Option("dive: paths in several layers", disabled=True))
             for k, p in enumerate(d.paths[:DIVE_ROWS]):
                 layers = ",".join(map(str, p.layers))
-                out.append(Option(Text(f"{human(p.size):>8} ×{p.count} L{layers}  /{printable(p.path)}"), id=f"d-{k}"))
+                out.append(Option(Text(f"{human(p.size):>8} ×{p.count} L{layers}  /{safe(p.path)}"), id=f"d-{k}"))
         return out
 
     # -- what the tree shows --------------------------------------------------------------------
@@ -279,7 +283,7 @@ class ExplorerApp(App):
             return
         r = self.rows[self.row]
         layer = self.layer_of_row(self.row)
-        if r.index is None and (self.mode == CHANGES or layer is None):
+        if layer is None or (r.index is None and self.mode == CHANGES):
             tree.show(None, "this step made no layer: it changed only the image config")
             box.border_title = "no layer"
             box.border_subtitle = ""
@@ -302,13 +306,16 @@ class ExplorerApp(App):
         if self.finding is not None:
             what = f"finding {self.finding[0] + 1}" + (f" · {self.flt.text.strip()}" if self.flt.text.strip() else "")
         count = f"{state.matches} files, {human(state.size[0])}"
-        box.border_subtitle = Text(printable(clip(f"{what} · {count}" if what else count, 60)))
+        box.border_subtitle = Text(safe(clip(f"{what} · {count}" if what else count, 60)))
 
     def refresh_tree_header(self) -> None:
         self.query_one("#tree-head", Static).update(Text(self.query_one(FileTree).header()))
 
-    def remember_sort(self, by: str) -> None:
-        self.by = by
+    def on_file_tree_sorted(self, event: FileTree.Sorted) -> None:
+        self.by = event.by
+
+    def on_file_tree_columns_changed(self) -> None:
+        self.refresh_tree_header()
 
     def apply_filter(self, flt: Filter) -> None:
         """Make ``flt`` the filter of every view, and redraw the current one."""
@@ -337,10 +344,12 @@ class ExplorerApp(App):
             self.action_info()
         elif pane == "findings" and oid.startswith("f-"):
             self.choose_finding(int(oid[2:]))
-        elif pane == "waste" and oid.startswith("w-"):
-            w = self.ix.analysis.attribution.waste[int(oid[2:])]
-            self.go_to(w.layer, w.path)
-        elif pane == "waste" and oid.startswith("d-"):
+        elif pane == "waste" and oid.startswith("w-") and self.ix.analysis is not None:
+            attr = self.ix.analysis.attribution
+            w = attr.waste[int(oid[2:])] if attr is not None else None
+            if w is not None:
+                self.go_to(w.layer, w.path)
+        elif pane == "waste" and oid.startswith("d-") and self.ix.analysis is not None:
             p = self.ix.analysis.dive.paths[int(oid[2:])]
             self.go_to(p.layers[0], p.path)
 
@@ -354,16 +363,16 @@ class ExplorerApp(App):
 
     def _details(self) -> Text:
         if self._filter_error:
-            return Text("filter: " + printable(self._filter_error), "red")
+            return Text("filter: " + safe(self._filter_error), "red")
         if getattr(self.focused, "id", "") == "layers" and self.rows:
-            step = printable(" ".join(self.rows[self.row].step.split()) or "(no history step)")
+            step = safe(" ".join(self.rows[self.row].step.split()) or "(no history step)")
             width = max(10, self.query_one("#details").size.width)
             lines = textwrap.wrap(step, width, break_long_words=True, max_lines=2, placeholder=" …")
             return Text("\n".join(lines))
         state = self.current
         if state is None or state.node is None:
             return Text("")
-        return Text("\n".join(printable(line) for line in node_facts(self.ix, state, state.node, short=True)))
+        return Text("\n".join(safe(line) for line in node_facts(self.ix, state, state.node, short=True)))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if self._filter_timer is not None:
@@ -388,15 +397,20 @@ class ExplorerApp(App):
 
     # -- findings and waste ---------------------------------------------------------------------
 
+    @property
+    def findings(self) -> list[Finding]:
+        """The findings of the analysis (none while it runs)."""
+        return self.ix.analysis.findings if self.ix.analysis is not None else []
+
     def _finding_layers(self) -> list[int]:
         """The layers holding the active finding's bytes, most first."""
         if self.finding is None:
             return []
-        return layers_of(self.ix.analysis.findings[self.finding[0]])
+        return layers_of(self.findings[self.finding[0]])
 
     def choose_finding(self, k: int) -> None:
         """Show finding ``k``'s files in the tree, in (the next of) the layers that hold them."""
-        finding = self.ix.analysis.findings[k]
+        finding = self.findings[k]
         layers = layers_of(finding)
         if not layers:
             self.push_screen(TextScreen(f"Finding {k + 1}", finding_text(finding)))
@@ -421,7 +435,7 @@ class ExplorerApp(App):
         for i, option in enumerate(self._layer_options()):
             layers_pane.replace_option_prompt_at_index(i, option.prompt)
         more = f" ({turn + 1} of {len(layers)} layers: Enter for the next)" if len(layers) > 1 else ""
-        self.notify(clip(printable(finding.title), 72) + more, title=f"Finding {k + 1} · layer {layer}", timeout=4,
+        self.notify(clip(safe(finding.title), 72) + more, title=f"Finding {k + 1} · layer {layer}", timeout=4,
                     markup=False)
 
     def _select_layer(self, layer: int) -> None:
@@ -436,13 +450,12 @@ class ExplorerApp(App):
         self._select_layer(layer)
         state = self.current
         n = state.view.node(path) if state is not None else None
-        if n is None:
-            self.notify(f"/{printable(path)} is not in layer {layer}", severity="warning", markup=False)
+        if state is None or n is None:
+            self.notify(f"/{safe(path)} is not in layer {layer}", severity="warning", markup=False)
             return
         if not state.reveal(n):
             self.action_clear_filter()
-            state = self.current
-            state.reveal(n)
+            state.reveal(n)  # the same view: clearing the filter refilters it in place
         tree = self.query_one(FileTree)
         tree.changed()
         self.screen.set_focus(tree)
@@ -509,17 +522,17 @@ class ExplorerApp(App):
 
     def action_info(self) -> None:
         focused = self.focused
-        pane = getattr(focused, "id", "")
-        if pane == "findings":
+        if isinstance(focused, Pane) and focused.id == "findings":
             option = focused.highlighted_option
-            if option is not None and (option.id or "").startswith("f-"):
-                k = int(option.id[2:])
-                self.push_screen(TextScreen(f"Finding {k + 1}", finding_text(self.ix.analysis.findings[k])))
+            oid = option.id if option is not None else None
+            if oid is not None and oid.startswith("f-"):
+                k = int(oid[2:])
+                self.push_screen(TextScreen(f"Finding {k + 1}", finding_text(self.findings[k])))
             return
         if isinstance(focused, FileTree):
             state = self.current
             if state is not None and state.node is not None:
-                body = "\n".join(printable(line) for line in node_facts(self.ix, state, state.node, short=False))
+                body = "\n".join(safe(line) for line in node_facts(self.ix, state, state.node, short=False))
                 self.push_screen(TextScreen("File", Text(body)))
             return
         if self.rows:

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from slimmer.analyzer.categories import CATEGORIES
-from slimmer.config_file import parse_size
 from slimmer.errors import ConfigError
 from slimmer.explorer.index import ADDED, MODIFIED, REMOVED, UNCHANGED, ImageIndex
 from slimmer.explorer.tree import SHADOWED, View
+from slimmer.sizes import parse_size
 
 MARK_WORDS = {"added": ADDED, "modified": MODIFIED, "removed": REMOVED}
 MARK_NAMES = {ADDED: "added", MODIFIED: "modified", REMOVED: "removed", UNCHANGED: "unchanged"}

@@ -1,5 +1,5 @@
 """What the explorer says in words: the keys, and the full text of a finding, a step or a
-file. Every string from the image goes through ``printable``."""
+file. Every string from the image goes through ``slimmer.render.safe``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from slimmer.explorer.filters import MARK_NAMES
 from slimmer.explorer.index import ImageIndex
 from slimmer.explorer.state import TreeState
 from slimmer.explorer.tree import NOTHING, OPAQUE, SHADOWED
-from slimmer.explorer.widgets import mode_string, printable
-from slimmer.render import human
+from slimmer.explorer.widgets import mode_string
+from slimmer.render import human, safe
 
 KEYS = """\
 [b]Everywhere[/b]
@@ -56,15 +56,15 @@ KEYS = """\
 
 def finding_text(f: Finding) -> Text:
     out = Text()
-    out.append(printable(f.title) + "\n\n", "bold")
+    out.append(safe(f.title) + "\n\n", "bold")
     out.append(f"Fix: {f.fix}   Saves: {human(f.savings_bytes) if f.savings_bytes else '-'}   "
                f"Layers: {', '.join(map(str, f.layers)) or '-'}\n\n")
-    out.append(printable(f.advice) + "\n\n")
+    out.append(safe(f.advice) + "\n\n")
     for ev in f.evidence:
         where = f"layer {ev.layer}" if ev.layer is not None else ""
-        out.append(f"  {human(ev.size) if ev.size else '':>9}  {where:<9} {printable(ev.what)}\n")
+        out.append(f"  {human(ev.size) if ev.size else '':>9}  {where:<9} {safe(ev.what)}\n")
         if ev.detail:
-            out.append(f"  {'':>9}  {'':<9} {printable(ev.detail)}\n", "dim")
+            out.append(f"  {'':>9}  {'':<9} {safe(ev.detail)}\n", "dim")
     return out
 
 
@@ -78,8 +78,8 @@ def step_text(ix: ImageIndex, r: LayerRow) -> Text:
                    f"({layer.compression})\n", "bold")
         out.append(f"diff_id {layer.diff_id}\ndigest  {layer.digest}\n")
     if r.created:
-        out.append(f"created {printable(r.created)}\n")
-    out.append("\n" + printable(r.step or "(no history step)") + "\n")
+        out.append(f"created {safe(r.created)}\n")
+    out.append("\n" + safe(r.step or "(no history step)") + "\n")
     return out
 
 
@@ -103,7 +103,7 @@ def node_facts(ix: ImageIndex, state: TreeState, n: int, short: bool) -> list[st
     if mark.strip():
         what.append(MARK_NAMES[mark] + (f" by layer {view.layer}" if mark == "-" else ""))
     if flags & SHADOWED:
-        what.append(f"replaced or deleted by layer {ix.later.get((view.path[n], view.vlayer[n]))}")
+        what.append(f"replaced or deleted by layer {ix.changes.later.get((view.path[n], view.vlayer[n]))}")
     if flags & OPAQUE:
         what.append("opaque dir: hides what the layers below put in it")
     category = None if is_dir or entry is None else ix.category(view.path[n], view.vlayer[n])

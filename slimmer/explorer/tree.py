@@ -106,8 +106,9 @@ class View:
         parent = self.at.get(path.rpartition("/")[0])
         if parent is None:
             parent = self._dir(path.rpartition("/")[0])
-        elif self.kids[parent] is None:
-            self.kids[parent] = []
+        siblings = self.kids[parent]
+        if siblings is None:
+            siblings = self.kids[parent] = []
         n = len(self.path)
         self.path.append(path)
         self.parent.append(parent)
@@ -116,7 +117,7 @@ class View:
         self.mark.append(ord(mark))
         self.flags.append(flags)
         self.kids.append([] if is_dir else None)
-        self.kids[parent].append(n)
+        siblings.append(n)
         self.at[path] = n
         return n
 
@@ -180,7 +181,7 @@ def build(ix: ImageIndex, layer: int, mode: str) -> View:
         items = ((path, v.entry, v.layer) for path, v in visible_at(ix.fs, layer))
     _fill(view, ix, items, layer)
     put = view.put
-    for s in ix.deleted.get(layer, ()):
+    for s in ix.changes.deleted.get(layer, ()):
         n = view.at.get(s.path)
         if n is not None and view.vlayer[n] == layer:
             continue  # deleted, then given again by the same layer: shown as modified
@@ -201,7 +202,8 @@ def build(ix: ImageIndex, layer: int, mode: str) -> View:
 def _fill(view: View, ix: ImageIndex, items: Iterable[tuple[str, Entry, int]], layer: int) -> None:
     """Put every (path, entry, layer) of ``items`` into ``view``: ``View.put`` unrolled, since
     the merged view of a large image has a node per file."""
-    later, shadowed, mark_of = ix.later, ix.shadowed_paths, ix.mark
+    changes = ix.changes
+    later, shadowed, mark_of = changes.later, changes.shadowed_paths, changes.mark
     at, paths, parents, entries, vlayers, marks, flags, kids = (view.at, view.path, view.parent, view.entry,
                                                                 view.vlayer, view.mark, view.flags, view.kids)
     unchanged = ord(UNCHANGED)
@@ -216,8 +218,9 @@ def _fill(view: View, ix: ImageIndex, items: Iterable[tuple[str, Entry, int]], l
         p = at.get(up)
         if p is None:
             p = view._dir(up)
-        elif kids[p] is None:
-            kids[p] = []
+        siblings = kids[p]
+        if siblings is None:
+            siblings = kids[p] = []
         n = len(paths)
         paths.append(path)
         parents.append(p)
@@ -226,7 +229,7 @@ def _fill(view: View, ix: ImageIndex, items: Iterable[tuple[str, Entry, int]], l
         marks.append(mark)
         flags.append(flag)
         kids.append([] if entry.kind == DIR else None)
-        kids[p].append(n)
+        siblings.append(n)
         at[path] = n
 
 
@@ -302,9 +305,9 @@ def dirs_to_open(view: View, budget: int, shown: bytearray | None = None) -> set
     level = [0]
     visible = 0
     while level:
-        nxt = []
+        nxt: list[int] = []
         for d in level:
-            nxt.extend(k for k in kids[d] if shown is None or shown[k])
+            nxt.extend(k for k in kids[d] or () if shown is None or shown[k])
         visible += len(nxt)
         if visible > budget and opened:
             break

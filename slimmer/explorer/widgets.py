@@ -1,20 +1,19 @@
 """The explorer's widgets: the file tree (a line-API scroll view that draws only the rows on
 screen, from a ``TreeState``), the pane lists, and the modal screens (full text, keys).
 
-Every string that comes from an image goes through ``printable`` before it is drawn: names
-and step texts may hold control characters, which must never reach the terminal raw.
+Every string that comes from an image goes through ``slimmer.render.safe`` before it is drawn:
+names and step texts may hold control characters, which must never reach the terminal raw.
 """
 
 from __future__ import annotations
 
-import re
 import stat
 from typing import ClassVar
 
 from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.geometry import Size
 from textual.message import Message
@@ -28,16 +27,6 @@ from slimmer.explorer.state import TreeState
 from slimmer.explorer.tree import NOTHING, OPAQUE, SHADOWED
 from slimmer.model import BLOCK, CHAR, DIR, FIFO, HARDLINK, SYMLINK, Entry
 from slimmer.render import human, safe
-
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(text: str) -> str:
-    """Return ``text`` with undecodable bytes and control characters (C0, C1, bidi
-    overrides, line separators) written as escapes."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
-                        safe(text))
-
 
 # (on a dark theme, on a light one): readable on either background
 CATEGORY_COLOURS = {
@@ -105,7 +94,7 @@ class FileTree(ScrollView, can_focus=True):
     FileTree > .filetree--empty { color: $text-muted; }
     """
     COMPONENT_CLASSES: ClassVar[set[str]] = {"filetree--cursor", "filetree--empty"}
-    BINDINGS: ClassVar[list[Binding]] = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "move(-1)", "Up", show=False),
         Binding("down,j", "move(1)", "Down", show=False),
         Binding("pageup", "page(-1)", "Pg Up", show=False),
@@ -114,7 +103,7 @@ class FileTree(ScrollView, can_focus=True):
         Binding("end", "edge(1)", "Bottom", show=False),
         Binding("left,h", "left", "Up a dir", show=False),
         Binding("right,l", "right", "Open", show=False),
-        Binding("space,enter", "toggle", "Collapse"),
+        Binding("space,enter", "toggle_dir", "Collapse"),
         Binding("ctrl+@,ctrl+space", "toggle_all", "Collapse all", key_display="^space"),
         Binding("left_square_bracket", "collapse_all", "Collapse all", show=False),
         Binding("right_square_bracket", "expand_all", "Expand all", show=False),
@@ -134,6 +123,16 @@ class FileTree(ScrollView, can_focus=True):
         def __init__(self, node: int | None) -> None:
             super().__init__()
             self.node = node
+
+    class Sorted(Message):
+        """The order of the tree changed (to ``by``: name or size)."""
+
+        def __init__(self, by: str) -> None:
+            super().__init__()
+            self.by = by
+
+    class ColumnsChanged(Message):
+        """A column was shown or hidden: the heading above the tree changes."""
 
     def __init__(self, ix: ImageIndex, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -205,15 +204,14 @@ class FileTree(ScrollView, can_focus=True):
                             style=self.get_component_rich_style("filetree--empty"))
                 return Strip(text.render(self.app.console)).crop_extend(0, width, base)
             return Strip.blank(width, base)
-        text = self.line(row, width)
+        text = self.line(state, row, width)
         if row == state.cursor:
             text.pad_right(width - text.cell_len)
             text.stylize(self.get_component_rich_style("filetree--cursor"))
         return Strip(text.render(self.app.console)).crop_extend(0, width, base)
 
-    def line(self, row: int, width: int) -> Text:
-        """Return the text of visible row ``row``."""
-        state = self.state
+    def line(self, state: TreeState, row: int, width: int) -> Text:
+        """Return the text of visible row ``row`` of ``state``."""
         view = state.view
         ix = self.ix
         dark = self.app.current_theme.dark
@@ -235,14 +233,14 @@ class FileTree(ScrollView, can_focus=True):
         category = None if is_dir or entry is None else ix.category(view.path[n], view.vlayer[n])
         if pkgs:
             key = None if is_dir else ix.package(view.path[n], view.vlayer[n])
-            text.append(f"{clip(printable(ix.package_name(key)), 14):<14} ", "dim")
+            text.append(f"{clip(safe(ix.package_name(key)), 14):<14} ", "dim")
         last = state.rows.last
         guides = []
         for a in reversed(view.ancestors(n)):
             guides.append("   " if last[a] else "│  ")
         guides.append("└─ " if last[n] else "├─ ")
         text.append("".join(guides), "dim")
-        name = printable(view.name(n))
+        name = safe(view.name(n))
         style = Style(bold=True) if is_dir else Style.parse(colour(CATEGORY_COLOURS, category or "", dark) or "none")
         if mark == REMOVED:
             style += Style(strike=True, dim=True)
@@ -250,9 +248,9 @@ class FileTree(ScrollView, can_focus=True):
             text.append("▸ ", "bold")
         text.append(name + ("/" if is_dir else ""), style)
         if entry is not None and entry.kind == SYMLINK:
-            text.append(" → " + printable(entry.link), "dim")
+            text.append(" → " + safe(entry.link), "dim")
         elif entry is not None and entry.kind == HARDLINK:
-            text.append(" ⇒ /" + printable(entry.link), "dim")
+            text.append(" ⇒ /" + safe(entry.link), "dim")
         if flags & OPAQUE:
             text.append(" (opaque)", "italic dim")
         if flags & NOTHING:
@@ -288,7 +286,7 @@ class FileTree(ScrollView, can_focus=True):
             self.state.child_row()
             self._after()
 
-    def action_toggle(self) -> None:
+    def action_toggle_dir(self) -> None:
         if self.state is not None:
             self.state.toggle()
             self._after()
@@ -311,17 +309,17 @@ class FileTree(ScrollView, can_focus=True):
     def action_sort(self) -> None:
         if self.state is not None:
             self.state.set_sort("size" if self.state.by == "name" else "name")
-            self.app.remember_sort(self.state.by)
+            self.post_message(self.Sorted(self.state.by))
             self._after()
 
     def action_attributes(self) -> None:
         self.attributes = not self.columns()[0]
-        self.app.refresh_tree_header()
+        self.post_message(self.ColumnsChanged())
         self.refresh()
 
     def action_packages(self) -> None:
         self.packages = not self.columns()[1]
-        self.app.refresh_tree_header()
+        self.post_message(self.ColumnsChanged())
         self.refresh()
 
     def on_click(self, event) -> None:
@@ -358,7 +356,7 @@ class TextScreen(ModalScreen):
         padding: 0 1; scrollbar-size-vertical: 1;
     }
     """
-    BINDINGS: ClassVar[list[Binding]] = [Binding("escape,q,enter,question_mark", "dismiss", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,enter,question_mark", "dismiss", "Close")]
 
     def __init__(self, title: str, body: Text | str) -> None:
         super().__init__()
@@ -374,6 +372,3 @@ class TextScreen(ModalScreen):
 
     def on_mount(self) -> None:
         self.query_one(VerticalScroll).focus()
-
-    def action_dismiss(self) -> None:
-        self.dismiss()

@@ -301,7 +301,7 @@ class TarScanner:
             if not size:
                 raise FormatError(f"{self.where}: sparse member {name!r} has no room for its map")
             return
-        if real is not None and self.detail and "GNU.sparse.map" in pax:
+        if real is not None and "GNU.sparse.map" in pax:
             sparse = _pairs(pax["GNU.sparse.map"].split(","), self.where, name) if pax["GNU.sparse.map"] else ()
         else:
             sparse = None
@@ -331,13 +331,13 @@ class TarScanner:
         real = _num(block[483:495], self.where)
         if real < 0:
             raise FormatError(f"{self.where}: negative real size in a GNU sparse header")
-        self._sparse_map = list(self._map_pairs(block, 386, 4)) if self.detail else []
+        self._sparse_map = list(self._map_pairs(block, 386, 4))
         args = (name, "", size, header, real)
         if block[482]:
             self._sparse_ext = True
             self._pending = args
         else:
-            self._add(*args, sparse=tuple(self._sparse_map) if self.detail else None)
+            self._add(*args, sparse=tuple(self._sparse_map))
 
     def _map_pairs(self, block: bytes, at: int, count: int):
         for k in range(count):
@@ -347,14 +347,13 @@ class TarScanner:
             yield _num(off, self.where), _num(block[at + 24 * k + 12:at + 24 * k + 24], self.where)
 
     def _sparse_extension(self, block: bytes) -> None:
-        if self.detail:
-            self._sparse_map.extend(self._map_pairs(block, 0, 21))
-            if len(self._sparse_map) > MAX_SPARSE_ENTRIES:
-                raise FormatError(f"{self.where}: a sparse map of more than {MAX_SPARSE_ENTRIES} regions")
+        self._sparse_map.extend(self._map_pairs(block, 0, 21))
+        if len(self._sparse_map) > MAX_SPARSE_ENTRIES:
+            raise FormatError(f"{self.where}: a sparse map of more than {MAX_SPARSE_ENTRIES} regions")
         if not block[504]:
             self._sparse_ext = False
             args, self._pending = self._pending, None
-            self._add(*args, sparse=tuple(self._sparse_map) if self.detail else None)  # type: ignore[misc]
+            self._add(*args, sparse=tuple(self._sparse_map))  # type: ignore[misc]
 
     def _sparse_map_block(self) -> None:
         """PAX 1.0: parse the map at the start of the data, one block at a time."""
@@ -374,7 +373,7 @@ class TarScanner:
             self._pending = None
             if used > size:
                 raise TruncatedError(f"{self.where}: sparse member {name!r} is shorter than its map")
-            self._add(name, link, size - used, header, real, sparse=pairs if self.detail else None)
+            self._add(name, link, size - used, header, real, sparse=pairs)
             return
         used = len(self._map_buf)
         if used >= size or used > _MAX_META:
@@ -416,6 +415,7 @@ class TarScanner:
                 raise LimitError(f"{where}: sparse member {path!r} claims {real} bytes, past --max-layer-size "
                                  f"({self.max_size} bytes)")
             if kind == FILE:
+                _check_sparse(sparse, data, real, f"{where}: sparse member {path!r}")
                 file_size = real  # a sparse file: the size it has once extracted; its data is a map
                 offset = -1
         same = self._same  # one object per distinct mode and mtime: a layer repeats few of them
@@ -473,6 +473,23 @@ class TarScanner:
         elif kind == b"x":
             self._pax.update(pax_records(raw, self.where))
         # b"g" (global PAX header): applies to no entry we model
+
+
+def _check_sparse(sparse: tuple[tuple[int, int], ...] | None, stored: int, real: int, what: str) -> None:
+    """Refuse a sparse map that does not describe the member: regions out of order, past the
+    real size, or holding more or fewer bytes than the member's data (what a writer of the file
+    would trust). Checked in every pass alike, so a re-read never finds what the scan did not."""
+    if sparse is None:
+        raise FormatError(f"{what} gives a real size but no map of its data")
+    end = total = 0
+    for offset, size in sparse:
+        if offset < end or size < 0 or offset + size > real:
+            raise FormatError(f"{what} has a sparse map whose regions overlap, run backwards or pass its real "
+                              f"size ({real} bytes)")
+        end = offset + size
+        total += size
+    if total != stored:
+        raise FormatError(f"{what}: its sparse map names {total} bytes, its data holds {stored}")
 
 
 def _pairs(numbers: list[str], where: str, name: str) -> tuple[tuple[int, int], ...]:

@@ -11,6 +11,7 @@ in front of the data), never expanded. Imports the model and ``slimmer.tar.scan`
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import struct
 import tarfile
 from typing import BinaryIO, Protocol
@@ -204,7 +205,12 @@ def fast_header(info: tarfile.TarInfo) -> bytes | None:
 
 
 def _sparse_name(name: str) -> str:
-    """GNU tar's name for the header of a PAX 1.0 sparse file (the real one is in the PAX
-    record ``GNU.sparse.name``): ``DIR/GNUSparseFile.0/NAME``."""
+    """The name in the header of a PAX 1.0 sparse file, GNU tar's ``DIR/GNUSparseFile.0/NAME``;
+    the real name is the PAX record ``GNU.sparse.name``. It is kept plain ASCII and short, so
+    that no ``path`` record is needed beside it: readers apply the two in the order written,
+    and a ``path`` after ``GNU.sparse.name`` would rename the file."""
     parent, _, base = name.rpartition("/")
-    return f"{parent}/GNUSparseFile.0/{base}" if parent else f"GNUSparseFile.0/{base}"
+    fake = f"{parent}/GNUSparseFile.0/{base}" if parent else f"GNUSparseFile.0/{base}"
+    if len(fake) <= 100 and fake.isascii():
+        return fake
+    return "GNUSparseFile.0/" + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
