@@ -197,11 +197,12 @@ def write_bytes(dest: str | os.PathLike, data: bytes, what: str | None = None) -
 
 
 @contextlib.contextmanager
-def atomic_dir(dest: str | os.PathLike, what: str | None = None) -> Iterator[Path]:
+def atomic_dir(dest: str | os.PathLike, what: str | None = None, replace: bool = False) -> Iterator[Path]:
     """Yield a new empty directory (mode 0700) to build ``dest`` in; on a clean exit of the block
-    it is fsynced and renamed to ``dest``, which must then not exist or be an empty directory,
-    otherwise it is removed with all it holds. The block sets the final modes and fsyncs what
-    it wants durable inside. Raises OutputError as ``atomic_file`` does."""
+    it is fsynced and renamed to ``dest``, which must then not exist or be an empty directory
+    (with ``replace``, whatever is at ``dest`` is moved aside first and removed once the new
+    tree is in place), otherwise it is removed with all it holds. The block sets the final
+    modes and fsyncs what it wants durable inside. Raises OutputError as ``atomic_file`` does."""
     parent = _parent(dest)
     remove_stale_temps(parent)
     tmp = temp_path(parent)
@@ -212,7 +213,10 @@ def atomic_dir(dest: str | os.PathLike, what: str | None = None) -> Iterator[Pat
     try:
         yield Path(tmp)
         fsync_dir(tmp)
-        os.rename(tmp, dest)
+        if replace and os.path.lexists(dest):
+            _swap(tmp, dest)
+        else:
+            os.rename(tmp, dest)
         fsync_dir(parent)
     except OSError as err:
         _remove(tmp)
@@ -222,6 +226,18 @@ def atomic_dir(dest: str | os.PathLike, what: str | None = None) -> Iterator[Pat
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _swap(new: str, dest: str | os.PathLike) -> None:
+    """Put the tree ``new`` at ``dest`` in place of what is there, which is removed after."""
+    old = temp_path(_parent(dest), "old")
+    os.rename(dest, old)
+    try:
+        os.rename(new, dest)
+    except OSError:
+        os.rename(old, dest)
+        raise
+    _remove(old)
 
 
 @contextlib.contextmanager

@@ -39,6 +39,7 @@ from slimmer.atomic import atomic_dir, atomic_file, output_error
 from slimmer.errors import FormatError, LimitError, NoSuchLayerError, OutputError
 from slimmer.layers import MergedFS, hardlink_sources, merge
 from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, Image, Layer
+from slimmer.tar.codec import CompressingWriter, compression_for, is_tar_name
 from slimmer.tar.restream import restream
 from slimmer.tar.scan import Header
 from slimmer.tar.writer import CAPABILITY_KEYS, XATTR_PREFIXES, TarWriter, member_info
@@ -64,7 +65,10 @@ _MAX_ID = (1 << 32) - 2  # uid/gid (-1 means "unchanged" to chown)
 class ExportOptions:
     """What to export and what to allow.
 
-    ``to`` is "dir", "tar" or "auto" (a tar when DEST is ``-`` or ends in ``.tar``).
+    ``to`` is "dir", "tar" or "auto" (a tar when DEST is ``-`` or named as a tar: ``.tar``,
+    ``.tar.gz``, ``.tgz``, ``.tar.zst``, ``.tar.xz``). ``compression`` of a tar: "auto" (what
+    the name says; none for ``-``), "none", "gzip", "zstd" or "xz". ``force`` replaces a
+    DEST that exists (a file, or a directory that is not empty).
     ``layer`` exports that layer (0-based) alone, as it is: whiteout files are kept as files.
     ``max_layer_size`` bounds the file bytes written from any one layer: a sparse file may
     claim terabytes in a tiny tar, and the reader's limit counts only the stream's bytes.
@@ -76,6 +80,8 @@ class ExportOptions:
     setuid: bool = False
     owners: bool = False
     max_layer_size: int = DEFAULT_MAX_LAYER_SIZE
+    compression: str = "auto"
+    force: bool = False
 
 
 @dataclass
@@ -489,12 +495,22 @@ def _ids(uid: int, gid: int, name: str) -> tuple[int, int]:
 # ---- placement ------------------------------------------------------------------------
 
 
-def _resolve_kind(dest: str, to: str) -> str:
+def output_kind(dest: str, to: str = "auto", compression: str = "auto") -> str:
+    """Return "tar" or "dir": what ``to`` says, else a tar when ``dest`` is ``-``, is named
+    as a tar (``.tar``, ``.tar.gz``, ``.tgz``, ...) or a compression is asked for."""
     if to not in ("auto", "dir", "tar"):
         raise ValueError(f"to must be auto, dir or tar, not {to!r}")
     if to != "auto":
         return to
-    return "tar" if dest == "-" or dest.endswith(".tar") else "dir"
+    if dest == "-" or is_tar_name(dest) or compression_for(dest) != "none" or compression not in ("auto", "none"):
+        return "tar"
+    return "dir"
+
+
+def _compression(dest: str, given: str) -> str:
+    if given != "auto":
+        return given
+    return "none" if dest == "-" else compression_for(dest)
 
 
 def export(image: Image, dest: str | os.PathLike, options: ExportOptions = ExportOptions(),
@@ -502,7 +518,7 @@ def export(image: Image, dest: str | os.PathLike, options: ExportOptions = Expor
     """Export ``image`` to ``dest`` as ``options.to`` says (a directory, a tar file, or ``-``:
     a tar on ``stdout``); return what was written."""
     dest = os.fspath(dest)
-    if _resolve_kind(dest, options.to) == "tar":
+    if output_kind(dest, options.to, options.compression) == "tar":
         return export_tar(image, dest, options, stdout)
     if dest == "-":
         raise OutputError("a directory export needs a directory path, not -")
@@ -534,8 +550,9 @@ def export_tar(image: Image, dest: str | os.PathLike, options: ExportOptions = E
         if stdout is None:
             raise OutputError("no standard output to write the tar to")
         try:
-            _run(image, plan, _TarSink(stdout, result, options))
-            stdout.flush()
+            out = CompressingWriter(stdout, _compression(dest, options.compression))
+            _run(image, plan, _TarSink(out, result, options))  # type: ignore[arg-type]
+            out.close()
         except BrokenPipeError:
             raise
         except OSError as err:
@@ -549,8 +566,12 @@ def export_tar(image: Image, dest: str | os.PathLike, options: ExportOptions = E
         raise OutputError(f"cannot write {dest}: directory {parent} does not exist")
     if _is_input(image, full):
         raise OutputError(f"refusing to write the tar over the input archive {dest}")
-    with atomic_file(dest, mode=0o644, buffering=CHUNK) as out:
-        _run(image, plan, _TarSink(out, result, options))
+    if os.path.lexists(full) and not options.force:
+        raise OutputError(f"cannot write the tar to {dest}: it exists (give --force to replace it)")
+    with atomic_file(dest, mode=0o644, buffering=CHUNK) as raw:
+        out = CompressingWriter(raw, _compression(dest, options.compression))
+        _run(image, plan, _TarSink(out, result, options))  # type: ignore[arg-type]
+        out.close()
     return result
 
 
@@ -565,9 +586,9 @@ def export_dir(image: Image, dest: str | os.PathLike, options: ExportOptions = E
     plan = _plan(image, options.layer, options.max_layer_size)
     full = os.path.abspath(dest)
     parent = os.path.dirname(full)
-    _check_dest_dir(dest, full, parent)
+    _check_dest_dir(dest, full, parent, options.force)
     result = Exported(dest, "dir")
-    with atomic_dir(dest) as tmp:
+    with atomic_dir(dest, replace=options.force) as tmp:
         root_fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         sink = _DirSink(root_fd, result, options)
         try:
@@ -585,7 +606,7 @@ def _is_input(image: Image, full: str) -> bool:
         return False
 
 
-def _check_dest_dir(dest: str, full: str, parent: str) -> None:
+def _check_dest_dir(dest: str, full: str, parent: str, force: bool = False) -> None:
     try:
         st = os.lstat(full)
     except FileNotFoundError:
@@ -594,10 +615,12 @@ def _check_dest_dir(dest: str, full: str, parent: str) -> None:
         return
     except OSError as err:
         raise output_error(dest, err) from err
+    if force:
+        return  # replaced once the new tree is complete
     if not stat.S_ISDIR(st.st_mode):
-        raise OutputError(f"cannot export to {dest}: it exists and is not a directory")
+        raise OutputError(f"cannot export to {dest}: it exists and is not a directory (give --force to replace it)")
     try:
         if os.listdir(full):
-            raise OutputError(f"cannot export to {dest}: the directory is not empty")
+            raise OutputError(f"cannot export to {dest}: the directory is not empty (give --force to replace it)")
     except OSError as err:
         raise output_error(dest, err) from err

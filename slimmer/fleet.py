@@ -5,11 +5,9 @@ its error, not a failed run. Ties the reader to the analyzer, so neither imports
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import tarfile
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -20,6 +18,8 @@ from slimmer.analyzer.report import Analysis, analyze
 from slimmer.errors import InputError, SlimmerError
 from slimmer.model import Image
 from slimmer.reader.cache import LayerCache
+from slimmer.tar.codec import open_outer, outer_compression
+from slimmer.workers import can_fork, process_pool
 
 
 @dataclass(frozen=True)
@@ -61,15 +61,23 @@ def _is_image_archive(path: Path) -> bool:
         return False
     try:
         with open(path, "rb") as f:
-            head = f.read(512)
+            head = f.read(8)
+            compression = outer_compression(head)
+            f.seek(0)
+            if compression == "none":
+                head = f.read(512)
+            else:  # docker save app | gzip > app.tar.gz: a tar once decompressed
+                with open_outer(f, str(path), compression) as stream:
+                    head = stream.read(512)
         tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
-    except (OSError, tarfile.HeaderError):
+    except (OSError, tarfile.HeaderError, SlimmerError):
         return False
     return True
 
 
 def find_archives(root: str | os.PathLike) -> list[Path]:
-    """Return every image archive (a tar file, or an OCI layout directory) below ``root``."""
+    """Return every image archive (a tar file, plain or compressed as a whole with gzip, zstd
+    or xz, or an OCI layout directory) below ``root``."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root} is not a directory")
@@ -119,8 +127,9 @@ def analyze_each(sources: list[str], keep: Callable[[str, Image | None, Analysis
 
     if jobs <= 1 or len(sources) <= 1:
         return [_one(s, options(jobs), read_content, keep) for s in sources]
-    ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    if not can_fork():
+        return [_one(s, options(jobs), read_content, keep) for s in sources]
+    with process_pool(jobs) as pool:
         futures = [pool.submit(_one, s, options(1), read_content, keep) for s in sources]
         return [f.result() for f in futures]
 

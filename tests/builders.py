@@ -537,6 +537,58 @@ def write_multiplatform(specs: dict[str, ImageSpec], path: str | os.PathLike, *,
     return emit(files, path, fmt == "oci-dir")
 
 
+# ---- large archives, written as holes ------------------------------------------------------
+
+
+def _zero_sha256(prefix: bytes, n: int, suffix: bytes) -> str:
+    h = hashlib.sha256(prefix)
+    chunk = bytes(1 << 20)
+    while n >= len(chunk):
+        h.update(chunk)
+        n -= len(chunk)
+    h.update(bytes(n))
+    h.update(suffix)
+    return "sha256:" + h.hexdigest()
+
+
+def write_zeros_archive(path: str | os.PathLike, sizes: list[int], tag: str = "big/app:latest") -> Path:
+    """Write a legacy docker-archive whose layer i holds one file of ``sizes[i]`` zero bytes,
+    the zeros left as holes of a sparse file: gigabytes to read, written in a moment (only the
+    diff_ids take time to hash)."""
+    layers = []
+    for i, size in enumerate(sizes):
+        info = tarfile.TarInfo(f"data/zeros{i}.bin")
+        info.size, info.mtime = size, 0
+        head = info.tobuf(tarfile.USTAR_FORMAT)
+        tail = bytes((-size) % 512) + bytes(1024)
+        layers.append((head, size, tail, _zero_sha256(head, size, tail)))
+    config = _json({"architecture": "amd64", "os": "linux", "config": {},
+                    "rootfs": {"type": "layers", "diff_ids": [d for *_, d in layers]},
+                    "history": [{"created_by": f"ADD zeros{i}.bin /data/"} for i in range(len(sizes))]})
+    manifest = _json([{"Config": "config.json", "RepoTags": [tag],
+                       "Layers": [f"l{i}/layer.tar" for i in range(len(sizes))]}])
+    out = Path(path)
+    with open(out, "wb") as f:
+        def member(name: str, size: int, body: Callable[[], None]) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = size, 0
+            f.write(info.tobuf(tarfile.USTAR_FORMAT))
+            body()
+            f.seek((-size) % 512, os.SEEK_CUR)
+
+        for name, data in (("config.json", config), ("manifest.json", manifest)):
+            member(name, len(data), lambda d=data: f.write(d))
+        for i, (head, size, tail, _digest) in enumerate(layers):
+            def body(head=head, size=size, tail=tail) -> None:
+                f.write(head)
+                f.seek(size, os.SEEK_CUR)
+                f.write(tail)
+            member(f"l{i}/layer.tar", len(head) + size + len(tail), body)
+        f.seek(1024, os.SEEK_CUR)
+        f.truncate()
+    return out
+
+
 def write_registry(images: dict[str, ImageSpec | dict[str, ImageSpec]], root: str | os.PathLike,
                    compression: str = "gzip") -> Path:
     """Write (or add to) the storage of a distribution registry at ``root`` as its filesystem

@@ -9,6 +9,10 @@ from builders import WHITEOUT, Dir, File, Hardlink, ImageSpec, Symlink, image, l
 
 # The layer cache is on by default; tests (and the CLIs they start) get a fresh one of their own.
 os.environ["SLIMMER_CACHE_DIR"] = tempfile.mkdtemp(prefix="slimmer-test-cache-")
+# What the terminal or a CI runner sets would change widths, colours and dive's and slimmer's
+# CI modes: tests that want one set it themselves.
+for _name in ("CI", "COLUMNS", "NO_COLOR", "FORCE_COLOR"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="session")

@@ -132,12 +132,13 @@ def test_two_processes_writing_one_report_at_once_do_not_collide(tmp_path):
 
 
 def test_two_analyze_runs_writing_one_html_report_at_once_both_succeed(tmp_path):
-    """Two `slimmer analyze --html` runs started together on one report path both exit 0 and leave one whole page."""
+    """Two `slimmer analyze --html --force` runs started together on one report path both exit 0 and leave one
+    whole page."""
     archive = write(image(layer({"app/bin": 30_000, "usr/share/doc/x": 2_000})), tmp_path / "app.tar", "docker-legacy")
     report = tmp_path / "out" / "report.html"
     report.parent.mkdir()
     env = {**os.environ, "SLIMMER_CACHE_DIR": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-m", "slimmer", "analyze", str(archive), "--html", str(report)]
+    cmd = [sys.executable, "-m", "slimmer", "analyze", str(archive), "--html", str(report), "--force"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env) for _ in range(2)]
     errors = [p.communicate(timeout=120)[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors

@@ -1,13 +1,14 @@
 """`slimmer check`: the CI gate, its thresholds, settings files, and JUnit/SARIF outputs."""
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from slimmer.analyzer.gate import Thresholds, check
+from slimmer.analyzer.gate import Share, Thresholds, check
 from slimmer.analyzer.report import analyze
-from slimmer.config_file import load_thresholds, thresholds_from
+from slimmer.config_file import Loaded, load_thresholds, thresholds_from
 from slimmer.errors import ConfigError
 
 from builders import WHITEOUT, File, image, layer, to_model, write
@@ -73,46 +74,77 @@ def test_rules_left_off_are_skipped_and_never_fail(result):
      Thresholds(lowest_efficiency=0.95, highest_wasted_bytes=20_000_000)),
     ('lowestEfficiency = 0.5\nhighestUserWastedPercent = "disabled"\n',
      Thresholds(lowest_efficiency=0.5, highest_user_wasted_percent=None)),
-    ('max_size = "1GiB"\nforbidden-categories = ["toolchain", "vcs"]\n[max-category-bytes]\ncache = "10MB"\n',
+    ('max-size = "1GiB"\nforbid-category = ["toolchain", "vcs"]\nmax-category = { cache = "10MB" }\n',
      Thresholds(max_size=2**30, forbidden_categories=("toolchain", "vcs"), max_category_bytes={"cache": 10_000_000})),
-    ('[rules]\nlowestEfficiency = "95%"\n', Thresholds(lowest_efficiency=0.95)),
+    ('lowest-efficiency = "95%"\nmax-true-waste = "5%"\nmax-could-save = "20MB"\n',
+     Thresholds(lowest_efficiency=0.95, max_true_waste=Share(0.05), max_could_save=20_000_000)),
+    ('forbid-finding = ["runs-as-root"]\n[max-finding]\ncache-left-behind = "1MB"\n',
+     Thresholds(forbidden_findings=("runs-as-root",), max_finding_bytes={"cache-left-behind": 1_000_000})),
 ], ids=["kebab-case keys and a size with units", "dive's camelCase keys and disabled",
-        "snake_case keys, categories and per-category limits", "dive's rules table and a percentage"])
+        "categories and per-category limits", "a percentage, a share of the image and a size",
+        "findings forbidden and limited"])
 def test_a_slimmer_toml_file_sets_the_thresholds(tmp_path, text, expected):
     """.slimmer.toml holds the thresholds at top level; what it leaves out keeps dive's defaults."""
     (tmp_path / ".slimmer.toml").write_text(text)
-    found, path = load_thresholds(start=tmp_path)
-    assert found == expected and path == tmp_path / ".slimmer.toml"
+    loaded = load_thresholds(start=tmp_path)
+    assert loaded.thresholds == expected
+    assert loaded.source == tmp_path / ".slimmer.toml" and not loaded.dive_format
 
 
 def test_pyproject_tool_slimmer_is_found_from_a_subdirectory(tmp_path):
-    """[tool.slimmer] in the nearest pyproject.toml applies; other commands' tables are left alone."""
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.slimmer]\nmax-size = "5MB"\n'
-                                             '[tool.slimmer.slim]\nmode = "prune"\n')
-    sub = tmp_path / "src" / "pkg"
+    """[tool.slimmer] in pyproject.toml of a parent directory is found."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[tool.slimmer]\nmax-size = "50MB"\n')
+    sub = tmp_path / "a" / "b"
     sub.mkdir(parents=True)
-    found, path = load_thresholds(start=sub)
-    assert found == Thresholds(max_size=5_000_000) and path == tmp_path / "pyproject.toml"
+    loaded = load_thresholds(start=sub)
+    assert loaded.thresholds.max_size == 50_000_000 and loaded.source == tmp_path / "pyproject.toml"
 
 
 def test_no_settings_file_means_dives_defaults(tmp_path):
-    """Without a settings file the gate is dive's: efficiency >= 0.9, user wasted share <= 0.1."""
+    """Without a settings file (or with a pyproject.toml that has no [tool.slimmer]) dive's defaults apply."""
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
-    assert load_thresholds(start=tmp_path) == (Thresholds(0.9, None, 0.1), None)
+    assert load_thresholds(start=tmp_path) == Loaded(Thresholds(0.9, None, 0.1), None)
 
 
-@pytest.mark.parametrize("settings,message", [
-    ({"lowest-efficency": 0.9}, "lowest-efficency: unknown setting"),
-    ({"lowest-efficiency": 90}, "expected a ratio between 0 and 1"),
-    ({"max-size": "big"}, "expected a size like 500MB"),
-    ({"forbidden-categories": ["compilers"]}, "unknown category 'compilers'"),
-    ({"max-category-bytes": {"cache": True}}, "expected a size like 500MB"),
-], ids=["a misspelt key", "a percentage given as a whole number", "a size without a number",
-        "an unknown category", "a boolean size"])
-def test_bad_settings_name_the_file_and_the_key(settings, message):
-    """A bad setting raises ConfigError naming the file and what was expected."""
-    with pytest.raises(ConfigError, match=message) as err:
-        thresholds_from(settings, "/x/.slimmer.toml")
+@pytest.mark.parametrize("text,line,message", [
+    ('lowest-efficiency = 0.9\n\nlowest-efficency = 0.9\n', 3,
+     "unknown key 'lowest-efficency' in .slimmer.toml; did you mean lowest-efficiency?"),
+    ('forbidden-categories = ["toolchain"]\n', 1, "did you mean forbid-category?"),
+    ('max_size = "1GB"\n', 1, "did you mean max-size?"),
+    ('[check]\nmax-size = "1GB"\n', 1, "unknown key 'check'"),
+    ('lowest-efficiency = 90\n', 1, "expected a ratio between 0 and 1"),
+    ('# sizes\nmax-size = "big"\n', 2, "expected a size like 500MB"),
+    ('forbid-category = ["compilers"]\n', 1, "unknown category 'compilers'"),
+    ('max-category = { cache = true }\n', 1, "expected a size like 500MB"),
+    ('forbid-finding = ["root"]\n', 1, "unknown finding 'root'"),
+    ('max-could-save = 0.2\n', 1, "expected a size like 50MB or a share like 20%"),
+    ('lowest-efficiency = 0.5\nlowestEfficiency = 0.6\n', 2, "sets lowest-efficiency again"),
+], ids=["a misspelt key", "a key of an old release", "a snake_case key", "a check table", "a percentage given as a "
+        "whole number", "a size without a number", "an unknown category", "a boolean size", "an unknown finding",
+        "a share without a percent sign", "a rule set twice"])
+def test_bad_settings_name_the_file_and_the_line(tmp_path, text, line, message):
+    """A bad setting raises ConfigError naming the file, the line and what was expected."""
+    path = tmp_path / ".slimmer.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)) as err:
+        load_thresholds(start=tmp_path)
+    assert str(err.value).startswith(f"{path}:{line}: ")
+
+
+def test_a_misspelt_key_of_pyproject_names_its_line(tmp_path):
+    """In pyproject.toml the line is found below [tool.slimmer], not in another table with the same key."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nmax-szie = 1\n\n[tool.slimmer]\n'
+                                             'lowest-efficiency = 0.9\nmax-szie = "1GB"\n')
+    with pytest.raises(ConfigError) as err:
+        load_thresholds(start=tmp_path)
+    assert str(err.value).startswith(f"{tmp_path / 'pyproject.toml'}:7: unknown key 'max-szie' in [tool.slimmer]; "
+                                     f"did you mean max-size?")
+
+
+def test_thresholds_from_a_table_name_where_they_come_from():
+    """thresholds_from names the given place in its messages."""
+    with pytest.raises(ConfigError, match="unknown key 'lowest-efficency'") as err:
+        thresholds_from({"lowest-efficency": 0.9}, "/x/.slimmer.toml")
     assert str(err.value).startswith("/x/.slimmer.toml: ")
 
 
@@ -184,11 +216,11 @@ def test_junit_report_has_one_case_per_rule_and_the_failures(archive, tmp_path, 
     assert run.code == 1
     suite = ET.parse(out).getroot().find("testsuite")
     cases = {c.get("name"): c for c in suite.findall("testcase")}
-    assert set(cases) == {"lowest_efficiency", "highest_wasted_bytes", "highest_user_wasted_percent", "max_size",
+    assert set(cases) == {"lowest_efficiency", "highest_wasted_bytes", "highest_user_wasted_percent",
                           "forbidden_categories.toolchain"}
     failed = {n for n, c in cases.items() if c.find("failure") is not None}
     assert "forbidden_categories.toolchain" in failed and suite.get("failures") == str(len(failed))
-    assert cases["max_size"].find("skipped") is not None
+    assert cases["highest_wasted_bytes"].find("skipped") is not None
 
 
 def test_sarif_log_lists_failed_rules_as_errors_and_findings_as_notes(archive, tmp_path, monkeypatch):

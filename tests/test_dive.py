@@ -10,8 +10,9 @@ docker-archive skopeo makes in tests/test_realtools.py.
 Where the two differ on purpose, a test below pins the difference (see DIFFERENCES):
 - a symlink or hardlink tar header with a non-zero size field: dive counts that size, slimmer
   counts 0 (such members carry no data);
-- when the layers after the first hold no bytes, dive's userWastedPercent is NaN (nothing
-  wasted) or +Inf; slimmer reports 0.0;
+- (no longer a difference) when the layers after the first hold no bytes, dive's
+  userWastedPercent is NaN (nothing wasted) or +Inf, and so is slimmer's (JSON null, since
+  JSON has neither; ``slimmer check`` compares it as dive does: tests/test_dive_ci.py);
 - a legacy docker-archive whose ``layer.tar`` members are gzip-compressed: dive cannot read
   it, slimmer reads it by the magic bytes.
 """
@@ -87,12 +88,12 @@ def layer_files(layer) -> dict[str, int]:
     return {e.path: e.size for e in layer.entries if not any(p.startswith(".wh..wh.") for p in e.path.split("/"))}
 
 
-def dive_user_percent(wasted: int, user_size: int, ours: float) -> str:
+def dive_user_percent(wasted: int, user_size: int, ours: float | None) -> str:
     """Return the userWastedPercent text dive prints for slimmer's figure: the same ratio in
-    percent, or, with no bytes in the layers after the first, dive's 0/0 or n/0 (NaN, +Inf)
-    where slimmer reports 0.0 (see DIFFERENCES)."""
+    percent, or, with no bytes in the layers after the first, 0/0 or n/0 (NaN, +Inf), which
+    slimmer's JSON writes as null."""
     if user_size == 0:
-        assert ours == 0.0
+        assert ours is None
         return "+Inf" if wasted else "NaN"
     return f"{ours * 100:.4f}"
 
@@ -306,12 +307,14 @@ def test_link_header_sizes_count_for_dive_only(tmp_path):
     pytest.param(image(layer({"a": 10}), layer({".wh.a": WHITEOUT})), "+Inf",
                  id="waste but empty later layers: dive prints +Inf"),
 ])
-def test_user_wasted_percent_without_user_bytes_is_zero(spec, dive_prints, tmp_path):
-    """With no bytes in the layers after the first, slimmer's user wasted figure is 0.0 where
-    dive divides by zero."""
+def test_user_wasted_percent_without_user_bytes_is_dives_nan_or_inf(spec, dive_prints, tmp_path):
+    """With no bytes in the layers after the first, slimmer's user wasted figure is dive's 0/0
+    (NaN) or n/0 (+Inf): null in the JSON, shown as dive prints it by `check`."""
     archive = write(spec, tmp_path / "image.tar", "docker-legacy")
-    assert slimmer_json(archive)["waste"]["dive_user_wasted_percent"] == 0.0
+    assert slimmer_json(archive)["waste"]["dive_user_wasted_percent"] is None
     assert dive_ci(archive)["userWastedPercent"] == dive_prints
+    model = dive_efficiency(open_image(archive))
+    assert f"{model.user_wasted_percent}" == {"NaN": "nan", "+Inf": "inf"}[dive_prints]
 
 
 def test_gzip_layer_tar_is_read_by_slimmer_only(tmp_path):

@@ -31,6 +31,7 @@ from slimmer.model import platform
 from slimmer.reader import Options, open_image, store
 from slimmer.reader.cache import LayerCache
 from slimmer.tar import restream
+from slimmer.workers import can_fork
 
 from builders import (
     WHITEOUT,
@@ -801,7 +802,7 @@ def test_scanning_strategy_does_not_change_the_result(tmp_path, rich, monkeypatc
     the stored bytes of the layers."""
     if in_processes:
         monkeypatch.setattr(store, "PROCESS_THRESHOLD", 0)
-        if not store._can_fork():
+        if not can_fork():
             pytest.skip("worker processes need fork and more than one CPU")
     done: list[int] = []
     img = open_image(write(rich, target(tmp_path, fmt), fmt, compression), Options(progress=done.append))

@@ -33,10 +33,12 @@ def test_what_is_not_a_size_is_a_config_error_naming_where(value):
 
 
 def test_every_caller_reads_sizes_through_the_one_parser():
-    """The command line, the settings file and the explorer's filter use ``slimmer.sizes``."""
+    """The command line, the settings file and the explorer's filter use ``slimmer.sizes``
+    (check's rule options read their values as the settings file does: ``rule_value``)."""
     from slimmer import config_file
     from slimmer.cli import check, options
     from slimmer.explorer import filters
 
-    for module in (config_file, check, options, filters):
+    for module in (config_file, options, filters):
         assert module.parse_size is parse_size, module.__name__
+    assert check.rule_value is config_file.rule_value

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from slimmer.analyzer import attribution, findings, usage, waste
 from slimmer.layers import MergedFS, merge
 from slimmer.model import Image
+from slimmer.workers import can_fork, ignore_sigint
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,19 @@ class Analysis:
     attribution: attribution.Attribution | None = field(default=None, compare=False, repr=False)
 
 
-def analyze(image: Image, top: int = 20, read_content: bool = True, jobs: int = 1) -> Analysis:
+# the phases of an analysis, in order, as ``analyze`` reports them to ``steps``
+PHASES = ("merging layers", "sizes and waste", "categories and packages", "findings", "dive's figures")
+
+
+def analyze(image: Image, top: int = 20, read_content: bool = True, jobs: int = 1,
+            steps: Callable[[str], None] | None = None) -> Analysis:
     """Return the analysis of ``image``: summary, layers, waste, the largest paths, and every
     byte attributed to categories, packages and steps, with the findings and their savings.
 
     ``read_content`` False uses path rules only (no libmagic, packages or duplicates). With
-    ``jobs`` > 1 dive's figures are computed in a forked worker beside the rest."""
-    return start(image, top, read_content, jobs).finish()
+    ``jobs`` > 1 dive's figures are computed in a forked worker beside the rest. ``steps`` is
+    told each of ``PHASES`` as it begins."""
+    return start(image, top, read_content, jobs, steps).finish(steps)
 
 
 @dataclass
@@ -52,20 +59,27 @@ class Pending:
     read_content: bool
     dive: Callable[[], waste.DiveEfficiency]
 
-    def finish(self) -> Analysis:
-        """Return the whole analysis (waiting for dive's figures if a worker computes them)."""
+    def finish(self, steps: Callable[[str], None] | None = None) -> Analysis:
+        """Return the whole analysis (waiting for dive's figures if a worker computes them);
+        ``steps`` is told each phase after the merge as it begins."""
+        step = steps or _quiet
         image, fs, top = self.image, self.fs, self.top
+        step(PHASES[1])
         true = waste.true_waste(fs)
         summary = usage.summary(image, fs)
         layers = usage.layer_rows(image)
         largest_files, largest_dirs = usage.largest_files(fs, top), usage.largest_dirs(fs, top)
+        step(PHASES[2])
         attr = attribution.attribute(image, fs, read=self.read_content)
+        step(PHASES[3])
         found = findings.find(image, attr)
         saving = findings.could_save(found)
+        step(PHASES[4])
+        dive_figures = self.dive()
         return Analysis(
             summary=summary,
             layers=layers,
-            dive=self.dive(),
+            dive=dive_figures,
             true_wasted_bytes=sum(w.size for w in true),
             wasted=true[:top],
             largest_files=largest_files,
@@ -83,13 +97,20 @@ class Pending:
         )
 
 
-def start(image: Image, top: int = 20, read_content: bool = True, jobs: int = 1) -> Pending:
+def start(image: Image, top: int = 20, read_content: bool = True, jobs: int = 1,
+          steps: Callable[[str], None] | None = None) -> Pending:
     """Begin the analysis of ``image`` (as ``analyze`` does it): start dive's figures, in a
-    forked worker when the image is large and ``jobs`` allows, and merge the layers. A caller
-    that forks nothing after this may finish the analysis in another thread."""
+    forked worker when the image is large and ``jobs`` allows, and merge the layers (``steps``
+    is told the first phase). A caller that forks nothing after this may finish the analysis
+    in another thread."""
     entries = sum(len(layer.entries) for layer in image.layers)
     dive = _in_background(waste.dive_efficiency, image, entries, jobs)
+    (steps or _quiet)(PHASES[0])
     return Pending(image, merge(image), top, read_content, dive)
+
+
+def _quiet(_phase: str) -> None:
+    pass
 
 
 # dive's figures need a second walk over every entry; on large images it runs in a forked
@@ -102,12 +123,13 @@ def _in_background(fn: Callable, image: Image, entries: int, jobs: int) -> Calla
     return a function that waits for and returns its result. The worker inherits ``image``
     (nothing is pickled but the result), and any failure there is redone here, so it raises
     where it would have."""
-    if jobs < 2 or entries < BACKGROUND_MIN_ENTRIES or "fork" not in multiprocessing.get_all_start_methods():
+    if jobs < 2 or entries < BACKGROUND_MIN_ENTRIES or not can_fork():
         return lambda: fn(image)
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
 
     def work() -> None:
+        ignore_sigint()  # a Ctrl-C is the parent's to handle
         try:
             send.send(fn(image))
         except BaseException:  # noqa: BLE001 -- the parent computes it again and raises there
@@ -122,6 +144,9 @@ def _in_background(fn: Callable, image: Image, entries: int, jobs: int) -> Calla
             value = receive.recv()
         except (EOFError, OSError):
             value = None
+        except BaseException:
+            proc.kill()  # interrupted: the worker's figures are no longer wanted
+            raise
         proc.join()
         return value if value is not None else fn(image)
 

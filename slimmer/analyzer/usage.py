@@ -1,10 +1,13 @@
-"""Where the bytes are: image summary, per-layer table, largest files and directories."""
+"""Where the bytes are: image summary, per-layer table, largest files and directories, and long
+lists grouped by directory (``grouped``)."""
 
 from __future__ import annotations
 
 import heapq
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from slimmer.layers import MergedFS, is_whiteout
 from slimmer.model import DIR, FILE, Image, layer_size, platform, runtime_config
@@ -139,3 +142,81 @@ def largest_dirs(fs: MergedFS, n: int = 20, max_depth: int = 3) -> list[PathSize
     """Return the ``n`` largest directories no deeper than ``max_depth``."""
     top = heapq.nsmallest(n, ((-s, d) for d, s in directory_sizes(fs).items() if d.count("/") < max_depth))
     return [PathSize(d, -neg, None) for neg, d in top]
+
+
+# ---- long lists, grouped -------------------------------------------------------------------
+
+GROUP_MIN = 4  # rows under one directory, named by hashes, that become one row
+_HASHED = re.compile(r"[0-9a-fA-F]{16,}")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Grouped(Generic[T]):
+    """A row of a long list: one item (``item``), or a directory (``path`` ending in "/")
+    standing for ``files`` items of the whole list below it, ``size`` bytes in all."""
+
+    path: str
+    size: int
+    files: int
+    item: T | None = None
+
+    @property
+    def is_group(self) -> bool:
+        return self.item is None
+
+
+def _hashed_below(path: str, directory: str) -> bool:
+    return bool(_HASHED.search(path[len(directory):]))
+
+
+def _group_dir(paths: list[str], min_rows: int) -> str | None:
+    """Return the deepest directory holding ``min_rows`` or more of ``paths`` whose names below
+    it are hashes (a build cache, a package cache), or None."""
+    counts: dict[str, int] = {}
+    for path in paths:
+        d = path.rpartition("/")[0]
+        while d:
+            if _hashed_below(path, d + "/"):
+                counts[d] = counts.get(d, 0) + 1
+            d = d.rpartition("/")[0]
+    best = [d for d, n in counts.items() if n >= min_rows]
+    return max(best, key=lambda d: (d.count("/"), counts[d], d)) if best else None
+
+
+def grouped(items: Sequence[T], path: Callable[[T], str], size: Callable[[T], int], top: int,
+            min_rows: int = GROUP_MIN) -> list[Grouped[T]]:
+    """Return the first ``top`` rows of ``items`` (in their order, largest first), where
+    ``min_rows`` or more rows that would be shown lie below one directory under hash-like
+    names (``root/.cache/go-build/3f/3fab…-d``): those become one row for the directory, which
+    counts every item of ``items`` below it, and the rows after move up."""
+    groups: list[str] = []
+    for round_ in range(top + 1):  # each round but the last adds a group
+        rows: list[tuple[str, T | None]] = []
+        seen_groups: set[str] = set()
+        for it in items:
+            p = path(it)
+            home = next((g for g in groups if p.startswith(g + "/")), None)
+            if home is not None:
+                if home not in seen_groups:
+                    seen_groups.add(home)
+                    rows.append((home, None))
+            else:
+                rows.append((p, it))
+            if len(rows) >= top:
+                break
+        found = _group_dir([p for p, it in rows if it is not None], min_rows) if round_ < top else None
+        if found is None:
+            break
+        groups = [g for g in groups if not g.startswith(found + "/")] + [found]
+    totals = {g: [0, 0] for g in groups}
+    for it in items:
+        p = path(it)
+        for g in groups:
+            if p.startswith(g + "/"):
+                totals[g][0] += 1
+                totals[g][1] += size(it)
+                break
+    return [Grouped(p + "/", totals[p][1], totals[p][0]) if it is None else Grouped(p, size(it), 1, it)
+            for p, it in rows]

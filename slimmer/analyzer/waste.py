@@ -15,6 +15,7 @@ overwrote or deleted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from slimmer.layers import MergedFS
@@ -37,7 +38,7 @@ class DiveEfficiency:
 
     efficiency: float
     wasted_bytes: int  # dive's inefficientBytes: includes the kept copy
-    user_wasted_percent: float  # wasted / bytes of all layers but the first
+    user_wasted_percent: float  # wasted / bytes of all layers but the first: NaN for 0/0, +Inf for n/0
     size_bytes: int
     user_size_bytes: int
     paths: tuple[WastedPath, ...]  # largest first
@@ -183,7 +184,10 @@ def dive_efficiency(image: Image) -> DiveEfficiency:
     wasted = sum(w.size for w in paths)
     sizes = [layer_size(layer) for layer in image.layers]
     user = sum(sizes[1:])
-    return DiveEfficiency(efficiency, wasted, (wasted / user) if user else 0.0, sum(sizes), user, tuple(paths))
+    # dive divides as floats: with no bytes above the first layer that is NaN (nothing wasted,
+    # every comparison false: its rule passes) or +Inf (waste: its rule fails)
+    share = wasted / user if user else (math.inf if wasted else math.nan)
+    return DiveEfficiency(efficiency, wasted, share, sum(sizes), user, tuple(paths))
 
 
 @dataclass(frozen=True)

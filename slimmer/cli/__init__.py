@@ -3,6 +3,7 @@ this package and registers on the group; errors become one stderr line here, in 
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -20,18 +21,19 @@ from slimmer.cli.group import cli
 from slimmer.cli.options import run_gc
 from slimmer.errors import SlimmerError
 from slimmer.render import safe
+from slimmer.workers import Interrupted, catch_interrupts, end_interrupted, was_interrupted
 
 __all__ = ["cli", "main"]
 
 
 def main() -> None:
     """Entry point: run the CLI; a SlimmerError is one line on stderr and exit status 2."""
+    previous = catch_interrupts()
     try:
         with run_gc() as obj:
             rc = cli.main(standalone_mode=False, obj=obj)
-    except click.exceptions.Abort:
-        sys.stderr.write("slimmer: error: interrupted\n")
-        sys.exit(130)
+    except (Interrupted, KeyboardInterrupt, click.exceptions.Abort):
+        end_interrupted()
     except click.ClickException as err:
         err.show()
         sys.exit(2)
@@ -40,9 +42,6 @@ def main() -> None:
         sys.exit(2)
     except BrokenPipeError:
         sys.exit(1)
-    except KeyboardInterrupt:
-        sys.stderr.write("slimmer: error: interrupted\n")
-        sys.exit(130)
     except MemoryError:
         sys.stderr.write("slimmer: error: out of memory\n")
         sys.exit(2)
@@ -54,6 +53,10 @@ def main() -> None:
     except OSError as err:
         sys.stderr.write(f"slimmer: error: {safe(err)}\n")
         sys.exit(2)
+    finally:
+        if was_interrupted():
+            end_interrupted()
+        signal.signal(signal.SIGINT, previous)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 from pathlib import Path
 
 import click
 
+from slimmer import outputs
 from slimmer.cli.group import cli
-from slimmer.cli.options import default_jobs, load, read_options
+from slimmer.cli.options import ARCHIVE, default_jobs, force_option, load, read_options, text_width
 from slimmer.render import echo, safe
 from slimmer.render.json import dumps, slim_json
 from slimmer.render.text import slim_text
@@ -21,8 +23,10 @@ from slimmer.rewriter.slim import slim as slim_image
 
 
 @cli.command()
-@click.argument("archive")
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the slim image here (a tar).")
+@click.argument("archive", type=ARCHIVE)
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, allow_dash=True, readable=False),
+              help="Write the slim image here: a tar, compressed as its name says (.tar.gz, .tar.zst, .tar.xz), "
+                   "or - for standard output.")
 @read_options
 @click.option("--mode", type=click.Choice(MODES), default=PRUNE, show_default=True,
               help="prune: drop caches, docs, toolchains...; distroless: keep only what the entrypoint needs.")
@@ -47,9 +51,11 @@ from slimmer.rewriter.slim import slim as slim_image
               help="Run the original and the slim image alike in the sandbox; exit 1 if they differ.")
 @click.option("--verify-cmd", metavar="CMD", help="Run CMD for --verify (a health command; implies --verify).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@force_option
 @click.pass_context
 def slim(ctx, archive, out, jobs, image_ref, platform, max_layer_size, no_cache, mode, keep, drop, user, no_tzdata,
-         dry_run, fmt, compression, tags, reproducible, config_path, probe, probe_cmd, verify, verify_cmd, as_json):
+         dry_run, fmt, compression, tags, reproducible, config_path, probe, probe_cmd, verify, verify_cmd, as_json,
+         force):
     """Write a slimmer copy of the image in ARCHIVE that still runs: flattened, with what the
     mode deems unneeded left out, and a summary of the bytes removed by category.
 
@@ -61,10 +67,14 @@ def slim(ctx, archive, out, jobs, image_ref, platform, max_layer_size, no_cache,
         slimmer slim app.tar -o app-slim.tar
         slimmer slim app.tar -o app-slim.tar --mode distroless --user nonroot
         slimmer slim app.tar --mode distroless --dry-run --keep '/app/plugins/**'
+        slimmer slim app.tar -o - | docker load
     """
     if not out and not dry_run:
         raise click.UsageError("give -o OUT.tar, or --dry-run")
-    file_keep, file_drop, _source = slim_globs(config_path)
+    file_keep, file_drop, source = slim_globs(config_path)
+    target = outputs.Output("slim image", None if dry_run else out, force, tar=True)
+    stdout = click.get_binary_stream("stdout")
+    outputs.check([target], [archive, str(source or "")], stdout)
     image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs, SlimPolicy())
     options = SlimOptions(mode=mode, keep=file_keep + keep, drop=file_drop + drop, user=user, tzdata=not no_tzdata,
                           epoch=reproducible_epoch(image, os.environ.get("SOURCE_DATE_EPOCH"), reproducible),
@@ -73,13 +83,14 @@ def slim(ctx, archive, out, jobs, image_ref, platform, max_layer_size, no_cache,
                           verify=(verify or bool(verify_cmd)) and not dry_run,
                           verify_cmd=tuple(shlex.split(verify_cmd or "")))
     if dry_run:
-        result = plan_slim(image, options, out, tags or None)
+        result = plan_slim(image, options, None if out == outputs.STDOUT else out, tags or None)
     else:
-        result = slim_image(image, options, out, fmt, compression, tags or None)
-    if as_json:
-        echo(dumps(slim_json(result, archive, dry_run)))
-    else:
-        echo(slim_text(result, archive, dry_run))
+        with outputs.staged_path(target, outputs.compression(target), stdout) as path:
+            result = slim_image(image, options, path, fmt, compression, tags or None)
+        result = dataclasses.replace(result, output=out)
+    summary = dumps(slim_json(result, archive, dry_run)) if as_json else slim_text(result, archive, dry_run,
+                                                                                   text_width())
+    echo(summary, err=target.to_stdout, styled=not as_json)
     if result.verdict is not None and not result.verdict.same:
         echo(f"slimmer: {safe(verdict_text(result.verdict))}", err=True)
         ctx.exit(1)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import multiprocessing
 import os
 import posixpath
 import queue
@@ -25,7 +24,6 @@ import stat
 import tarfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -36,6 +34,7 @@ from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, sc
 from slimmer.tar.codec import CHUNK, compression_of, open_outer
 from slimmer.tar.collect import Policy
 from slimmer.tar.outer import Member, iter_members
+from slimmer.workers import can_fork, process_pool, thread_pool
 
 MAX_PIPE_JSON = 256 << 20  # JSON-looking small members a piped archive may hold, in all
 MAX_LINKS = 16
@@ -189,15 +188,14 @@ def scan_file_range(path: str, offset: int, size: int, where: str, options: Scan
     return blobs.pack(scan)
 
 
-def _can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
-
-
 def _parallel(names: list[str], sizes: list[int], work: Callable[[str, bool], LayerScan],
               ranges: Callable[[str], tuple[str, int, int, str]] | None, options: ScanOptions) -> list[LayerScan]:
     """Scan ``names`` as ``options.jobs`` allows: in this thread, on threads, or (large
     archives) in forked processes, the largest blob first."""
     progress = options.progress
+    expect = getattr(progress, "expect", None)  # a display that can show a total
+    if expect is not None:
+        expect(sum(sizes))
     workers = min(options.jobs, len(names))
     if workers <= 1:
         out = []
@@ -207,10 +205,9 @@ def _parallel(names: list[str], sizes: list[int], work: Callable[[str, bool], La
                 progress(size)
         return out
     order = sorted(range(len(names)), key=lambda i: -sizes[i])
-    if ranges is not None and sum(sizes) >= PROCESS_THRESHOLD and _can_fork():
-        ctx = multiprocessing.get_context("fork")
+    if ranges is not None and sum(sizes) >= PROCESS_THRESHOLD and can_fork():
         plain = dataclasses.replace(options, progress=None)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with process_pool(workers) as pool:
             packed = {i: pool.submit(scan_file_range, *ranges(names[i]), plain) for i in order}
             results = {}
             for i in order:
@@ -218,7 +215,7 @@ def _parallel(names: list[str], sizes: list[int], work: Callable[[str, bool], La
                 if progress:
                     progress(sizes[i])
             return [blobs.unpack(results[i]) for i in range(len(names))]
-    with ThreadPoolExecutor(max_workers=workers) as threads:
+    with thread_pool(workers) as threads:
         futures = {i: threads.submit(work, names[i], True) for i in order}
         scans = {}
         for i in order:

@@ -1,5 +1,5 @@
-"""A ``slimmer check`` verdict for CI systems: JUnit XML and SARIF 2.1.0, and the atomic writing
-of both (``slimmer.atomic``). The verdict's text and JSON are in ``render.text`` and
+"""A ``slimmer check`` verdict for CI systems: JUnit XML and SARIF 2.1.0 (written where
+``slimmer.outputs`` says). The verdict's text and JSON are in ``render.text`` and
 ``render.json``. Knows nothing of archives; the CLI picks the renderer."""
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ from pathlib import Path
 
 from slimmer import __version__
 from slimmer.analyzer.findings import DESCRIPTIONS
-from slimmer.analyzer.gate import FAIL, SKIP, CheckResult
-from slimmer.atomic import write_bytes
+from slimmer.analyzer.gate import FAIL, MISCONFIGURED, SKIP, CheckResult
 from slimmer.render import safe
 from slimmer.render.json import dumps
 
-__all__ = ["junit_xml", "sarif", "write_junit", "write_sarif"]
+__all__ = ["junit_xml", "sarif", "sarif_text"]
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 RULE_HELP = {
@@ -24,23 +23,29 @@ RULE_HELP = {
     "max_size": "The bytes of all layers must stay under the limit.",
     "max_category_bytes": "The final bytes of a category must stay under its limit.",
     "forbidden_categories": "The final filesystem must hold no byte of a forbidden category.",
+    "max_true_waste": "Bytes stored in a layer but gone from the final filesystem must stay under the limit.",
+    "max_could_save": "What slimming could save must stay under the limit.",
+    "max_finding_bytes": "What fixing one kind of finding could save must stay under its limit.",
+    "forbidden_findings": "No finding of a forbidden kind may be reported.",
 }
 
 
 def junit_xml(result: CheckResult) -> str:
     """Return the verdict as a JUnit XML report: one test case per rule."""
     cases = result.results
-    failures = len(result.failures)
+    failures = sum(1 for r in cases if r.status == FAIL)
+    errors = sum(1 for r in cases if r.status == MISCONFIGURED)
     skipped = sum(1 for r in cases if r.status == SKIP)
-    suites = ET.Element("testsuites", name="slimmer check", tests=str(len(cases)), failures=str(failures),
-                        errors="0", skipped=str(skipped))
-    suite = ET.SubElement(suites, "testsuite", name=f"slimmer check {safe(result.image)}", tests=str(len(cases)),
-                          failures=str(failures), errors="0", skipped=str(skipped))
+    counts = {"tests": str(len(cases)), "failures": str(failures), "errors": str(errors), "skipped": str(skipped)}
+    suites = ET.Element("testsuites", {"name": "slimmer check", **counts})
+    suite = ET.SubElement(suites, "testsuite", {"name": f"slimmer check {safe(result.image)}", **counts})
     for r in cases:
         case = ET.SubElement(suite, "testcase", classname="slimmer.check", name=r.rule)
         if r.status == FAIL:
             fail = ET.SubElement(case, "failure", message=safe(r.message), type="threshold")
             fail.text = f"{safe(r.message)}\nactual: {r.actual}\nlimit: {r.limit}"
+        elif r.status == MISCONFIGURED:
+            ET.SubElement(case, "error", message=safe(r.message), type="misconfigured").text = safe(r.message)
         elif r.status == SKIP:
             ET.SubElement(case, "skipped", message="rule off")
     ET.indent(suites)
@@ -74,11 +79,6 @@ def sarif(result: CheckResult, findings=()) -> dict:
                       "results": results}]}
 
 
-def write_junit(result: CheckResult, path: str | Path) -> Path:
-    """Write the JUnit XML report to ``path``."""
-    return write_bytes(path, junit_xml(result).encode("utf-8"), "JUnit report")
-
-
-def write_sarif(result: CheckResult, path: str | Path, findings=()) -> Path:
-    """Write the SARIF log to ``path``."""
-    return write_bytes(path, (dumps(sarif(result, findings)) + "\n").encode("ascii"), "SARIF report")
+def sarif_text(result: CheckResult, findings=()) -> str:
+    """Return the SARIF log as text (ASCII JSON and a line feed)."""
+    return dumps(sarif(result, findings)) + "\n"

@@ -31,12 +31,11 @@ from pathlib import Path
 from slimmer.analyzer.categories import CATEGORIES, RULES
 from slimmer.analyzer.changes import ADDED, MODIFIED, REMOVED, LayerChanges, category_of
 from slimmer.analyzer.findings import claims_of, layers_of
-from slimmer.atomic import write_bytes
 from slimmer.layers import MergedFS
 from slimmer.model import DIR, FILE
 from slimmer.render import human, safe
 
-__all__ = ["COLORS", "DATA_ID", "MARK_COLORS", "decode_data", "explorer_data", "page", "write_html"]
+__all__ = ["COLORS", "DATA_ID", "MARK_COLORS", "decode_data", "explorer_data", "page"]
 
 DATA_ID = "slimmer-data"
 STEP_CHARS = 400  # of a step's command in the page's data (the table shows 300)
@@ -324,8 +323,3 @@ def _packages(a, top: int = 40) -> str:
     if len(a.packages) > top:
         out.append(f"<p class='meta'>{len(a.packages) - top} more packages in the JSON output.</p>")
     return "".join(out)
-
-
-def write_html(a, source: str, path: str | Path) -> Path:
-    """Write the HTML report of ``a`` to ``path`` (atomically); return the path."""
-    return write_bytes(path, page(a, source).encode("utf-8"), "HTML report")

@@ -11,6 +11,7 @@ Knows nothing of archives.
 from __future__ import annotations
 
 import json
+import math
 
 from slimmer.analyzer.diff import ADDED, CHANGED, REMOVED
 
@@ -32,8 +33,14 @@ CHECK = "slimmer.check/1"
 
 
 def dumps(document: dict) -> str:
-    """Return ``document`` as indented JSON text, ASCII only (``\\u001b``, ``\\udce9``)."""
-    return json.dumps(document, indent=2, ensure_ascii=True)
+    """Return ``document`` as indented JSON text, ASCII only (``\\u001b``, ``\\udce9``); a NaN or
+    an infinity is refused (JSON has none: the schemas write them as null)."""
+    return json.dumps(document, indent=2, ensure_ascii=True, allow_nan=False)
+
+
+def _finite(x: float | None) -> float | None:
+    """Return ``x``, or None for NaN and the infinities (dive's 0/0 and n/0)."""
+    return x if x is not None and math.isfinite(x) else None
 
 
 # ---- analyze -------------------------------------------------------------------------------
@@ -62,7 +69,7 @@ def analysis_json(a, source: str, top: int = 20) -> dict:
         "waste": {
             "dive_efficiency": d.efficiency,
             "dive_wasted_bytes": d.wasted_bytes,
-            "dive_user_wasted_percent": d.user_wasted_percent,
+            "dive_user_wasted_percent": _finite(d.user_wasted_percent),
             "dive_size_bytes": d.size_bytes,
             "dive_user_size_bytes": d.user_size_bytes,
             "true_wasted_bytes": a.true_wasted_bytes,
@@ -174,5 +181,9 @@ def slim_json(r, source: str, dry_run: bool) -> dict:
 def check_json(result) -> dict:
     """Return the JSON object of a ``check`` verdict (schema ``slimmer.check/1``)."""
     return {"schema": CHECK, "image": result.image, "passed": result.passed,
-            "rules": [{"rule": r.rule, "status": r.status, "actual": r.actual, "limit": r.limit,
+            "rules": [{"rule": r.rule, "status": r.status, "actual": _number(r.actual), "limit": _number(r.limit),
                        "message": r.message} for r in result.results]}
+
+
+def _number(x: float | int | None) -> float | int | None:
+    return x if isinstance(x, int) else _finite(x)

@@ -17,7 +17,7 @@ import queue
 import threading
 import zlib
 from collections.abc import Callable
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 import zstandard
 
@@ -310,3 +310,68 @@ class _ChunkStream(io.RawIOBase):
 def open_uncompressed(raw: Stream, where: str) -> BinaryIO:
     """Return a buffered stream of the uncompressed bytes of the stored blob ``raw``."""
     return io.BufferedReader(_ChunkStream(uncompressed_chunks(raw, where), raw), CHUNK)
+
+
+# ---- writing ----------------------------------------------------------------------------
+
+# what a tar output's name says of its compression (slimmer export app.tar root.tar.gz)
+SUFFIXES = {".gz": "gzip", ".tgz": "gzip", ".zst": "zstd", ".tzst": "zstd", ".xz": "xz", ".txz": "xz"}
+WRITE_COMPRESSIONS = ("none", "gzip", "zstd", "xz")
+TAR_NAME = (".tar", ".tgz", ".tzst", ".txz", ".tar.gz", ".tar.zst", ".tar.xz")
+
+
+def compression_for(name: str) -> str:
+    """Return the compression a file name asks for by its extension: gzip, zstd, xz or none."""
+    lower = name.lower()
+    for suffix, kind in SUFFIXES.items():
+        if lower.endswith(suffix):
+            return kind
+    return "none"
+
+
+def is_tar_name(name: str) -> bool:
+    """Return whether a file name says it is a tar (``.tar``, ``.tar.gz``, ``.tgz``, ...)."""
+    return name.lower().endswith(TAR_NAME)
+
+
+class CompressingWriter:
+    """A binary writer that compresses what it is given into ``out`` (gzip with mtime 0 and no
+    name, so equal input gives equal bytes; zstd with a checksum; xz); ``close`` ends the
+    stream but leaves ``out`` open."""
+
+    def __init__(self, out: BinaryIO, compression: str, level: int | None = None):
+        if compression not in WRITE_COMPRESSIONS:
+            raise ValueError(f"compression must be one of {', '.join(WRITE_COMPRESSIONS)}, not {compression!r}")
+        self.out = out
+        self.compression = compression
+        self._c: Any
+        if compression == "gzip":
+            self._c = zlib.compressobj(6 if level is None else level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        elif compression == "zstd":
+            self._c = zstandard.ZstdCompressor(level=3 if level is None else level,
+                                               write_checksum=True).compressobj()
+        elif compression == "xz":
+            self._c = lzma.LZMACompressor(preset=6 if level is None else level)
+        else:
+            self._c = None
+        self.closed = False
+
+    def write(self, data) -> int:
+        if self._c is None:
+            self.out.write(data)
+        else:
+            packed = self._c.compress(data)
+            if packed:
+                self.out.write(packed)
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._c is not None:
+            self.out.write(self._c.flush())
+        self.out.flush()
