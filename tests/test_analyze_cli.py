@@ -379,3 +379,20 @@ def test_single_stage_samples_in_both_formats_agree(monkeypatch, capsys):
     from slimmer.reader import open_image
 
     assert {layer.compression for layer in open_image(FIXTURES / "single-stage-oci.tar").layers} == {"gzip"}
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["analyze", "--bogus", "x.tar"], "No such option '--bogus'"),
+    (["analyze"], "Missing argument 'ARCHIVES...'"),
+    (["nosuch"], "No such command 'nosuch'"),
+    (["analyze", "--top", "many", "x.tar"], "Invalid value for '--top'"),
+    (["check", "--max-size", "huge", "x.tar"], "expected a size"),
+], ids=["an unknown option", "a missing argument", "an unknown command", "a value of the wrong type",
+        "a size that is not one"])
+def test_usage_errors_are_one_line_too(argv, words, monkeypatch, capsys):
+    """A mistyped command line is one `slimmer: error:` line naming the command's help and exit
+    status 2, like every other bad input (click alone prints three lines)."""
+    code, out, err = run_main(monkeypatch, capsys, *argv)
+    assert (code, out) == (2, "")
+    assert err.startswith("slimmer: error: ") and err.count("\n") == 1, err
+    assert words in err and "--help'" in err

@@ -26,6 +26,15 @@ from slimmer.workers import Interrupted, catch_interrupts, end_interrupted, was_
 __all__ = ["cli", "main"]
 
 
+def _one_line(err: click.ClickException) -> str:
+    """A usage error as one line, naming the command's help (click's own form takes three)."""
+    message = " ".join(err.format_message().split())
+    ctx = getattr(err, "ctx", None)
+    if isinstance(err, click.UsageError) and ctx is not None:
+        return f"{message} (see '{ctx.command_path} --help')"
+    return message
+
+
 def main() -> None:
     """Entry point: run the CLI; a SlimmerError is one line on stderr and exit status 2."""
     previous = catch_interrupts()
@@ -35,7 +44,7 @@ def main() -> None:
     except (Interrupted, KeyboardInterrupt, click.exceptions.Abort):
         end_interrupted()
     except click.ClickException as err:
-        err.show()
+        sys.stderr.write(f"slimmer: error: {safe(_one_line(err))}\n")
         sys.exit(2)
     except SlimmerError as err:
         sys.stderr.write(f"slimmer: error: {safe(err)}\n")
