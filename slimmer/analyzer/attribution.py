@@ -131,14 +131,11 @@ def attribute(image: Image, fs: MergedFS | None = None, read: bool = True) -> At
     if read:  # without contents, the rules need no facts: they follow from the paths
         image = content.ensure_facts(image, content.AnalysisPolicy())
     fs = fs if fs is not None else merge(image)
-    rules_of = content.facts_of(image, content.RULE)
     finals = [(p, v.layer, v.entry) for p, v in fs.files() if v.entry.kind == FILE]
     RULES = cats.RULES
 
     def rule_for(layer: int, path: str) -> cats.Rule | None:
-        index = rules_of[layer].get(path)
-        if index is None:
-            index = cats.rule_index(path)
+        index = cats.rule_index(path)
         return RULES[index] if index >= 0 else None
 
     notes = list(image.notes)
@@ -192,7 +189,7 @@ def _duplicates(fs: MergedFS, hashes: list[Mapping[str, bytes]]
     of each version, from its layer's facts), and the shadowed versions equal to what
     replaced them."""
     def final_file(path: str):
-        version = fs.final.get(path)
+        version = fs.get(path)
         return version if version is not None and version.entry.kind == FILE else None
 
     groups: dict[bytes, list[tuple[int, str, bool]]] = defaultdict(list)

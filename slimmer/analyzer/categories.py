@@ -333,6 +333,48 @@ def _literal(glob: str) -> str:
 _MATCHER = _Matcher(RULES)
 
 
+class RuleClassifier:
+    """The category rules as the tar scanner asks for them (``slimmer.tar.scan.Classifier``):
+    directories whose candidate rules are the same share one cache of base name -> rule, so
+    a rule is matched once per distinct directory and base name, not per file."""
+
+    def __init__(self, matcher: _Matcher | None = None):
+        self._matcher = matcher or _MATCHER
+        self._groups: dict[int, dict[str, int]] = {}
+
+    def group(self, directory: str) -> dict | None:
+        found = self._matcher._candidates(directory)
+        if found[3]:
+            return None  # whole-path patterns: the rule depends on more than the base name
+        group = self._groups.get(id(found))
+        if group is None:
+            group = self._groups[id(found)] = {}
+        return group
+
+    def rule(self, directory: str, base: str) -> int:
+        return self._matcher.first_index(f"{directory}/{base}" if directory else base)
+
+    def rules(self, paths: list[str]) -> list[int]:
+        """Return the rule index of each file of ``paths`` (-1 where none matches)."""
+        out = []
+        last, group = None, None
+        for path in paths:
+            d, _, base = path.rpartition("/")
+            if d != last:
+                last, group = d, self.group(d)
+            if group is None:
+                out.append(self.rule(d, base))
+                continue
+            rule = group.get(base)
+            if rule is None:
+                rule = group[base] = self.rule(d, base)
+            out.append(rule)
+        return out
+
+
+CLASSIFIER = RuleClassifier()
+
+
 def rule_for(path: str) -> Rule | None:
     """Return the first rule of ``RULES`` whose patterns match ``path``, or None."""
     return _MATCHER.first(path)

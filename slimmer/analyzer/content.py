@@ -1,8 +1,9 @@
 """What the analysis learns from file contents, gathered in the scan pass (one read of every
 layer): the policy that says which probe reads which file, and the probes.
 
-For each regular file the policy records the index of its category rule (``RULE``) and, with
-contents on, reads only what paths cannot tell:
+The scanner records the category rule of each regular file (``Columns.rules``, matched once
+per directory and base name by ``categories.CLASSIFIER``); with contents on the policy reads
+only what paths cannot tell, and ``select`` tells the scanner which members those may be:
 - ``MAGIC``: libmagic's description of the first bytes of a file no path rule matches;
 - ``DATA``: the whole of a package database (``packages.is_database``), up to MAX_DB_BYTES
   (larger ones are listed under ``TOO_LARGE``);
@@ -28,8 +29,8 @@ from slimmer.analyzer import packages
 from slimmer.analyzer.packages import GoBuildInfo
 from slimmer.model import Entry, Image
 from slimmer.tar.collect import Collector, Facts, as_mapping
+from slimmer.tar.scan import Select
 
-RULE = "rule"
 MAGIC = "magic"
 DATA = "data"
 TOO_LARGE = "too-large"
@@ -43,7 +44,7 @@ GO_SEARCH_BYTES = 1 << 20  # how far into the writable segment the Go build info
 GO_MAX_OFFSET = 512 << 20  # do not look past this for Go build info
 GO_MIN_BYTES = 1 << 20  # no Go binary is smaller than this
 DUPLICATE_MIN_BYTES = 64 << 10  # smaller files are not hashed for duplicate detection
-VERSION = 1  # of the probes: bump when a fact's meaning changes
+VERSION = 2  # of the probes: bump when a fact's meaning changes
 
 GO_MAGIC = b"\xff Go buildinf:"
 _GO_MODINFO_SENTINEL = 16
@@ -73,6 +74,10 @@ class AnalysisPolicy:
         self.content = content
         self.key = self._key(content)
         self._budget: dict[int, int] = {}
+        # every file sink() may want: hashed or Go-probed from DUPLICATE_MIN_BYTES (<= GO_MIN_BYTES)
+        # on, package databases by their endings, libmagic for files no rule matches
+        self.select = Select(DUPLICATE_MIN_BYTES, packages.DB_ENDINGS, (packages.DPKG_STATUS_D,), True,
+                             cats.CLASSIFIER) if content else Select(classifier=cats.CLASSIFIER)
 
     @staticmethod
     def _key(content: bool) -> str:
@@ -84,14 +89,10 @@ class AnalysisPolicy:
 
     def sink(self, entry: Entry, facts: Facts):
         path = entry.path
-        index = rule_index(path)
-        rules = facts.kinds.get(RULE)
-        if rules is None:
-            rules = facts.kinds[RULE] = {}
-        rules[path] = index  # a rule follows from the path: a later member of it writes the same
         size = entry.size
         if not self.content or not size or entry.offset < 0:
             return None  # empty, or sparse: its stream holds a map, not the file
+        index = rule_index(path)
         need = 0
         if index < 0:
             need |= _HEAD

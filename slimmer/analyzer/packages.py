@@ -299,12 +299,12 @@ def go_binary(path: str, info: GoBuildInfo) -> Package:
 # ---- all together ----------------------------------------------------------------------------------
 
 
-_DB_ENDINGS = ("/status", "/installed", ".list", "/RECORD", "/package.json")
+DB_ENDINGS = ("/status", "/installed", ".list", "/RECORD", "/package.json")
 
 
 def is_database(path: str) -> bool:
     """Return whether the content of ``path`` is a package database ``find_packages`` reads."""
-    if not path.endswith(_DB_ENDINGS) and not path.startswith(DPKG_STATUS_D):
+    if not path.endswith(DB_ENDINGS) and not path.startswith(DPKG_STATUS_D):
         return False  # the common case, decided by one call
     if path in (DPKG_STATUS, APK_INSTALLED):
         return True

@@ -9,6 +9,7 @@ ever reads a layer for the analysis. Also: bounded JSON parsing for manifests an
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ class LayerScan:
     diff_id: str
     uncompressed_size: int
     compression: str
-    entries: tuple[Entry, ...]
+    entries: Sequence[Entry]
     facts: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
     policy: str = ""
     notes: tuple[str, ...] = ()
@@ -55,7 +56,8 @@ def scan_layer(raw: Stream, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_
 
 def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | None) -> LayerScan:
     collector = Collector(policy) if policy is not None else None
-    scanner = TarScanner(where, max_layer_size, collector.visit if collector else None)
+    scanner = TarScanner(where, max_layer_size, collector.visit if collector else None,
+                         select=collector.select if collector else None)
     for chunk in blob.chunks():
         if blob.uncompressed_size > max_layer_size:
             raise LimitError(
@@ -76,7 +78,7 @@ def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | No
     else:
         scanner.finish()
     entries = scanner.entries
-    return LayerScan(blob.digest(), blob.stored_size, blob.diff_id(), total, blob.compression, tuple(entries),
+    return LayerScan(blob.digest(), blob.stored_size, blob.diff_id(), total, blob.compression, entries,
                      as_mapping(collector.facts) if collector else {}, policy.key if policy else "", notes)
 
 

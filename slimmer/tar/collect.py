@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from slimmer.model import FILE, Entry
+from slimmer.tar.scan import Select
 
 
 class Sink(Protocol):
@@ -52,9 +53,12 @@ class Facts:
 
 
 class Policy(Protocol):
-    """What to learn from file contents during the scan pass."""
+    """What to learn from file contents during the scan pass. ``select`` names the members
+    whose data it may want (every member the sink could want a look at, and more is fine),
+    so the scanner shows it only those; None shows it every member."""
 
     key: str
+    select: Select | None
 
     def sink(self, entry: Entry, facts: Facts) -> Sink | None:
         """Return a sink for the data of file ``entry`` (which records into ``facts`` at its
@@ -63,11 +67,12 @@ class Policy(Protocol):
 
 
 class Collector:
-    """Runs a policy over one layer: the scanner's ``visit`` callback."""
+    """Runs a policy over one layer: the scanner's ``visit`` callback (with ``select``)."""
 
     def __init__(self, policy: Policy):
         self.policy = policy
         self.facts = Facts()
+        self.select = getattr(policy, "select", None)
 
     def visit(self, index: int, entry: Entry, header) -> Sink | None:
         facts = self.facts
