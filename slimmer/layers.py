@@ -20,6 +20,7 @@ import posixpath
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from slimmer.errors import FormatError
 from slimmer.model import DIR, FILE, HARDLINK, KIND_CODES, SYMLINK, Columns, Entry, Image, Layer, columns
@@ -84,6 +85,18 @@ def is_whiteout(entry: Entry) -> bool:
     return WHITEOUT_PREFIX in path and path.rpartition("/")[2].startswith(WHITEOUT_PREFIX)
 
 
+class Finals(NamedTuple):
+    """The final versions of a merged filesystem as columns, one row per path (implied
+    directories left out): the layer and entry index of each, its kind code
+    (``slimmer.model.KIND_CODES``) and size."""
+
+    paths: list[str]
+    layers: list[int]
+    indexes: list[int]
+    kinds: bytes
+    sizes: list[int]
+
+
 class MergedFS:
     """The image's filesystem after stacking its layers, plus what stacking hid.
 
@@ -98,6 +111,7 @@ class MergedFS:
         self._final: dict[str, Ref | Version] = {}
         self._dirs: dict[str, set[str]] = {"": set()}  # directory -> names below it
         self._cols: dict[int, Columns] = {}
+        self._table: Finals | None = None
         self.shadowed: list[Shadowed] = []
 
     # -- queries ---------------------------------------------------------------------------
@@ -144,6 +158,30 @@ class MergedFS:
         """Return the columns of stacked layer ``layer``."""
         return self._cols[layer]
 
+    def table(self) -> Finals:
+        """Return the final versions as columns (what the analysis walks: no record per path)."""
+        table = self._table
+        if table is not None:
+            return table
+        paths = list(self._final)
+        refs = list(self._final.values())
+        if all(ref.__class__ is int for ref in refs):
+            layers = [ref >> _SHIFT for ref in refs]  # type: ignore[operator]
+            indexes = [ref & _MASK for ref in refs]  # type: ignore[operator]
+            top = max(self._cols, default=-1) + 1
+            kinds_of = [self._cols[i].kinds if i in self._cols else b"" for i in range(top)]
+            sizes_of = [self._cols[i].sizes if i in self._cols else () for i in range(top)]
+            kinds = bytes([kinds_of[li][k] for li, k in zip(layers, indexes)])
+            sizes = [sizes_of[li][k] for li, k in zip(layers, indexes)]
+        else:
+            versions = [self._version(ref) for ref in refs]
+            layers = [v.layer for v in versions]
+            indexes = [v.index for v in versions]
+            kinds = bytes(KIND_CODES[v.entry.kind] for v in versions)
+            sizes = [v.entry.size for v in versions]
+        table = self._table = Finals(paths, layers, indexes, kinds, sizes)
+        return table
+
     def children(self, path: str) -> list[str]:
         """Return the names directly below directory ``path`` ("" is the root)."""
         return sorted(self._dirs.get(path, ()))
@@ -161,6 +199,7 @@ class MergedFS:
 
     def _ensure_dir(self, path: str, layer: int) -> set[str]:
         """Return the children set of directory ``path``, creating it and its parents."""
+        self._table = None
         kids = self._dirs.get(path)
         if kids is not None:
             return kids
@@ -182,6 +221,7 @@ class MergedFS:
 
     def _remove(self, path: str, by: int, how: str) -> None:
         """Remove ``path`` and its subtree, recording every version as shadowed."""
+        self._table = None
         stack = [path]
         final, dirs = self._final, self._dirs
         while stack:
@@ -217,6 +257,7 @@ class MergedFS:
         self._put(entry.path, entry.kind == DIR, Version(layer, entry, index), layer)
 
     def _put(self, path: str, is_dir: bool, ref: Ref | Version, layer: int) -> None:
+        self._table = None
         parent, _, name = path.rpartition("/")
         kids = self._dirs.get(parent)
         if kids is None:
@@ -238,6 +279,7 @@ class MergedFS:
         """Put the entries of ``cols`` (layer ``layer``; those at ``order`` only, in that
         order, if given) in place as ``add`` would, keeping references, not records."""
         self._cols[layer] = cols
+        self._table = None
         paths, kinds = cols.paths, cols.kinds
         final, dirs = self._final, self._dirs
         base = layer << _SHIFT

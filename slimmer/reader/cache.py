@@ -17,11 +17,11 @@ import sqlite3
 import zlib
 from pathlib import Path
 
-from slimmer.model import Entry
+from slimmer.model import Columns, Entries
 from slimmer.reader.blobs import LayerScan
 
 log = logging.getLogger(__name__)
-SCHEMA = 3
+SCHEMA = 4
 SAMPLE = 64 << 10
 
 
@@ -76,8 +76,8 @@ class LayerCache:
             if row is None:
                 self.misses += 1
                 return None
-            raw_entries, facts = marshal.loads(zlib.decompress(row[3]))
-            entries = tuple(map(Entry._make, raw_entries))
+            packed, facts = marshal.loads(zlib.decompress(row[3]))
+            entries = Entries(Columns.unpack(packed))
             notes = tuple(marshal.loads(row[4])) if row[4] else ()
         except (sqlite3.Error, ValueError, EOFError, TypeError, zlib.error) as err:
             log.warning("layer cache read failed: %s", err)
@@ -90,7 +90,7 @@ class LayerCache:
         db = self._conn()
         if db is None:
             return
-        blob = zlib.compress(marshal.dumps(([tuple(e) for e in scan.entries], scan.facts)), 1)
+        blob = zlib.compress(marshal.dumps((Columns.of(scan.entries).pack(), scan.facts)), 1)
         try:
             with db:
                 db.execute("INSERT OR REPLACE INTO layers VALUES (?,?,?,?,?,?,?,?,?)",

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from slimmer.errors import FormatError, InputError, LimitError, TruncatedError
-from slimmer.model import Entry, Stream, normalize_path
+from slimmer.model import Columns, Entries, Stream, normalize_path
 from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, scan_layer
 from slimmer.tar.codec import CHUNK, compression_of, open_outer
 from slimmer.tar.collect import Policy
@@ -179,15 +179,15 @@ PROCESS_THRESHOLD = 64 << 20
 
 
 def _pack(scan: LayerScan) -> tuple[LayerScan, bytes]:
-    """Return ``scan`` with its entries and facts marshalled (far cheaper than pickling)."""
-    packed = marshal.dumps(([tuple(e) for e in scan.entries], scan.facts))
+    """Return ``scan`` with its entry columns and facts marshalled (far cheaper than pickling)."""
+    packed = marshal.dumps((Columns.of(scan.entries).pack(), scan.facts))
     return dataclasses.replace(scan, entries=(), facts={}), packed
 
 
 def _unpack(result: tuple[LayerScan, bytes]) -> LayerScan:
     scan, packed = result
-    entries, facts = marshal.loads(packed)
-    return dataclasses.replace(scan, entries=tuple(map(Entry._make, entries)), facts=facts)
+    columns, facts = marshal.loads(packed)
+    return dataclasses.replace(scan, entries=Entries(Columns.unpack(columns)), facts=facts)
 
 
 def _scan_file_range(path: str, offset: int, size: int, where: str, options: ScanOptions):
