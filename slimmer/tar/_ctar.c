@@ -589,11 +589,12 @@ static PyObject *Fast_append(Fast *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+#define BYTES(b) ((b).p ? (b).p : ""), (b).len
+
 static PyObject *Fast_columns(Fast *self, PyObject *unused) {
-    return Py_BuildValue("(OOy#y#y#y#y#y#y#y#)", self->paths, self->links, self->kinds.p, self->kinds.len,
-                         self->sizes.p, self->sizes.len, self->modes.p, self->modes.len, self->uids.p, self->uids.len,
-                         self->gids.p, self->gids.len, self->mtimes.p, self->mtimes.len, self->offsets.p,
-                         self->offsets.len, self->rules.p, self->rules.len);
+    return Py_BuildValue("(OOy#y#y#y#y#y#y#y#)", self->paths, self->links, BYTES(self->kinds), BYTES(self->sizes),
+                         BYTES(self->modes), BYTES(self->uids), BYTES(self->gids), BYTES(self->mtimes),
+                         BYTES(self->offsets), BYTES(self->rules));
 }
 
 static PyObject *Fast_entry(Fast *self, PyObject *arg) {
