@@ -6,11 +6,11 @@ import gc
 import os
 import sys
 from collections.abc import Callable
-from contextlib import contextmanager
 
 import click
 
 from slimmer import reader
+from slimmer.cli.group import GC_TUNED, run_gc  # noqa: F401  (run_gc: where commands find it)
 from slimmer.reader.cache import LayerCache
 from slimmer.render import echo
 from slimmer.render.json import dumps, fleet_json
@@ -98,26 +98,6 @@ def load(archive: str, image_ref, platform, max_layer_size, no_cache: bool = Fal
     if ctx is not None and isinstance(ctx.obj, dict) and ctx.obj.get(GC_TUNED):
         gc.freeze()  # the image lives for the whole run: keep the cycle collector off its objects
     return img
-
-
-GC_TUNED = "gc-tuned"
-
-
-@contextmanager
-def run_gc():
-    """Tune the cycle collector for one command run, and restore it after; yields the root
-    context object that tells ``load`` to freeze the image out of collections.
-
-    A run builds hundreds of thousands of small acyclic objects (entries, paths, rows); with
-    the default thresholds the collector walks them all again and again (about 10% of an
-    analyze). Inside, collections are rarer and the loaded image is frozen out of them."""
-    before = gc.get_threshold()
-    gc.set_threshold(100_000, 50, 100)
-    try:
-        yield {GC_TUNED: True}
-    finally:
-        gc.set_threshold(*before)
-        gc.unfreeze()
 
 
 def show_fleet(rows, as_json: bool) -> int:

@@ -50,13 +50,17 @@ from slimmer.model import (
 )
 
 try:
-    if os.environ.get("SLIMMER_PURE") == "1":
-        raise ImportError("SLIMMER_PURE=1")
     from slimmer.tar import _ctar  # type: ignore[attr-defined]
-except ImportError:
+except ImportError:  # built without a C compiler: the code here does it all
     _ctar = None
 
-COMPILED = _ctar is not None  # whether the compiled fast path runs
+COMPILED = _ctar is not None  # whether the compiled fast path is built
+
+
+def uses_compiled() -> bool:
+    """Return whether scanners made now run the compiled fast path (built, and not turned off
+    by ``SLIMMER_PURE=1``)."""
+    return _ctar is not None and os.environ.get("SLIMMER_PURE") != "1"
 _STOP, _SKIP, _VISIT = 0, 1, 2
 _NONE, _ALL, _SELECT = 0, 1, 2
 
@@ -219,7 +223,7 @@ class TarScanner:
         self._groups: tuple[str, dict | None] | None = None  # the last directory and its rule group
         mode = _NONE if visit is None else (_ALL if select is None else _SELECT)
         self._mode = mode
-        use_c = _ctar is not None if pure is None else (not pure and _ctar is not None)
+        use_c = uses_compiled() if pure is None else (not pure and _ctar is not None)
         self._fast = _ctar.Fast(detail, mode, select.min_size if select else 0,
                                 tuple(x.encode("ascii") for x in self._suffixes),
                                 tuple(x.encode("ascii") for x in self._prefixes), bool(select and select.unmatched),
