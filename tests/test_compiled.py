@@ -145,8 +145,14 @@ def test_both_scanners_read_every_layer_of_the_fixtures_alike(archive):
         _both(data, [1, 511, 513, 100_000, len(data) // 2, len(data) - 700])
 
 
+# path-like names: the parts that decide how a name is normalised
+NAMES = st.one_of(st.text(min_size=1, max_size=120), st.lists(
+    st.sampled_from(["a", "bin", ".", "..", "", ".wh.x", ".wh..wh..opq", ".bashrc", "a\\..", "..\\b", "é", "\udcff"]),
+    min_size=1, max_size=6).map("/".join))
+
 MEMBERS = st.lists(st.one_of(
-    st.builds(lambda n, d: M(n, d), st.text(min_size=1, max_size=120), st.binary(max_size=1500)),
+    st.builds(lambda n, d: M(n, d), NAMES, st.binary(max_size=1500)),
+    st.builds(lambda n, t: M(n, type=b"1", link=t), NAMES, NAMES),
     st.builds(lambda n: M(n, type=b"5"), st.text(min_size=1, max_size=30)),
     st.builds(lambda n, t: M(n, type=b"2", link=t), st.text(min_size=1, max_size=30), st.text(max_size=30)),
     st.builds(lambda n, t: M(n, type=b"1", link=t), st.text(min_size=1, max_size=30), st.text(max_size=30)),

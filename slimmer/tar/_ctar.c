@@ -148,13 +148,29 @@ static PyObject *decode(const char *s, Py_ssize_t n) {
     return PyUnicode_DecodeUTF8(s, n, "surrogateescape");
 }
 
-/* A name the model takes as is (after stripping trailing slashes): no leading "/" or ".",
- * no "//", no "/.", no NUL. Others go through Python's normalize(). */
+/* A name whose model path is itself without trailing slashes, as TarScanner._add makes it:
+ * not absolute, no NUL, no empty, "." or ".." component. Python normalises names that start
+ * with "." or hold "//" or "/." (which for these gives the same path), checking their depth
+ * with backslashes read as slashes first: those holding a backslash are left to it. */
 static int plain_name(const char *s, Py_ssize_t n) {
-    if (n == 0 || s[0] == '/' || s[0] == '.') return 0;
-    if (memchr(s, 0, n)) return 0;
-    for (Py_ssize_t i = 0; i + 1 < n; i++)
-        if (s[i] == '/' && (s[i + 1] == '/' || s[i + 1] == '.')) return 0;
+    if (n == 0 || s[0] == '/' || memchr(s, 0, n)) return 0;
+    Py_ssize_t end = n;
+    while (end > 0 && s[end - 1] == '/') end--;
+    if (end == 0) return 0;
+    int normalised = s[0] == '.' || end < n - 1;
+    Py_ssize_t start = 0;
+    for (Py_ssize_t i = 0; i <= end; i++) {
+        if (i == end || s[i] == '/') {
+            Py_ssize_t len = i - start;
+            if (len == 0) return 0;
+            if (s[start] == '.') {
+                if (len == 1 || (len == 2 && s[start + 1] == '.')) return 0;
+                normalised = 1;
+            }
+            start = i + 1;
+        }
+    }
+    if (normalised && memchr(s, '\\', n)) return 0;
     return 1;
 }
 
