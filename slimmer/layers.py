@@ -119,7 +119,7 @@ class MergedFS:
     def _version(self, ref: Ref | Version) -> Version:
         if ref.__class__ is not int:
             return ref  # type: ignore[return-value]
-        layer, k = ref >> _SHIFT, ref & _MASK  # type: ignore[operator]
+        layer, k = ref >> _SHIFT, ref & _MASK
         return Version(layer, self._cols[layer].entry(k), k)
 
     def get(self, path: str) -> Version | None:
@@ -190,7 +190,7 @@ class MergedFS:
 
     def _is_dir_version(self, ref: Ref | Version) -> bool:
         if ref.__class__ is int:
-            return self._cols[ref >> _SHIFT].kinds[ref & _MASK] == _DIR  # type: ignore[operator]
+            return self._cols[ref >> _SHIFT].kinds[ref & _MASK] == _DIR
         return ref.entry.kind == DIR  # type: ignore[union-attr]
 
     def _shadow(self, path: str, ref: Ref | Version, by: int, how: str) -> None:

@@ -209,7 +209,7 @@ class Layer:
     diff_id: str
     digest: str
     stored_size: int
-    entries: tuple[Entry, ...]
+    entries: Sequence[Entry]  # a tuple, or (from the scan pass) an ``Entries`` over columns
     uncompressed_size: int = 0
     media_type: str = "application/vnd.oci.image.layer.v1.tar"
     compression: str = "none"

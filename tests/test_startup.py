@@ -40,7 +40,8 @@ def test_help_imports_no_command(args):
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     loaded = done.stderr.split()
-    assert loaded and all(m in ("slimmer", "slimmer.cli", "slimmer.cli.group", "slimmer.errors") for m in loaded), loaded
+    light = ("slimmer", "slimmer.cli", "slimmer.cli.group", "slimmer.errors")
+    assert loaded and all(m in light for m in loaded), loaded
     if args == ["--help"]:
         for name in COMMANDS:
             assert f"  {name}  " in done.stdout

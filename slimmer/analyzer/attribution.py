@@ -175,7 +175,7 @@ def attribute(image: Image, fs: MergedFS | None = None, read: bool = True) -> At
         for i, index in zip(missing, cats.CLASSIFIER.rules([finals[i][0] for i in missing])):
             indexes[i] = index
     named = [(rule.category, rule.name) for rule in RULES]
-    files = []
+    files: list[FileFact] = []
     append = files.append
     for (path, layer, _k, size), index in zip(finals, indexes):
         if index >= 0:

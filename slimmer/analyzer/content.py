@@ -76,7 +76,7 @@ class AnalysisPolicy:
         self._budget: dict[int, int] = {}
         # every file sink() may want: hashed or Go-probed from DUPLICATE_MIN_BYTES (<= GO_MIN_BYTES)
         # on, package databases by their endings, libmagic for files no rule matches
-        self.select = Select(DUPLICATE_MIN_BYTES, packages.DB_ENDINGS, (packages.DPKG_STATUS_D,), True,
+        self.select: Select | None = Select(DUPLICATE_MIN_BYTES, packages.DB_ENDINGS, (packages.DPKG_STATUS_D,), True,
                              cats.CLASSIFIER) if content else Select(classifier=cats.CLASSIFIER)
 
     @staticmethod

@@ -359,7 +359,7 @@ class TarScanner:
                 continue
             self._header_block(block)
 
-    def finish(self) -> list[Entry]:
+    def finish(self) -> Entries:
         """Check the stream ended on a member boundary and return the entries."""
         if self._skip or self._meta_left or self._header or self._sink_left or self._map_left \
                 or self._sparse_ext or self._pending is not None:
