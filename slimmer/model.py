@@ -82,17 +82,21 @@ class Entry(NamedTuple):
     offset: int = -1  # where the data starts in the layer's uncompressed tar stream (-1: unknown)
 
 
+Numbers = array | list  # a number column of ``Columns``
+
+
 class Columns:
     """A layer's entries as columns, one value per entry in each: how the scan pass returns
     a layer (an object per entry costs more time and memory than the entry's bytes are worth
     on layers of a hundred thousand files). ``kinds`` holds codes into ``KINDS``; ``rules``
     the category rule index of each file where the scan's policy gave one (``NO_RULE`` else),
-    or is None. The columns are never changed once built."""
+    or is None. A number column is a 64-bit ``array``, or a list where a value does not fit
+    (a PAX mtime forty digits long). The columns are never changed once built."""
 
     __slots__ = ("gids", "kinds", "links", "modes", "mtimes", "offsets", "paths", "rules", "sizes", "uids")
 
-    def __init__(self, paths: list[str], kinds: bytes, sizes: array, modes: array, uids: array, gids: array,
-                 links: list[str], mtimes: array, offsets: array, rules: array | None = None):
+    def __init__(self, paths: list[str], kinds: bytes, sizes: Numbers, modes: Numbers, uids: Numbers, gids: Numbers,
+                 links: list[str], mtimes: Numbers, offsets: Numbers, rules: array | None = None):
         self.paths, self.kinds, self.sizes, self.modes, self.uids, self.gids = paths, kinds, sizes, modes, uids, gids
         self.links, self.mtimes, self.offsets, self.rules = links, mtimes, offsets, rules
 
@@ -118,21 +122,31 @@ class Columns:
     def pack(self) -> tuple:
         """Return the columns as plain values (lists and bytes) that ``marshal`` takes."""
         rules = self.rules.tobytes() if self.rules is not None else None
-        return (self.paths, self.kinds, self.sizes.tobytes(), self.modes.tobytes(), self.uids.tobytes(),
-                self.gids.tobytes(), self.links, self.mtimes.tobytes(), self.offsets.tobytes(), rules)
+        return (self.paths, self.kinds, _raw(self.sizes), _raw(self.modes), _raw(self.uids), _raw(self.gids),
+                self.links, _raw(self.mtimes), _raw(self.offsets), rules)
 
     @classmethod
     def unpack(cls, packed: tuple) -> Columns:
         """Return the columns ``pack`` gave."""
         paths, kinds, sizes, modes, uids, gids, links, mtimes, offsets, rules = packed
 
-        def ints(raw: bytes, code: str = "q") -> array:
+        def ints(raw: bytes | list, code: str = "q") -> Numbers:
+            if isinstance(raw, list):
+                return raw
             out = array(code)
             out.frombytes(raw)
             return out
 
+        rule_column = None
+        if rules is not None:
+            rule_column = array("h")
+            rule_column.frombytes(rules)
         return cls(paths, bytes(kinds), ints(sizes), ints(modes), ints(uids), ints(gids), links, ints(mtimes),
-                   ints(offsets), ints(rules, "h") if rules is not None else None)
+                   ints(offsets), rule_column)
+
+
+def _raw(column: array | list) -> bytes | list:
+    return column.tobytes() if isinstance(column, array) else list(column)
 
 
 class Entries(Sequence[Entry]):

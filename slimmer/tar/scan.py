@@ -62,6 +62,7 @@ def uses_compiled() -> bool:
     by ``SLIMMER_PURE=1``)."""
     return _ctar is not None and os.environ.get("SLIMMER_PURE") != "1"
 _STOP, _SKIP, _VISIT = 0, 1, 2
+_LOW, _HIGH = -(1 << 63), (1 << 63) - 1
 _NONE, _ALL, _SELECT = 0, 1, 2
 
 BLOCKSIZE = 512
@@ -144,12 +145,11 @@ class _Builder:
 
     def append(self, path: str, kind: int, size: int, mode: int, uid: int, gid: int, link: str, mtime: int,
                offset: int, rule: int) -> None:
-        # the numbers first: a value out of range leaves no half-added entry
-        values = array("q", (size, mode, uid, gid, mtime, offset))
         self.paths.append(path)
         self.links.append(link)
         self.kinds.append(kind)
-        for column, value in zip((self.sizes, self.modes, self.uids, self.gids, self.mtimes, self.offsets), values):
+        for column, value in zip((self.sizes, self.modes, self.uids, self.gids, self.mtimes, self.offsets),
+                                 (size, mode, uid, gid, mtime, offset)):
             column.append(value)
         self.rules.append(rule)
 
@@ -216,6 +216,7 @@ class TarScanner:
         self.visit = visit
         self.detail = detail
         self.select = select
+        self._big: dict[tuple[int, int], int] = {}  # (number column, entry) -> a value past 64 bits
         self._visited: set[str] = set()  # paths the visit saw (a Select visits their later members too)
         self._suffixes = select.suffixes if select is not None else ()
         self._prefixes = select.prefixes if select is not None else ()
@@ -265,8 +266,13 @@ class TarScanner:
     def columns(self) -> Columns:
         """Return the entries parsed so far as columns (rules included when a Select has a
         classifier)."""
-        paths, links, kinds, *numbers, rules = self._cols.columns()
-        sizes, modes, uids, gids, mtimes, offsets = (_ints(raw) for raw in numbers)
+        paths, links, kinds, *raw, rules = self._cols.columns()
+        numbers: list[array | list] = [_ints(column) for column in raw]
+        for (i, index), value in self._big.items():
+            if isinstance(numbers[i], array):
+                numbers[i] = list(numbers[i])
+            numbers[i][index] = value
+        sizes, modes, uids, gids, mtimes, offsets = numbers
         return Columns(paths, kinds, sizes, modes, uids, gids, links, mtimes, offsets,
                        _ints(rules, "h") if self._classifier is not None else None)
 
@@ -571,10 +577,13 @@ class TarScanner:
         size = file_size if kind == FILE else 0
         rule = self._rule(path) if kind == FILE else NO_RULE
         index = self._cols.count
-        try:
-            self._cols.append(path, KIND_CODES[kind], size, mode, uid, gid, link, mtime, offset, rule)
-        except OverflowError:
-            raise FormatError(f"{where}: a number of tar member {path!r} is out of range") from None
+        numbers = [size, mode, uid, gid, mtime, offset]
+        for i, value in enumerate(numbers):
+            if not _LOW <= value <= _HIGH:  # kept aside: the columns hold 64-bit numbers
+                self._big[(i, index)] = value
+                numbers[i] = 0
+        self._cols.append(path, KIND_CODES[kind], numbers[0], numbers[1], numbers[2], numbers[3], link, numbers[4],
+                          numbers[5], rule)
         if self.visit is None or (self._mode == _SELECT and not self._selected(path, kind, size, offset, rule)):
             self._skip = data + pad
             self._padding_left = pad
