@@ -8,8 +8,11 @@ ever reads a layer for the analysis. Also: bounded JSON parsing for manifests an
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+import mmap
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,19 +58,31 @@ def scan_layer(raw: Stream, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_
 
 
 def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | None) -> LayerScan:
+    def chunks() -> Iterator:
+        for chunk in blob.chunks():
+            if blob.uncompressed_size > max_layer_size:
+                raise LimitError(
+                    f"{where}: layer expands past --max-layer-size ({max_layer_size} bytes); refusing to read on")
+            yield chunk
+
+    return _parse(chunks(), lambda: blob.uncompressed_size, blob.compression, where, max_layer_size, policy,
+                  lambda: (blob.digest(), blob.stored_size, blob.diff_id()))
+
+
+def _parse(chunks: Iterator, total_of: Callable[[], int], compression: str, where: str, max_layer_size: int,
+           policy: Policy | None, digests: Callable[[], tuple[str, int, str]]) -> LayerScan:
+    """Parse the uncompressed ``chunks`` of a layer; ``digests`` gives (digest, stored size,
+    diff_id) once they are all read."""
     collector = Collector(policy) if policy is not None else None
     scanner = TarScanner(where, max_layer_size, collector.visit if collector else None,
                          select=collector.select if collector else None)
-    for chunk in blob.chunks():
-        if blob.uncompressed_size > max_layer_size:
-            raise LimitError(
-                f"{where}: layer expands past --max-layer-size ({max_layer_size} bytes); refusing to read on")
+    for chunk in chunks:
         scanner.feed(chunk)
-    total = blob.uncompressed_size
+    total = total_of()
     notes: tuple[str, ...] = ()
     if total and not scanner.headers and not scanner.ended:
         raise FormatError(f"{where}: layer is not a tar stream")
-    if not scanner.ended and (total or blob.compression != "none"):
+    if not scanner.ended and (total or compression != "none"):
         if not scanner.complete_members():
             raise TruncatedError(f"{where}: layer tar is truncated (ends inside a member)")
         # umoci 0.4.7's `insert` writes layers that stop right after the last member's data
@@ -78,8 +93,72 @@ def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | No
     else:
         scanner.finish()
     entries = scanner.entries
-    return LayerScan(blob.digest(), blob.stored_size, blob.diff_id(), total, blob.compression, entries,
+    digest, stored, diff_id = digests()
+    return LayerScan(digest, stored, diff_id, total, compression, entries,
                      as_mapping(collector.facts) if collector else {}, policy.key if policy else "", notes)
+
+
+MAP_STEP = 8 << 20  # a mapped blob is hashed and parsed this many bytes at a time
+
+
+class Mapped:
+    """An uncompressed stored blob that is a range of a file on disk, mapped read-only: hashed
+    and parsed where it lies, not copied, each reader letting go of the pages behind it (so
+    the mapping never holds the layer in memory). ``open`` gives None where a blob cannot be
+    read so (compressed, empty, past the file's end, or the system refuses the mapping): the
+    streaming scan reads it then, and says what is wrong with it."""
+
+    def __init__(self, mm: mmap.mmap, start: int, size: int):
+        self._mm, self._start, self.size = mm, start, size
+
+    @classmethod
+    def open(cls, path: str, offset: int, size: int) -> Mapped | None:
+        if size < 1024:
+            return None
+        try:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size < offset + size or \
+                        compression_of(os.pread(f.fileno(), 8, offset)) != "none":
+                    return None
+                base = offset - offset % mmap.ALLOCATIONGRANULARITY
+                mm = mmap.mmap(f.fileno(), offset - base + size, access=mmap.ACCESS_READ, offset=base)
+        except (OSError, ValueError, OverflowError):
+            return None
+        return cls(mm, offset - base, size)
+
+    def chunks(self) -> Iterator[memoryview]:
+        """Yield the blob's bytes in MAP_STEP views (each valid until the next is asked for)."""
+        for pos in range(0, self.size, MAP_STEP):
+            n = min(MAP_STEP, self.size - pos)
+            with memoryview(self._mm) as whole, whole[self._start + pos:self._start + pos + n] as view:
+                yield view
+            self._drop(pos, n)
+
+    def digest(self) -> str:
+        """Return ``sha256:<hex>`` of the blob (hashlib lets go of the GIL: run it on a thread)."""
+        sha = hashlib.sha256()
+        for view in self.chunks():
+            sha.update(view)
+        return "sha256:" + sha.hexdigest()
+
+    def _drop(self, pos: int, n: int) -> None:
+        page = mmap.PAGESIZE
+        lo = (self._start + pos) // page * page
+        hi = (self._start + pos + n) // page * page
+        if hi > lo and hasattr(self._mm, "madvise"):
+            self._mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+    def close(self) -> None:
+        self._mm.close()
+
+
+def scan_mapped(blob: Mapped, where: str, max_layer_size: int, policy: Policy | None) -> LayerScan:
+    """Parse a mapped blob as ``scan_layer`` would, but for its digest: the caller hashes it
+    (``Mapped.digest``, on a thread beside the parsing) and fills in ``digest`` and
+    ``diff_id`` (the same: the blob is not compressed) before anything uses the scan."""
+    if blob.size > max_layer_size:
+        raise LimitError(f"{where}: layer expands past --max-layer-size ({max_layer_size} bytes); refusing to read on")
+    return _parse(blob.chunks(), lambda: blob.size, "none", where, max_layer_size, policy, lambda: ("", blob.size, ""))
 
 
 def _no_constant(name: str):

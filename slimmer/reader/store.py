@@ -32,10 +32,11 @@ from typing import BinaryIO, cast
 
 from slimmer.errors import FormatError, InputError, LimitError, TruncatedError
 from slimmer.model import Columns, Entries, Stream, normalize_path
-from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, scan_layer
+from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, Mapped, scan_layer, scan_mapped
 from slimmer.tar.codec import CHUNK, compression_of, open_outer
 from slimmer.tar.collect import Policy
 from slimmer.tar.outer import Member, iter_members
+from slimmer.tar.scan import uses_compiled
 
 MAX_PIPE_JSON = 256 << 20  # JSON-looking small members a piped archive may hold, in all
 MAX_LINKS = 16
@@ -237,6 +238,58 @@ def _parallel(names: list[str], sizes: list[int], work: Callable[[str, bool], La
         return [scans[i] for i in range(len(names))]
 
 
+def _mapped(names: list[str], sizes: list[int], work: Callable[[str, bool], LayerScan],
+            ranges: Callable[[str], tuple[str, int, int, str]], options: ScanOptions) -> list[LayerScan]:
+    """Scan blobs of files on disk with the compiled scanner: each uncompressed blob is mapped,
+    this thread parses them all while ``options.jobs`` threads hash them, the largest first
+    (hashing is most of the work, and the largest layer bounds the run); other blobs get the
+    streaming scan on those threads. Nothing is hashed twice, nothing not needed is read."""
+    order = sorted(range(len(names)), key=lambda i: -sizes[i])
+    where = {i: ranges(names[i]) for i in order}
+    blobs: dict[int, Mapped | None] = {}
+    pool = ThreadPoolExecutor(max_workers=options.jobs) if options.jobs > 1 else None
+    try:
+        for i in order:
+            path, offset, size, _where = where[i]
+            blobs[i] = Mapped.open(path, offset, size)
+        pending: dict = {}  # i -> the future of its digest (mapped) or of its whole scan
+        if pool is not None:
+            for i in order:
+                blob = blobs[i]
+                pending[i] = pool.submit(blob.digest) if blob is not None else pool.submit(work, names[i], True)
+        scans: dict[int, LayerScan] = {}
+        for i in order:
+            blob = blobs[i]
+            if blob is not None:
+                scans[i] = scan_mapped(blob, where[i][3], options.max_layer_size, options.policy)
+            elif pool is None:
+                scans[i] = work(names[i], False)
+        for i in order:
+            blob = blobs[i]
+            if blob is not None:
+                digest = pending[i].result() if pool is not None else blob.digest()
+                scans[i] = dataclasses.replace(scans[i], digest=digest, diff_id=digest)
+            elif pool is not None:
+                scans[i] = pending[i].result()
+            if options.progress:
+                options.progress(sizes[i])
+        return [scans[i] for i in range(len(names))]
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        for blob in blobs.values():
+            if blob is not None:
+                blob.close()
+
+
+def _scan_files(names: list[str], sizes: list[int], work: Callable[[str, bool], LayerScan],
+                ranges: Callable[[str], tuple[str, int, int, str]], options: ScanOptions) -> list[LayerScan]:
+    """Scan blobs of files on disk: mapped with the compiled scanner, else as ``_parallel`` does."""
+    if uses_compiled():
+        return _mapped(names, sizes, work, ranges, options)
+    return _parallel(names, sizes, work, ranges, options)
+
+
 class _Indexed:
     """One member of a tar archive on disk, as the store keeps it."""
 
@@ -330,7 +383,7 @@ class TarStore(Store):
             info = self._info(name, "layer")
             return str(self.path), info.offset, info.size, f"{self.where}: layer {name}"
 
-        return _parallel(names, [i.size for i in infos], work, ranges, options)
+        return _scan_files(names, [i.size for i in infos], work, ranges, options)
 
 
 class DirStore(Store):
@@ -406,7 +459,7 @@ class DirStore(Store):
         def ranges(name: str):
             return fulls[name], 0, os.stat(fulls[name]).st_size, f"{self.where}: layer {name}"
 
-        return _parallel(names, [os.stat(fulls[n]).st_size for n in names], work, ranges, options)
+        return _scan_files(names, [os.stat(fulls[n]).st_size for n in names], work, ranges, options)
 
 
 def _looks_like_tar(block: bytes) -> bool:
