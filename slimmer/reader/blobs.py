@@ -76,8 +76,13 @@ def _parse(chunks: Iterator, total_of: Callable[[], int], compression: str, wher
     collector = Collector(policy) if policy is not None else None
     scanner = TarScanner(where, max_layer_size, collector.visit if collector else None,
                          select=collector.select if collector else None)
-    for chunk in chunks:
-        scanner.feed(chunk)
+    try:
+        for chunk in chunks:
+            scanner.feed(chunk)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
     total = total_of()
     notes: tuple[str, ...] = ()
     if total and not scanner.headers and not scanner.ended:
@@ -149,7 +154,10 @@ class Mapped:
             self._mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
     def close(self) -> None:
-        self._mm.close()
+        try:
+            self._mm.close()
+        except BufferError:
+            pass  # views into it live on in an error's traceback: the mapping goes when they do
 
 
 def scan_mapped(blob: Mapped, where: str, max_layer_size: int, policy: Policy | None) -> LayerScan:
