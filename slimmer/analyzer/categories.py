@@ -341,18 +341,35 @@ class RuleClassifier:
     def __init__(self, matcher: _Matcher | None = None):
         self._matcher = matcher or _MATCHER
         self._groups: dict[int, dict[str, int]] = {}
+        self._of_dir: dict[str, tuple[dict | None, tuple]] = {}  # directory -> (group, its candidates)
+
+    def _lookup(self, directory: str) -> tuple[dict | None, tuple]:
+        known = self._of_dir.get(directory)
+        if known is not None:
+            return known
+        found = self._matcher._candidates(directory)
+        group = None
+        if not found[3]:  # else whole-path patterns: the rule depends on more than the base name
+            group = self._groups.get(id(found))
+            if group is None:
+                group = self._groups[id(found)] = {}
+        known = (group, found)
+        if len(self._of_dir) < 200_000:
+            self._of_dir[directory] = known
+        return known
 
     def group(self, directory: str) -> dict | None:
-        found = self._matcher._candidates(directory)
-        if found[3]:
-            return None  # whole-path patterns: the rule depends on more than the base name
-        group = self._groups.get(id(found))
-        if group is None:
-            group = self._groups[id(found)] = {}
-        return group
+        return self._lookup(directory)[0]
 
     def rule(self, directory: str, base: str) -> int:
-        return self._matcher.first_index(f"{directory}/{base}" if directory else base)
+        group, (combined, groups, tail, loop) = self._lookup(directory)
+        if group is None:
+            return self._matcher.first_index(f"{directory}/{base}" if directory else base)
+        if combined is not None:  # as _Matcher.first_index does once it has the candidates
+            m = combined.fullmatch(base)
+            if m is not None:
+                return groups[int(m.lastgroup[1:])]
+        return tail if tail is not None else -1
 
     def rules(self, paths: list[str]) -> list[int]:
         """Return the rule index of each file of ``paths`` (-1 where none matches)."""

@@ -18,6 +18,7 @@ re-reads their layers verified. Imports the model, ``slimmer.tar`` and the categ
 from __future__ import annotations
 
 import dataclasses
+import functools
 import struct
 import threading
 from collections.abc import Mapping
@@ -64,6 +65,13 @@ def _describer():
             describe = None
         _local.describe = describe
     return describe
+
+
+def _describe(head: bytes) -> str | None:
+    """Return libmagic's description of ``head`` (None without libmagic); ctypes lets go of
+    the GIL for the call, so the reader may run it on a thread of its own."""
+    describe = _describer()
+    return describe(head) if describe is not None else None
 
 
 class AnalysisPolicy:
@@ -181,9 +189,7 @@ class _Probe:
     def end(self) -> None:
         facts, path = self.facts, self.path
         if self.need & _HEAD and self.head:
-            describe = _describer()
-            if describe is not None:
-                facts.put(MAGIC, path, describe(bytes(self.head)))
+            facts.later(MAGIC, path, functools.partial(_describe, bytes(self.head)))
         if self.full is not None:
             facts.put(DATA, path, bytes(self.full))
         if self.hasher is not None:

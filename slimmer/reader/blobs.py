@@ -13,6 +13,7 @@ import json
 import mmap
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from slimmer.errors import FormatError, LimitError, TruncatedError
 from slimmer.model import Entry, Stream
 from slimmer.tar.codec import CHUNK, BlobStream, compression_of  # noqa: F401  (re-exported)
 from slimmer.tar.collect import Collector, Policy, as_mapping
-from slimmer.tar.scan import TarScanner
+from slimmer.tar.scan import TarScanner, _ctar
 
 DEFAULT_MAX_LAYER_SIZE = 64 << 30
 MAX_JSON = 64 << 20
@@ -70,10 +71,11 @@ def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | No
 
 
 def _parse(chunks: Iterator, total_of: Callable[[], int], compression: str, where: str, max_layer_size: int,
-           policy: Policy | None, digests: Callable[[], tuple[str, int, str]]) -> LayerScan:
+           policy: Policy | None, digests: Callable[[], tuple[str, int, str]], pool: Executor | None = None
+           ) -> LayerScan:
     """Parse the uncompressed ``chunks`` of a layer; ``digests`` gives (digest, stored size,
-    diff_id) once they are all read."""
-    collector = Collector(policy) if policy is not None else None
+    diff_id) once they are all read; ``pool`` runs the policy's work that lets go of the GIL."""
+    collector = Collector(policy, pool) if policy is not None else None
     scanner = TarScanner(where, max_layer_size, collector.visit if collector else None,
                          select=collector.select if collector else None)
     try:
@@ -104,6 +106,8 @@ def _parse(chunks: Iterator, total_of: Callable[[], int], compression: str, wher
 
 
 MAP_STEP = 8 << 20  # a mapped blob is hashed and parsed this many bytes at a time
+MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
+advise = getattr(_ctar, "advise", None) if _ctar is not None else None  # madvise without the GIL
 
 
 class Mapped:
@@ -115,10 +119,11 @@ class Mapped:
 
     def __init__(self, mm: mmap.mmap, start: int, size: int):
         self._mm, self._start, self.size = mm, start, size
+        self._populate = True
 
     @classmethod
     def open(cls, path: str, offset: int, size: int) -> Mapped | None:
-        if size < 1024:
+        if size < 1024 or advise is None:
             return None
         try:
             with open(path, "rb") as f:
@@ -133,11 +138,18 @@ class Mapped:
 
     def chunks(self) -> Iterator[memoryview]:
         """Yield the blob's bytes in MAP_STEP views (each valid until the next is asked for)."""
+        assert advise is not None  # open() maps nothing without it
         for pos in range(0, self.size, MAP_STEP):
             n = min(MAP_STEP, self.size - pos)
             with memoryview(self._mm) as whole, whole[self._start + pos:self._start + pos + n] as view:
+                # one call maps the window's pages (Linux 5.14+), not a fault every few pages;
+                # after it, dropping them keeps the pages read out of this process's memory
+                if self._populate and not advise(view, MADV_POPULATE_READ):
+                    self._populate = False
                 yield view
-            self._drop(pos, n)
+                page = mmap.PAGESIZE
+                inner = -(self._start + pos) % page
+                advise(view[inner:inner + (n - inner) // page * page], mmap.MADV_DONTNEED)
 
     def digest(self) -> str:
         """Return ``sha256:<hex>`` of the blob (hashlib lets go of the GIL: run it on a thread)."""
@@ -146,13 +158,6 @@ class Mapped:
             sha.update(view)
         return "sha256:" + sha.hexdigest()
 
-    def _drop(self, pos: int, n: int) -> None:
-        page = mmap.PAGESIZE
-        lo = (self._start + pos) // page * page
-        hi = (self._start + pos + n) // page * page
-        if hi > lo and hasattr(self._mm, "madvise"):
-            self._mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-
     def close(self) -> None:
         try:
             self._mm.close()
@@ -160,13 +165,15 @@ class Mapped:
             pass  # views into it live on in an error's traceback: the mapping goes when they do
 
 
-def scan_mapped(blob: Mapped, where: str, max_layer_size: int, policy: Policy | None) -> LayerScan:
+def scan_mapped(blob: Mapped, where: str, max_layer_size: int, policy: Policy | None,
+                pool: Executor | None = None) -> LayerScan:
     """Parse a mapped blob as ``scan_layer`` would, but for its digest: the caller hashes it
     (``Mapped.digest``, on a thread beside the parsing) and fills in ``digest`` and
     ``diff_id`` (the same: the blob is not compressed) before anything uses the scan."""
     if blob.size > max_layer_size:
         raise LimitError(f"{where}: layer expands past --max-layer-size ({max_layer_size} bytes); refusing to read on")
-    return _parse(blob.chunks(), lambda: blob.size, "none", where, max_layer_size, policy, lambda: ("", blob.size, ""))
+    return _parse(blob.chunks(), lambda: blob.size, "none", where, max_layer_size, policy, lambda: ("", blob.size, ""),
+                  pool)
 
 
 def _no_constant(name: str):

@@ -247,21 +247,24 @@ def _mapped(names: list[str], sizes: list[int], work: Callable[[str, bool], Laye
     order = sorted(range(len(names)), key=lambda i: -sizes[i])
     where = {i: ranges(names[i]) for i in order}
     blobs: dict[int, Mapped | None] = {}
+    hashed: dict[int, Mapped | None] = {}  # a mapping of its own for the hashing thread: a shared one is slower
     pool = ThreadPoolExecutor(max_workers=options.jobs) if options.jobs > 1 else None
+    side = ThreadPoolExecutor(max_workers=1) if options.jobs > 1 else None  # libmagic, beside the hashing
     try:
         for i in order:
             path, offset, size, _where = where[i]
             blobs[i] = Mapped.open(path, offset, size)
+            hashed[i] = Mapped.open(path, offset, size) if pool is not None and blobs[i] is not None else None
         pending: dict = {}  # i -> the future of its digest (mapped) or of its whole scan
         if pool is not None:
             for i in order:
-                blob = blobs[i]
+                blob = hashed[i]
                 pending[i] = pool.submit(blob.digest) if blob is not None else pool.submit(work, names[i], True)
         scans: dict[int, LayerScan] = {}
         for i in order:
             blob = blobs[i]
             if blob is not None:
-                scans[i] = scan_mapped(blob, where[i][3], options.max_layer_size, options.policy)
+                scans[i] = scan_mapped(blob, where[i][3], options.max_layer_size, options.policy, side)
             elif pool is None:
                 scans[i] = work(names[i], False)
         for i in order:
@@ -275,9 +278,10 @@ def _mapped(names: list[str], sizes: list[int], work: Callable[[str, bool], Laye
                 options.progress(sizes[i])
         return [scans[i] for i in range(len(names))]
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        for blob in blobs.values():
+        for executor in (pool, side):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+        for blob in [*blobs.values(), *hashed.values()]:
             if blob is not None:
                 blob.close()
 

@@ -16,6 +16,8 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define BLOCK 512
 #define MAX_META (1 << 20)
@@ -649,7 +651,29 @@ static PyTypeObject FastType = {
     .tp_new = PyType_GenericNew,
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ctar", "Compiled tar header scanning.", -1, NULL};
+/* advise(view, advice): madvise() over the whole pages of a buffer (a view of an mmap), with
+ * the GIL let go (the mmap module holds it, which stops every other thread for as long as
+ * the kernel maps or drops the pages). Returns False where the kernel refuses the advice. */
+static PyObject *advise(PyObject *unused, PyObject *args) {
+    Py_buffer view;
+    int advice;
+    if (!PyArg_ParseTuple(args, "y*i", &view, &advice)) return NULL;
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)view.buf / page * page;
+    uintptr_t hi = ((uintptr_t)view.buf + view.len + page - 1) / page * page;
+    int rc = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (hi > lo) rc = madvise((void *)lo, hi - lo, advice);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(rc == 0);
+}
+
+static PyMethodDef module_methods[] = {
+    {"advise", advise, METH_VARARGS, "advise(view, advice) -> whether madvise() took it"}, {NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ctar", "Compiled tar header scanning.", -1,
+                                    module_methods};
 
 PyMODINIT_FUNC PyInit__ctar(void) {
     if (PyType_Ready(&FastType) < 0) return NULL;
