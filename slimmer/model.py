@@ -247,6 +247,10 @@ class Image:
     source: str = ""
     format: str = ""
     notes: tuple[str, ...] = ()  # what the reader accepted though it is odd
+    # a reader asked to return before its digests were all checked (``reader.Options.defer``)
+    # leaves here the call that waits for the hashing and checks them, raising as the reader
+    # would have; None when every byte was checked before the image was returned
+    pending: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 # ---- derived facts: plain functions, computed from the model ------------------------------
@@ -255,6 +259,14 @@ class Image:
 def columns(layer: Layer) -> Columns:
     """Return the entries of ``layer`` as columns."""
     return Columns.of(layer.entries)
+
+
+def verified(image: Image) -> Image:
+    """Return ``image`` once every digest the reader left to check is checked (raising a
+    DigestMismatchError as the reader would have)."""
+    if image.pending is not None:
+        image.pending()
+    return image
 
 
 def layer_size(layer: Layer) -> int:

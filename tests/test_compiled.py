@@ -147,7 +147,8 @@ def test_both_scanners_read_every_layer_of_the_fixtures_alike(archive):
 
 # path-like names: the parts that decide how a name is normalised
 NAMES = st.one_of(st.text(min_size=1, max_size=120), st.lists(
-    st.sampled_from(["a", "bin", ".", "..", "", ".wh.x", ".wh..wh..opq", ".bashrc", "a\\..", "..\\b", "é", "\udcff"]),
+    st.sampled_from(["a", "bin", ".", "..", "", ".wh.x", ".wh..wh..opq", ".bashrc", "a\\..", "..\\b", "é",
+                     "\udcff"]),
     min_size=1, max_size=6).map("/".join))
 
 MEMBERS = st.lists(st.one_of(
@@ -160,7 +161,8 @@ MEMBERS = st.lists(st.one_of(
               st.dictionaries(st.sampled_from(["path", "linkpath", "uid", "gid", "mtime", "size", "uname", "atime",
                                                "SCHILY.xattr.user.x", "GNU.sparse.size"]),
                               st.one_of(st.text(max_size=20), st.integers(0, 10**12).map(str),
-                                        st.sampled_from(["1.5", "12.", "-3", "+4", " 7", "1e3", "9" * 40])), max_size=3)),
+                                        st.sampled_from(["1.5", "12.", "-3", "+4", " 7", "1e3", "9" * 40])),
+                              max_size=3)),
     st.builds(lambda n, d: M(n, d, gnu_long=True), st.text(min_size=100, max_size=300), st.binary(max_size=600)),
     st.builds(lambda n, t: M(n, type=t), st.text(min_size=1, max_size=20), st.sampled_from([b"3", b"4", b"6", b"7",
                                                                                         b"V", b"g", b"\0"])),

@@ -362,7 +362,7 @@ class RuleClassifier:
         return self._lookup(directory)[0]
 
     def rule(self, directory: str, base: str) -> int:
-        group, (combined, groups, tail, loop) = self._lookup(directory)
+        group, (combined, groups, tail, _loop) = self._lookup(directory)
         if group is None:
             return self._matcher.first_index(f"{directory}/{base}" if directory else base)
         if combined is not None:  # as _Matcher.first_index does once it has the candidates

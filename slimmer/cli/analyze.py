@@ -9,6 +9,7 @@ from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.analyzer.report import analyze as analyze_image
 from slimmer.cli.group import cli
 from slimmer.cli.options import default_jobs, load, output_option, read_options, show_fleet
+from slimmer.model import verified
 from slimmer.render import echo
 from slimmer.render.html import write_html
 from slimmer.render.json import analysis_json, dumps
@@ -46,8 +47,12 @@ def analyze(archives, jobs, image_ref, platform, max_layer_size, no_cache, outpu
         return show_fleet(rows, as_json or output == "json")
     archive = archives[0]
     jobs = jobs or default_jobs()
-    image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs, AnalysisPolicy(not no_content))
+    # the analysis runs while the last layers are still hashed; nothing is shown before
+    # every digest is checked
+    image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs, AnalysisPolicy(not no_content),
+                 defer=True)
     result = analyze_image(image, top, read_content=not no_content, jobs=jobs)
+    verified(image)
     if html_path:
         write_html(result, archive, html_path)
     if as_json or output == "json":

@@ -84,14 +84,15 @@ def output_option(f):
 
 
 def load(archive: str, image_ref, platform, max_layer_size, no_cache: bool = False, jobs: int | None = None,
-         policy: Policy | None = None):
+         policy: Policy | None = None, defer: bool = False):
     """Read the image in ``archive`` as the shared options ask, gathering what ``policy``
-    asks of file contents in the same pass."""
+    asks of file contents in the same pass. With ``defer`` the image may come back while its
+    layers are still being hashed: call ``model.verified`` on it before showing anything."""
     progress = _progress()
     cache = None if no_cache else LayerCache()
     img = reader.open_image(archive, reader.Options(image=image_ref, platform=platform, max_layer_size=max_layer_size,
                                                     progress=progress, cache=cache, policy=policy,
-                                                    jobs=jobs or default_jobs()))
+                                                    jobs=jobs or default_jobs(), defer=defer))
     if progress:
         sys.stderr.write(CLEAR_LINE)
     ctx = click.get_current_context(silent=True)

@@ -8,6 +8,7 @@ ever reads a layer for the analysis. Also: bounded JSON parsing for manifests an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import mmap
@@ -42,6 +43,9 @@ class LayerScan:
     facts: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
     policy: str = ""
     notes: tuple[str, ...] = ()
+    # with ScanOptions.defer: digest and diff_id are "" and this gives the digest (the blob is
+    # uncompressed: it is the diff_id too) once the hashing beside the parsing is done
+    pending: Callable[[], str] | None = field(default=None, compare=False, repr=False)
 
 
 def scan_layer(raw: Stream, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_SIZE,
@@ -105,7 +109,7 @@ def _parse(chunks: Iterator, total_of: Callable[[], int], compression: str, wher
                      as_mapping(collector.facts) if collector else {}, policy.key if policy else "", notes)
 
 
-MAP_STEP = 8 << 20  # a mapped blob is hashed and parsed this many bytes at a time
+MAP_STEP = 1 << 20  # a mapped blob is hashed and parsed this many bytes at a time (what each reader maps)
 MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
 advise = getattr(_ctar, "advise", None) if _ctar is not None else None  # madvise without the GIL
 
@@ -159,10 +163,8 @@ class Mapped:
         return "sha256:" + sha.hexdigest()
 
     def close(self) -> None:
-        try:
-            self._mm.close()
-        except BufferError:
-            pass  # views into it live on in an error's traceback: the mapping goes when they do
+        with contextlib.suppress(BufferError):  # views into it live on in an error's traceback:
+            self._mm.close()  # the mapping goes when they do
 
 
 def scan_mapped(blob: Mapped, where: str, max_layer_size: int, policy: Policy | None,

@@ -15,6 +15,7 @@ everything runs in the calling thread.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import marshal
@@ -51,6 +52,7 @@ class ScanOptions:
     policy: Policy | None = None
     jobs: int = 1
     progress: Callable[[int], None] | None = None
+    defer: bool = False  # return mapped scans before their hashing is done (LayerScan.pending)
 
 
 def link_target(name: str, linkname: str, symbolic: bool, where: str) -> str:
@@ -243,47 +245,69 @@ def _mapped(names: list[str], sizes: list[int], work: Callable[[str, bool], Laye
     """Scan blobs of files on disk with the compiled scanner: each uncompressed blob is mapped,
     this thread parses them all while ``options.jobs`` threads hash them, the largest first
     (hashing is most of the work, and the largest layer bounds the run); other blobs get the
-    streaming scan on those threads. Nothing is hashed twice, nothing not needed is read."""
+    streaming scan on those threads. Nothing is hashed twice, nothing not needed is read.
+    With ``options.defer`` the scans come back as soon as the parsing is done, each with the
+    digest it waits for (``LayerScan.pending``)."""
     order = sorted(range(len(names)), key=lambda i: -sizes[i])
     where = {i: ranges(names[i]) for i in order}
-    blobs: dict[int, Mapped | None] = {}
-    hashed: dict[int, Mapped | None] = {}  # a mapping of its own for the hashing thread: a shared one is slower
-    pool = ThreadPoolExecutor(max_workers=options.jobs) if options.jobs > 1 else None
-    side = ThreadPoolExecutor(max_workers=1) if options.jobs > 1 else None  # libmagic, beside the hashing
+    threads = options.jobs > 1
+    parsed: dict[int, Mapped | None] = {}
+    hashed: dict[int, Mapped] = {}  # a mapping of its own for each hashing thread: a shared one is slower
+    pool = ThreadPoolExecutor(max_workers=options.jobs) if threads else None
+    side = ThreadPoolExecutor(max_workers=1) if threads else None  # libmagic, beside the hashing
+    futures: dict = {}  # i -> the future of its digest (mapped) or of its whole scan (streamed)
     try:
         for i in order:
             path, offset, size, _where = where[i]
-            blobs[i] = Mapped.open(path, offset, size)
-            hashed[i] = Mapped.open(path, offset, size) if pool is not None and blobs[i] is not None else None
-        pending: dict = {}  # i -> the future of its digest (mapped) or of its whole scan
-        if pool is not None:
-            for i in order:
-                blob = hashed[i]
-                pending[i] = pool.submit(blob.digest) if blob is not None else pool.submit(work, names[i], True)
+            parsed[i] = Mapped.open(path, offset, size)
+            if pool is not None:
+                other = Mapped.open(path, offset, size) if parsed[i] is not None else None
+                if other is not None:
+                    hashed[i] = other
+                    futures[i] = pool.submit(other.digest)
+                else:
+                    futures[i] = pool.submit(work, names[i], True)
         scans: dict[int, LayerScan] = {}
         for i in order:
-            blob = blobs[i]
-            if blob is not None:
-                scans[i] = scan_mapped(blob, where[i][3], options.max_layer_size, options.policy, side)
-            elif pool is None:
-                scans[i] = work(names[i], False)
-        for i in order:
-            blob = blobs[i]
-            if blob is not None:
-                digest = pending[i].result() if pool is not None else blob.digest()
+            blob = parsed[i]
+            if blob is None:
+                if pool is None:
+                    scans[i] = work(names[i], False)
+                continue
+            scans[i] = scan_mapped(blob, where[i][3], options.max_layer_size, options.policy, side)
+            if pool is None:
+                digest = blob.digest()
                 scans[i] = dataclasses.replace(scans[i], digest=digest, diff_id=digest)
-            elif pool is not None:
-                scans[i] = pending[i].result()
+            blob.close()
+            parsed[i] = None
+        for i in order:
+            if i in hashed:
+                future = futures[i]
+                if options.defer:
+                    future.add_done_callback(functools.partial(_close_blob, hashed.pop(i)))
+                    scans[i] = dataclasses.replace(scans[i], pending=future.result)
+                else:
+                    digest = future.result()
+                    scans[i] = dataclasses.replace(scans[i], digest=digest, diff_id=digest)
+            elif i in futures:
+                scans[i] = futures[i].result()
             if options.progress:
                 options.progress(sizes[i])
+        if pool is not None and options.defer:
+            pool.shutdown(wait=False)  # the hashing goes on: each scan's future says when it is done
+            pool = None
         return [scans[i] for i in range(len(names))]
     finally:
         for executor in (pool, side):
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
-        for blob in [*blobs.values(), *hashed.values()]:
+        for blob in [*parsed.values(), *hashed.values()]:
             if blob is not None:
                 blob.close()
+
+
+def _close_blob(blob: Mapped, _future) -> None:
+    blob.close()
 
 
 def _scan_files(names: list[str], sizes: list[int], work: Callable[[str, bool], LayerScan],
