@@ -11,19 +11,22 @@ targets start again at the image's root, ``..`` stops at the root, at most MAX_L
 A hard link names a path as it stood when the link was made: an earlier member of the same
 layer, else the merged filesystem of the layers below (a layer is applied on top of the ones
 below it, as containerd and umoci apply it); ``hardlink_sources`` finds the member that holds
-its bytes. Nothing here recurses on the depth of a path. Imports only the model.
+its bytes. Nothing here recurses on the depth of a path. Imports the model (and, where it is
+built, the compiled loop that stacks a layer: ``slimmer.tar._ctar``; ``SLIMMER_PURE=1`` turns
+it off as it does the compiled scanner).
 """
 
 from __future__ import annotations
 
 import posixpath
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from slimmer.errors import FormatError
 from slimmer.model import DIR, FILE, HARDLINK, KIND_CODES, SYMLINK, Columns, Entry, Image, Layer, columns
+from slimmer.tar.scan import _ctar, uses_compiled
 
 MAX_LINKS = 40  # Linux MAXSYMLINKS
 
@@ -269,20 +272,21 @@ class MergedFS:
             if path not in self._dirs:
                 self._dirs[path] = set()
         elif path in self._dirs:
-            below = self._dirs.pop(path)
-            for child in below:
-                self._remove(f"{path}/{child}", layer, OVERWRITTEN)
+            self._replace_dir(path, layer)
         kids.add(name)
         self._final[path] = ref
 
-    def stack(self, cols: Columns, layer: int, order: Iterable[int] | None = None) -> None:
+    def stack(self, cols: Columns, layer: int, order: list[int] | None = None) -> None:
         """Put the entries of ``cols`` (layer ``layer``; those at ``order`` only, in that
         order, if given) in place as ``add`` would, keeping references, not records."""
         self._cols[layer] = cols
         self._table = None
         paths, kinds = cols.paths, cols.kinds
-        final, dirs = self._final, self._dirs
         base = layer << _SHIFT
+        if uses_compiled():  # the same loop, compiled (slimmer/tar/_ctar.c)
+            _ctar.stack(self, paths, kinds, _DIR, base, layer, order)
+            return
+        final, dirs = self._final, self._dirs
         for k in range(len(paths)) if order is None else order:
             path = paths[k]
             parent, _, name = path.rpartition("/")
@@ -296,11 +300,14 @@ class MergedFS:
                 if path not in dirs:
                     dirs[path] = set()
             elif path in dirs:
-                below = dirs.pop(path)
-                for child in below:
-                    self._remove(f"{path}/{child}", layer, OVERWRITTEN)
+                self._replace_dir(path, layer)
             kids.add(name)
             final[path] = base | k
+
+    def _replace_dir(self, path: str, layer: int) -> None:
+        """A non-directory of ``layer`` replaces directory ``path`` and its whole subtree."""
+        for child in self._dirs.pop(path):
+            self._remove(f"{path}/{child}", layer, OVERWRITTEN)
 
 
 def apply_layer(fs: MergedFS, layer: Layer, index: int, cols: Columns | None = None) -> None:

@@ -23,9 +23,10 @@ python3 -m mypy
 # the whole suite with the compiled scanner (where it was built) ...
 python3 -m pytest -q -p no:cacheprovider "$@"
 # ... and again with the pure-Python fallback the tests that read archives the most ways:
-# the equality tests, every format, the hostile corpus, pipes, streams and the fuzzer
+# the equality tests, every format, the hostile corpus, pipes, streams, the fuzzer, and the
+# merged filesystem (whose stacking loop is compiled too)
 if [ $# -eq 0 ]; then
   SLIMMER_PURE=1 python3 -m pytest -q -p no:cacheprovider tests/test_compiled.py tests/test_formats.py \
     tests/test_hostile.py tests/test_one_pass.py tests/test_streams.py tests/test_fuzz.py tests/test_inputs.py \
-    tests/test_outer.py
+    tests/test_outer.py tests/test_layers.py tests/test_waste.py tests/test_export.py
 fi

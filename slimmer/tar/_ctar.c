@@ -669,8 +669,115 @@ static PyObject *advise(PyObject *unused, PyObject *args) {
     return PyBool_FromLong(rc == 0);
 }
 
+/* stack(fs, paths, kinds, dir_code, base, layer, order): slimmer.layers.MergedFS.stack's loop
+ * (see there), the common steps done here and the rare ones handed back to the MergedFS:
+ * fs._ensure_dir(parent, layer) for a parent not there yet, fs._shadow(path, old, layer,
+ * "overwritten") for a path given before, fs._replace_dir(path, layer) for a non-directory
+ * over a directory. ``order`` is None (every entry) or a list of entry indexes. */
+static PyObject *stack(PyObject *unused, PyObject *args) {
+    PyObject *fs, *paths, *order;
+    Py_buffer kinds;
+    int dir_code;
+    long long base;
+    long layer;
+    if (!PyArg_ParseTuple(args, "OO!y*iLlO", &fs, &PyList_Type, &paths, &kinds, &dir_code, &base, &layer, &order))
+        return NULL;
+    PyObject *final = NULL, *dirs = NULL, *layer_obj = NULL, *how = NULL, *result = NULL;
+    final = PyObject_GetAttrString(fs, "_final");
+    dirs = PyObject_GetAttrString(fs, "_dirs");
+    layer_obj = PyLong_FromLong(layer);
+    how = PyUnicode_FromString("overwritten");
+    if (!final || !dirs || !layer_obj || !how) goto done;
+    if (!PyDict_Check(final) || !PyDict_Check(dirs)) {
+        PyErr_SetString(PyExc_TypeError, "stack: fs._final and fs._dirs must be dicts");
+        goto done;
+    }
+    Py_ssize_t count = order == Py_None ? PyList_GET_SIZE(paths) : PyList_Size(order);
+    if (count < 0) goto done;
+    for (Py_ssize_t j = 0; j < count; j++) {
+        Py_ssize_t k = j;
+        if (order != Py_None) {
+            k = PyLong_AsSsize_t(PyList_GET_ITEM(order, j));
+            if (k == -1 && PyErr_Occurred()) goto done;
+        }
+        if (k < 0 || k >= PyList_GET_SIZE(paths) || k >= kinds.len) {
+            PyErr_SetString(PyExc_IndexError, "stack: entry index out of range");
+            goto done;
+        }
+        PyObject *path = PyList_GET_ITEM(paths, k);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(path);
+        Py_ssize_t slash = PyUnicode_FindChar(path, '/', 0, n, -1);
+        if (slash == -2) goto done;
+        PyObject *parent = slash < 0 ? PyUnicode_FromString("") : PyUnicode_Substring(path, 0, slash);
+        PyObject *name = slash < 0 ? (Py_INCREF(path), path) : PyUnicode_Substring(path, slash + 1, n);
+        if (!parent || !name) {
+            Py_XDECREF(parent);
+            Py_XDECREF(name);
+            goto done;
+        }
+        PyObject *kids = PyDict_GetItemWithError(dirs, parent);  /* borrowed */
+        if (kids) {
+            Py_INCREF(kids);
+        } else if (!PyErr_Occurred()) {
+            kids = PyObject_CallMethod(fs, "_ensure_dir", "OO", parent, layer_obj);
+        }
+        Py_DECREF(parent);
+        if (!kids) {
+            Py_DECREF(name);
+            goto done;
+        }
+        int failed = 0;
+        PyObject *old = PyDict_GetItemWithError(final, path);
+        if (old) {
+            Py_INCREF(old);
+            PyObject *r = PyObject_CallMethod(fs, "_shadow", "OOOO", path, old, layer_obj, how);
+            Py_DECREF(old);
+            if (!r) failed = 1;
+            Py_XDECREF(r);
+        } else if (PyErr_Occurred()) {
+            failed = 1;
+        }
+        if (!failed) {
+            int is_dir = PyDict_Contains(dirs, path);
+            if (is_dir < 0) {
+                failed = 1;
+            } else if (((unsigned char *)kinds.buf)[k] == dir_code) {
+                if (!is_dir) {
+                    PyObject *set = PySet_New(NULL);
+                    if (!set || PyDict_SetItem(dirs, path, set) < 0) failed = 1;
+                    Py_XDECREF(set);
+                }
+            } else if (is_dir) {
+                PyObject *r = PyObject_CallMethod(fs, "_replace_dir", "OO", path, layer_obj);
+                if (!r) failed = 1;
+                Py_XDECREF(r);
+            }
+        }
+        if (!failed && PySet_Add(kids, name) < 0) failed = 1;
+        Py_DECREF(kids);
+        Py_DECREF(name);
+        if (failed) goto done;
+        PyObject *ref = PyLong_FromLongLong(base | (long long)k);
+        if (!ref) goto done;
+        int rc = PyDict_SetItem(final, path, ref);
+        Py_DECREF(ref);
+        if (rc < 0) goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(final);
+    Py_XDECREF(dirs);
+    Py_XDECREF(layer_obj);
+    Py_XDECREF(how);
+    PyBuffer_Release(&kinds);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
-    {"advise", advise, METH_VARARGS, "advise(view, advice) -> whether madvise() took it"}, {NULL}};
+    {"advise", advise, METH_VARARGS, "advise(view, advice) -> whether madvise() took it"},
+    {"stack", stack, METH_VARARGS, "stack(fs, paths, kinds, dir_code, base, layer, order): MergedFS.stack's loop"},
+    {NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ctar", "Compiled tar header scanning.", -1,
                                     module_methods};
