@@ -244,3 +244,41 @@ def test_analyze_json_is_byte_identical_with_the_fallback(archive):
     compiled = run(False)
     assert json.loads(compiled)["sizes"]["file_count"] > 0
     assert run(True) == compiled
+
+
+LAYER_PATHS = st.lists(st.tuples(
+    st.lists(st.sampled_from(["a", "b", "c", ".wh.a", ".wh.b", ".wh..wh..opq", "d"]), min_size=1, max_size=4)
+    .map("/".join), st.sampled_from(["file", "dir", "symlink"])), max_size=25)
+
+
+@needs_compiled
+@settings(max_examples=200, deadline=None)
+@given(layers=st.lists(LAYER_PATHS, min_size=1, max_size=4))
+def test_both_stacking_loops_merge_alike(layers):
+    """Random layers (paths given twice, files over directories, whiteouts, opaque markers)
+    merge to the same filesystem, the same shadowed versions and the same directories with the
+    compiled stacking loop and with SLIMMER_PURE=1."""
+    from slimmer.layers import merge
+    from slimmer.model import Entry, Image, Layer
+
+    image = Image(config={}, layers=tuple(
+        Layer(f"sha256:{i}", f"sha256:{i}", 0, tuple(Entry(p, kind, 3 if kind == "file" else 0) for p, kind in entries))
+        for i, entries in enumerate(layers)))
+
+    def state():
+        fs = merge(image)
+        return (sorted((p, v.layer, v.index, v.entry) for p, v in fs.files()),
+                [(s.path, s.layer, s.entry, s.by_layer, s.how) for s in fs.shadowed],
+                sorted((d, fs.children(d)) for d in fs._dirs))
+
+    old = os.environ.get("SLIMMER_PURE")
+    try:
+        os.environ["SLIMMER_PURE"] = "0"
+        compiled = state()
+        os.environ["SLIMMER_PURE"] = "1"
+        assert state() == compiled
+    finally:
+        if old is None:
+            os.environ.pop("SLIMMER_PURE", None)
+        else:
+            os.environ["SLIMMER_PURE"] = old
