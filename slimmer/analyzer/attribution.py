@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import NamedTuple
 
 from slimmer.analyzer import categories as cats
@@ -134,8 +135,10 @@ def attribute(image: Image, fs: MergedFS | None = None, read: bool = True) -> At
         image = content.ensure_facts(image, content.AnalysisPolicy())
     fs = fs if fs is not None else merge(image)
     t = fs.table()
-    finals = [(p, layer, k, size) for p, layer, k, kind, size in zip(t.paths, t.layers, t.indexes, t.kinds, t.sizes)
-              if kind == _FILE]
+    keep = [i for i, kind in enumerate(t.kinds) if kind == _FILE]  # the final files, as rows of the table
+    paths = [t.paths[i] for i in keep]
+    layers = [t.layers[i] for i in keep]
+    sizes = [t.sizes[i] for i in keep]
     RULES = cats.RULES
     layer_rules = [columns(layer).rules for layer in image.layers]
 
@@ -153,7 +156,7 @@ def attribute(image: Image, fs: MergedFS | None = None, read: bool = True) -> At
     databases: dict[str, bytes] = {}
     go: dict[str, GoBuildInfo] = {}
     noted = set().union(*too_large, *data, *go_facts)  # the few paths these facts name
-    for path, layer, _k, _size in finals:
+    for path, layer in zip(paths, layers):
         if path not in noted:
             continue
         if path in too_large[layer]:
@@ -165,25 +168,26 @@ def attribute(image: Image, fs: MergedFS | None = None, read: bool = True) -> At
         if info is not None:
             go[path] = GoBuildInfo.from_fact(info)
     packages = pk.find_packages(databases, go)
-    owner = pk.owners(packages, (row[0] for row in finals), DirResolver(fs))
+    owner = pk.owners(packages, paths, DirResolver(fs))
 
     # the scan's rule of each file where it recorded one, else matched here (per directory
     # and base name); libmagic's description decides the files no rule matches
-    indexes = [rules[k] if (rules := layer_rules[layer]) is not None else NO_RULE for _p, layer, k, _s in finals]
+    indexes = [rules[t.indexes[i]] if (rules := layer_rules[t.layers[i]]) is not None else NO_RULE for i in keep]
     missing = [i for i, index in enumerate(indexes) if index == NO_RULE]
     if missing:
-        for i, index in zip(missing, cats.CLASSIFIER.rules([finals[i][0] for i in missing])):
+        for i, index in zip(missing, cats.CLASSIFIER.rules([paths[i] for i in missing])):
             indexes[i] = index
-    named = [(rule.category, rule.name) for rule in RULES]
-    files: list[FileFact] = []
-    append = files.append
-    for (path, layer, _k, size), index in zip(finals, indexes):
-        if index >= 0:
-            category, rname = named[index]
-        else:
-            category, rname, _ = cats.explain(path, magic[layer].get(path))
-        pkg = owner.get(path)
-        append(FileFact(path, size, layer, category, rname, pkg.key if pkg else None))
+    category_of = [rule.category for rule in RULES]
+    name_of = [rule.name for rule in RULES]
+    categories = [category_of[i] if i >= 0 else "" for i in indexes]
+    names = [name_of[i] if i >= 0 else "" for i in indexes]
+    for i, index in enumerate(indexes):
+        if index < 0:
+            categories[i], names[i], _ = cats.explain(paths[i], magic[layers[i]].get(paths[i]))
+    keys = {path: pkg.key for path, pkg in owner.items()}
+    # tuples made in one C loop: an image has hundreds of thousands of files
+    files: list[FileFact] = list(map(tuple.__new__, repeat(FileFact),
+                                     zip(paths, sizes, layers, categories, names, map(keys.get, paths))))
 
     waste = []
     for s in fs.shadowed:
@@ -210,15 +214,18 @@ def _duplicates(fs: MergedFS, hashes: list[Mapping[str, bytes]]
 
     groups: dict[bytes, list[tuple[int, str, bool]]] = defaultdict(list)
     sizes: dict[bytes, int] = {}
-    t = fs.table()
-    hashed = set().union(*hashes)
-    for path, layer, kind, size in zip(t.paths, t.layers, t.kinds, t.sizes):
-        if kind != _FILE or path not in hashed:
+    refs = fs.refs()
+    for path in set().union(*hashes):  # the few files hashed (the groups' copies are sorted below)
+        ref = refs.get(path)
+        if ref is None:
             continue
-        digest = hashes[layer].get(path)
+        version = fs.get(path)
+        if version is None or version.entry.kind != FILE:
+            continue
+        digest = hashes[version.layer].get(path)
         if digest is not None:
-            groups[digest].append((layer, path, True))
-            sizes[digest] = size
+            groups[digest].append((version.layer, path, True))
+            sizes[digest] = version.entry.size
     identical = set()
     for s in fs.shadowed:
         if s.entry.kind != FILE:
