@@ -110,7 +110,6 @@ def _parse(chunks: Iterator, total_of: Callable[[], int], compression: str, wher
 
 
 MAP_STEP = 1 << 20  # a mapped blob is hashed and parsed this many bytes at a time (what each reader maps)
-MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)
 advise = getattr(_ctar, "advise", None) if _ctar is not None else None  # madvise without the GIL
 
 
@@ -123,7 +122,6 @@ class Mapped:
 
     def __init__(self, mm: mmap.mmap, start: int, size: int):
         self._mm, self._start, self.size = mm, start, size
-        self._populate = True
 
     @classmethod
     def open(cls, path: str, offset: int, size: int) -> Mapped | None:
@@ -146,11 +144,8 @@ class Mapped:
         for pos in range(0, self.size, MAP_STEP):
             n = min(MAP_STEP, self.size - pos)
             with memoryview(self._mm) as whole, whole[self._start + pos:self._start + pos + n] as view:
-                # one call maps the window's pages (Linux 5.14+), not a fault every few pages;
-                # after it, dropping them keeps the pages read out of this process's memory
-                if self._populate and not advise(view, MADV_POPULATE_READ):
-                    self._populate = False
                 yield view
+                # drop the pages read: a mapping must not hold the layer in this process's memory
                 page = mmap.PAGESIZE
                 inner = -(self._start + pos) % page
                 advise(view[inner:inner + (n - inner) // page * page], mmap.MADV_DONTNEED)
