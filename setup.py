@@ -7,5 +7,5 @@ results (tests/test_compiled.py holds both to that).
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("slimmer.tar._ctar", ["slimmer/tar/_ctar.c"], optional=True,
+setup(ext_modules=[Extension("slimmer._ctar", ["slimmer/_ctar.c"], optional=True,
                              extra_compile_args=["-O2"])])

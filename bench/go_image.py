@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from slim_go import (  # noqa: E402
+from slim_go import (
     BASE_EXTRA,
     BASE_PACKAGES,
     GO_PACKAGES,

@@ -118,6 +118,7 @@ def measure(archive: Path, reps: int, slim: bool = False) -> dict:
             "pipe/file time": ratio("slimmer pipe", "slimmer cold"),
             "slimmer/dive peak RSS": ratio("slimmer cold", "dive", "peak_rss_kib"),
             "slim/cp time": ratio("slimmer slim", "cp"),
+            "slim peak RSS MiB": round(t["slimmer slim"]["peak_rss_kib"] / 1024) if "slimmer slim" in t else None,
         }
         return result
     finally:

@@ -63,9 +63,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from slimmer.model import HistoryStep, Image, Layer, with_layers  # noqa: E402
-from slimmer.rewriter.writer import write_docker_archive  # noqa: E402
-from slimmer.tar.scan import TarScanner  # noqa: E402
+from slimmer.model import HistoryStep, Image, Layer, with_layers
+from slimmer.rewriter.writer import write_docker_archive
+from slimmer.tar.scan import TarScanner
 
 GO_PACKAGES = ("golang-go", "golang-1.19-go", "golang-1.19-src", "golang-src")
 BASE_PACKAGES = ("base-files", "netbase", "libc6", "libgcc-s1", "dash", "bash", "coreutils", "libselinux1",

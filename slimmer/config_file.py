@@ -28,25 +28,10 @@ from typing import Any
 from slimmer.analyzer.categories import CATEGORIES
 from slimmer.analyzer.gate import Thresholds
 from slimmer.errors import ConfigError
+from slimmer.sizes import parse_size
 
 FILES = (".slimmer.toml", "pyproject.toml")
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
-
-
-def parse_size(value: Any, where: str) -> int:
-    """Return a byte count from ``500MB``, ``2GiB``, ``1000`` or an int; raise ConfigError."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{where}: expected a size like 500MB, got {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ConfigError(f"{where}: a size cannot be negative")
-        return value
-    m = _SIZE.match(str(value))
-    if not m:
-        raise ConfigError(f"{where}: expected a size like 500MB or 2GiB, got {value!r}")
-    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
 
 
 def parse_ratio(value: Any, where: str) -> float:

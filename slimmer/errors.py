@@ -63,3 +63,19 @@ class SlimError(SlimmerError):
 class ElfError(FormatError):
     """Raised when a file starts with the ELF magic but its headers are truncated or point
     outside the file (a broken or hostile ELF file)."""
+
+
+class DatabaseError(SlimmerError):
+    """Raised when the audit database cannot be opened, migrated, read or written (a file that
+    is not an SQLite database, a PostgreSQL server that refuses the connection, a schema newer
+    than this slimmer knows)."""
+
+
+class ClusterError(SlimmerError):
+    """Raised when the Dask cluster given with --scheduler cannot be reached, has no workers,
+    or its workers run a slimmer whose content policy differs from this one's."""
+
+
+class TerminalError(SlimmerError):
+    """Raised when `slimmer explore` has no terminal to draw on (standard output or error is
+    not one, or no terminal to read keys from) or one smaller than it needs."""

@@ -363,12 +363,18 @@ class _DirSink(_Sink):
             os.close(self.open_files.pop())
 
     def _open_dir(self, path: str) -> int:
-        """Return a new fd of directory ``path`` ("" is the root), opened without following links."""
-        fd = os.dup(self.root_fd)
-        if not path:
+        """Return a new fd of directory ``path`` ("" is the root), opened without following links,
+        one component at a time from the deepest ancestor already open (a tree 3,000 deep is
+        not walked from the root for every directory in it)."""
+        base, rest = path, ""
+        while base and base not in self._fds:
+            base, _, name = base.rpartition("/")
+            rest = f"{name}/{rest}" if rest else name
+        fd = os.dup(self._fds[base] if base else self.root_fd)
+        if not rest:
             return fd
         try:
-            for part in path.split("/"):
+            for part in rest.split("/"):
                 nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
                 os.close(fd)
                 fd = nfd

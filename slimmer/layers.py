@@ -12,7 +12,7 @@ A hard link names a path as it stood when the link was made: an earlier member o
 layer, else the merged filesystem of the layers below (a layer is applied on top of the ones
 below it, as containerd and umoci apply it); ``hardlink_sources`` finds the member that holds
 its bytes. Nothing here recurses on the depth of a path. Imports the model (and, where it is
-built, the compiled loop that stacks a layer: ``slimmer.tar._ctar``; ``SLIMMER_PURE=1`` turns
+built, the compiled loop that stacks a layer: ``slimmer.compiled``; ``SLIMMER_PURE=1`` turns
 it off as it does the compiled scanner).
 """
 
@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from slimmer.compiled import ctar, uses_compiled
 from slimmer.errors import FormatError
 from slimmer.model import DIR, FILE, HARDLINK, KIND_CODES, SYMLINK, Columns, Entry, Image, Layer, columns
-from slimmer.tar.scan import _ctar, uses_compiled
 
 MAX_LINKS = 40  # Linux MAXSYMLINKS
 
@@ -283,8 +283,8 @@ class MergedFS:
         self._table = None
         paths, kinds = cols.paths, cols.kinds
         base = layer << _SHIFT
-        if uses_compiled():  # the same loop, compiled (slimmer/tar/_ctar.c)
-            _ctar.stack(self, paths, kinds, _DIR, base, layer, order)
+        if uses_compiled():  # the same loop, compiled (slimmer/_ctar.c)
+            ctar.stack(self, paths, kinds, _DIR, base, layer, order)
             return
         final, dirs = self._final, self._dirs
         for k in range(len(paths)) if order is None else order:
@@ -339,6 +339,20 @@ def merge(image: Image, upto: int | None = None) -> MergedFS:
     for i, layer in enumerate(image.layers[:upto]):
         apply_layer(fs, layer, i)
     return fs
+
+
+def visible_at(fs: MergedFS, layer: int) -> Iterator[tuple[str, Version]]:
+    """Yield (path, version) for every entry of ``merge(image, layer + 1)``, read from the
+    merged filesystem ``fs`` of the whole image without merging again: a version is visible
+    from its layer until the layer that shadowed it (a final one until the end). Directories
+    only implied by deeper entries have no version and are not yielded; the parents of what
+    is yielded are the implied ones, except one left empty by whiteouts of all it held."""
+    for path, version in fs.files():
+        if version.layer <= layer:
+            yield path, version
+    for s in fs.shadowed:
+        if s.layer <= layer < s.by_layer:
+            yield s.path, Version(s.layer, s.entry)
 
 
 # ---- links ----------------------------------------------------------------------------------

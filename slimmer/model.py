@@ -293,6 +293,20 @@ def runtime_config(image: Image) -> Mapping:
     return cfg if isinstance(cfg, Mapping) else {}
 
 
+def command_line(image: Image) -> list[str]:
+    """Return the argv the image starts with: Entrypoint followed by Cmd (a string runs with
+    ``/bin/sh -c``, as Docker runs it)."""
+    cfg = runtime_config(image)
+    argv: list[str] = []
+    for key in ("Entrypoint", "Cmd"):
+        value = cfg.get(key)
+        if isinstance(value, str):
+            value = ["/bin/sh", "-c", value]
+        if isinstance(value, list):
+            argv += [str(v) for v in value]
+    return argv
+
+
 def platform(image: Image) -> str:
     """Return ``os/arch[/variant]`` from the image config."""
     parts = [str(image.config.get("os", "") or "unknown"), str(image.config.get("architecture", "") or "unknown")]

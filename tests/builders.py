@@ -537,6 +537,60 @@ def write_multiplatform(specs: dict[str, ImageSpec], path: str | os.PathLike, *,
     return emit(files, path, fmt == "oci-dir")
 
 
+def write_registry(images: dict[str, ImageSpec | dict[str, ImageSpec]], root: str | os.PathLike,
+                   compression: str = "gzip") -> Path:
+    """Write (or add to) the storage of a distribution registry at ``root`` as its filesystem
+    driver lays it out, one tag per key ("repo/name:tag"): an ImageSpec is pushed as one image
+    manifest, a dict {platform: ImageSpec} as an index of one manifest per platform. Returns
+    ``root``. (The tests also push with skopeo to the real registry; this writes the same
+    layout directly, fast, for the storages a test damages and for the benchmark.)"""
+    root = Path(root)
+    v2 = root / "docker" / "registry" / "v2"
+
+    def put_blob(data: bytes) -> str:
+        hexpart = _hex(data)
+        path = v2 / "blobs" / "sha256" / hexpart[:2] / hexpart / "data"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return "sha256:" + hexpart
+
+    def link(path: Path, digest: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(digest)
+
+    for ref, item in images.items():
+        repo, tag = ref.rsplit(":", 1)
+        repo_dir = v2 / "repositories" / repo
+        (repo_dir / "_uploads").mkdir(parents=True, exist_ok=True)
+        specs = item if isinstance(item, dict) else {"": item}
+        entries = []
+        for plat, spec in specs.items():
+            spec = for_platform(spec, plat) if plat else spec
+            built = _blobs(spec, compression, None)
+            for data in [built.config] + [blob for blob, _media in built.layers]:
+                digest = put_blob(data)
+                link(repo_dir / "_layers" / "sha256" / digest[7:] / "link", digest)
+            manifest = _json({"schemaVersion": 2, "mediaType": MANIFEST_TYPE,
+                              "config": _desc(CONFIG_TYPE, built.config),
+                              "layers": [_desc(media, blob) for blob, media in built.layers]})
+            digest = put_blob(manifest)
+            link(repo_dir / "_manifests" / "revisions" / "sha256" / digest[7:] / "link", digest)
+            parts = plat.split("/")
+            entries.append(_desc(MANIFEST_TYPE, manifest, **({"platform": {
+                "architecture": parts[1], "os": parts[0], **({"variant": parts[2]} if len(parts) > 2 else {})}}
+                if plat else {})))
+        if isinstance(item, dict):
+            index = _json({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": entries})
+            digest = put_blob(index)
+            link(repo_dir / "_manifests" / "revisions" / "sha256" / digest[7:] / "link", digest)
+        else:
+            digest = entries[0]["digest"]
+        link(repo_dir / "_manifests" / "tags" / tag / "current" / "link", digest)
+        link(repo_dir / "_manifests" / "tags" / tag / "index" / "sha256" / digest[7:] / "link", digest)
+    return root
+
+
 # ---- checks -----------------------------------------------------------------------------
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")

@@ -27,3 +27,13 @@ def rich() -> ImageSpec:
         entrypoint=["/bin/sh"], cmd=["-c", "true"],
         empty_steps=[(1, "ENV APP=/app"), 'CMD ["-c", "true"]'],
     )
+
+
+@pytest.fixture(scope="session")
+def pushed(tmp_path_factory):
+    """Five repository:tags (one a multi-platform index) on one base, pushed with skopeo to the
+    real registry, which is stopped again: its storage directory, and what `slimmer analyze`
+    says of each image's own archive. Tests must not change the storage (copy it first)."""
+    from pushed import push_fleet
+
+    return push_fleet(tmp_path_factory.mktemp("pushed"))

@@ -308,6 +308,8 @@ class Case:
     paged: tuple[str, ...] = ()  # what analyze's HTML report must show (escaped strings)
     warned: tuple[str, ...] = ()  # what export's warnings on stderr must show
     exact: tuple[tuple[str, object], ...] = ()  # analyze --json: key path ("image.tags") -> exact value
+    seconds: float = 30.0  # every command on the case finishes within this (a loaded 2-core CI machine)
+    memory_mb: int = 1024  # and grows the address space by at most this much
 
     @property
     def export_outcome(self) -> OK | Fail:
@@ -679,6 +681,10 @@ CASES: list[Case] = [
     Case("a hardlink after its target was replaced in the same layer keeps the old data",
          docker([F("a", b"old"), H("b", "a"), F("a", b"new")]),
          OK({"a": _file(b"new"), "b": _file(b"old")}, files=2)),
+    Case("a symlink target holding a NUL (a PAX linkpath) is read; a directory export refuses what no "
+         "file system can hold, a tar export keeps it",
+         docker([S("l", "x", pax={"linkpath": "a\0b"}), F("f", b"x")]), OK(files=2),
+         export=OK(dir_fails="its target holds a NUL byte")),
     Case("symlinks in a loop are exported as they are",
          docker([S("a", "b"), S("b", "a")]), OK({"a": ("symlink", "b"), "b": ("symlink", "a")}, files=2)),
     Case("a symlink to itself is exported as it is",
@@ -753,9 +759,9 @@ CASES: list[Case] = [
          Fail("-Infinity is not a JSON number")),
     Case("a lone surrogate in a label is kept exactly, escaped on output",
          _config_text(("label", '"\\ud800"')), OK({"a": _file(b"x")}, files=1)),
-    Case("a device major of 2**40 is analysed; export skips devices, slim refuses to write it",
+    Case("a device major of 2**40 is analysed; export skips devices, slim copies its header as it is",
          _device(1 << 40), OK(files=2), export=OK({"dev": DIRX, "app": _file(b"x")}, files=2),
-         slim=Fail("device number"), distroless=OK()),
+         slim=OK(), distroless=OK()),
     Case("a config with Entrypoint and Cmd given as strings runs them with /bin/sh -c",
          _with_config(lambda c: c["config"].update(Entrypoint="echo hi", Cmd="there")),
          OK({"a": _file(b"x")}, files=1)),
@@ -817,7 +823,8 @@ CASES: list[Case] = [
     Case("a path of 1,000 components is analysed, exported and slimmed without recursion",
          docker([F(DEEP, b"deep", pax={"path": DEEP})]), OK(files=1)),
     Case("a path of 3,000 components (past PATH_MAX) is exported relative to open directories",
-         docker([F(DEEPER, b"deeper", pax={"path": DEEPER})]), OK(files=1)),
+         docker([F(DEEPER, b"deeper", pax={"path": DEEPER})]), OK(files=1),
+         seconds=90.0),  # 3,000 openat/mkdirat per export: slow, not unbounded, on a loaded machine
     Case("a thousand nested directories, each listed, then deleted by a whiteout",
          docker([D("/".join(["w"] * (i + 1))) for i in range(1000)] + [F("/".join(["w"] * 1000) + "/f", b"x",
                                                                        pax={"path": "/".join(["w"] * 1000) + "/f"})],

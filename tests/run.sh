@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Install what the tests need (Debian packages and Python packages), then run the whole suite.
+# The audit tests start their own servers from these packages (docker-registry, a private
+# PostgreSQL cluster, a Dask scheduler and workers), on 127.0.0.1, and stop them. The page tests
+# drive Debian's chromium with Playwright (from the test extras; its browsers are never
+# downloaded: the tests start /usr/bin/chromium).
 #   bash tests/run.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(skopeo umoci libmagic1 chromium python3-minimal)
+APT_PACKAGES=(skopeo umoci libmagic1 chromium python3-minimal docker-registry postgresql util-linux tmux strace)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,7 +20,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # builds the compiled tar scanner where a C compiler is present (optional: setup.py)
-python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 # lint and types first: both are configured in pyproject.toml and must be clean
 python3 -m ruff check slimmer tests bench
 python3 -m mypy

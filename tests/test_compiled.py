@@ -1,12 +1,14 @@
-"""The compiled tar scanner (slimmer/tar/_ctar.c) and the pure-Python one give the same results:
+"""The compiled tar scanner (slimmer/_ctar.c) and the pure-Python one give the same results:
 the same entries (every column, category rules included), the same members shown to the visit
-with the same data, the same header counts and the same errors, on the fixtures, the hostile
+with the same data and headers (raw header blocks included), the same spans, the same header
+counts and the same errors, on the fixtures, the hostile
 corpus and random tars from hypothesis fed in random chunks; and `analyze --json` is the same
 byte for byte either way. Without a C compiler the extension is not built and these are
 skipped, but a machine that has one must have built it."""
 
 from __future__ import annotations
 
+import array
 import hashlib
 import io
 import json
@@ -23,11 +25,11 @@ from hypothesis import strategies as st
 
 from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.analyzer.report import analyze
+from slimmer.compiled import COMPILED, uses_compiled
 from slimmer.errors import SlimmerError
 from slimmer.model import columns
 from slimmer.reader import Options, open_image
 from slimmer.render.json import analysis_json, dumps
-from slimmer.tar import scan
 from slimmer.tar.codec import uncompressed_chunks
 from slimmer.tar.scan import Select, TarScanner
 
@@ -36,7 +38,7 @@ from hostile import CASES, M, raw_tar
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = sorted((ROOT / "fixtures").glob("*.tar"))
-needs_compiled = pytest.mark.skipif(not scan.COMPILED, reason="the compiled scanner is not built (no C compiler)")
+needs_compiled = pytest.mark.skipif(not COMPILED, reason="the compiled scanner is not built (no C compiler)")
 
 
 def test_a_machine_with_a_c_compiler_builds_the_compiled_scanner():
@@ -47,7 +49,7 @@ def test_a_machine_with_a_c_compiler_builds_the_compiled_scanner():
     headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
     if not (shutil.which(os.environ.get("CC", "cc")) and headers.exists()):
         pytest.skip("no C compiler or no Python headers here")
-    assert scan.COMPILED
+    assert COMPILED
 
 
 class _Recorder:
@@ -74,9 +76,10 @@ class _Recorder:
 
 
 def _scan(data: bytes, cuts: list[int], pure: bool, detail: bool, select: Select | None, visit: bool = True):
-    """Scan ``data`` fed in pieces cut at ``cuts``; return everything the scan gave (or the error)."""
+    """Scan ``data`` fed in pieces cut at ``cuts``; return everything the scan gave (or the error),
+    the members' spans included where the scan visits."""
     recorder = _Recorder()
-    scanner = TarScanner("layer", 1 << 40, recorder if visit else None, detail, select, pure=pure)
+    scanner = TarScanner("layer", 1 << 40, recorder if visit else None, detail, select, spans=visit, pure=pure)
     out: dict = {}
     try:
         last = 0
@@ -89,8 +92,10 @@ def _scan(data: bytes, cuts: list[int], pure: bool, detail: bool, select: Select
     except SlimmerError as err:
         out["error"] = (type(err).__name__, str(err))
     cols = scanner.columns()
+    spans = scanner.spans
+    assert (spans is not None) == visit
     out.update(columns=cols.pack(), headers=scanner.headers, ended=scanner.ended, count=scanner.count,
-               seen=[_closed(r) for r in recorder.seen])
+               seen=[_closed(r) for r in recorder.seen], spans=spans.tolist() if spans is not None else None)
     return out
 
 
@@ -226,7 +231,7 @@ def test_both_scanners_give_the_same_analysis_of_the_hostile_corpus(case, tmp_pa
     archive = case.build(tmp_path)
     compiled = _analysis(archive, case.args)
     monkeypatch.setenv("SLIMMER_PURE", "1")
-    assert not scan.uses_compiled()
+    assert not uses_compiled()
     assert _analysis(archive, case.args) == compiled
 
 
@@ -318,3 +323,50 @@ def test_every_format_gives_the_same_analysis_both_ways(fmt, compression, tar_fo
     assert compiled[0] == "ok", compiled
     monkeypatch.setenv("SLIMMER_PURE", "1")
     assert _analysis(archive, ()) == compiled
+
+
+def _slim_scan(archive: Path, args: tuple[str, ...] = ()) -> tuple:
+    from slimmer.rewriter.facts import SlimPolicy
+
+    bounded = {"max_layer_size": 50_000_000} if "--max-layer-size" in args else {}
+    try:
+        image = open_image(archive, Options(policy=SlimPolicy(), jobs=1, **bounded))
+    except SlimmerError as err:
+        return ("error", type(err).__name__, str(err))
+    return ("ok", [(columns(layer).pack(), layer.facts) for layer in image.layers])
+
+
+@needs_compiled
+@pytest.mark.parametrize("fmt, compression", [("docker-legacy", "none"), ("oci-tar", "gzip"), ("oci-dir", "zstd")])
+@pytest.mark.parametrize("tar_format", ["pax", "gnu", "ustar"])
+def test_slim_facts_and_spans_are_the_same_both_ways(fmt, compression, tar_format, tmp_path, monkeypatch):
+    """The scan slim asks for (its content facts and every member's span, where its header
+    blocks start and its data ends) is the same with the compiled path and SLIMMER_PURE=1, and
+    each span starts at the member's first header block and ends where the next one starts."""
+    from builders import write
+
+    try:
+        archive = write(_rich_image(tar_format), tmp_path / "img", fmt, compression)
+    except ValueError:
+        pytest.skip(f"{tar_format} cannot hold this image")
+    compiled = _slim_scan(archive)
+    assert compiled[0] == "ok", compiled
+    for packed, facts in compiled[1]:
+        spans = array.array("q", facts["spans"][""])
+        assert len(spans) == 2 * len(packed[0])
+        starts, ends = spans[0::2], spans[1::2]
+        assert all(start < end for start, end in zip(starts, ends))
+        assert all(end <= start for end, start in zip(ends, starts[1:]))  # in order, never overlapping
+    monkeypatch.setenv("SLIMMER_PURE", "1")
+    assert _slim_scan(archive) == compiled
+
+
+@needs_compiled
+@pytest.mark.parametrize("case", [c for c in CASES if not c.fifo], ids=lambda c: c.id)
+def test_both_scanners_give_the_same_slim_scan_of_the_hostile_corpus(case, tmp_path, monkeypatch):
+    """Each hostile archive gives the same slim scan (columns, facts, spans) or the same error
+    with the compiled scanner and with SLIMMER_PURE=1."""
+    archive = case.build(tmp_path)
+    compiled = _slim_scan(archive, case.args)
+    monkeypatch.setenv("SLIMMER_PURE", "1")
+    assert _slim_scan(archive, case.args) == compiled

@@ -34,3 +34,21 @@ def test_readme_starts_with_the_setup_and_test_commands():
     assert blocks[1].strip() == "bash tests/run.sh"
     ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
     assert "bash tests/run.sh" in ci
+
+
+def test_the_readme_documents_every_table_and_column_of_the_audit_database(tmp_path):
+    """Each table the migrations create, and each of its columns, is in the README's table of
+    the audit database, in that table's row."""
+    import sqlite3
+
+    from slimmer.audit.db import Database
+
+    Database.open(tmp_path / "audit.sqlite").close()
+    section = README.split("### The audit database", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip().strip("`"): line for line in section.splitlines() if line.startswith("| `")}
+    with sqlite3.connect(tmp_path / "audit.sqlite") as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        assert set(tables) == set(rows)
+        for table in tables:
+            for column in (r[1] for r in conn.execute(f"PRAGMA table_info({table})")):
+                assert f"`{column}`" in rows[table], (table, column)

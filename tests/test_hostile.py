@@ -6,10 +6,14 @@ error, and leaves its input unchanged."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import resource
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from slimmer.reader import open_image
+from slimmer.render.html import decode_data
 
 import hostile
 from hostile import (
@@ -110,10 +115,35 @@ def _source(case: Case, archives, tmp_path: Path) -> tuple[Path, _Feeder | None]
     return fifo, feeder
 
 
+def _address_space() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) << 10
+    raise AssertionError("no VmSize in /proc/self/status")
+
+
+@contextlib.contextmanager
+def _bounded(case: Case):
+    """Run under the case's memory bound (RLIMIT_AS: what the process may map beyond what it
+    has now; forked workers inherit it) and check its time bound."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = _address_space() + (case.memory_mb << 20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    elapsed = time.monotonic() - started
+    assert elapsed < case.seconds, f"took {elapsed:.1f} s, the case allows {case.seconds} s"
+
+
 def _run(case: Case, archives, tmp_path: Path, *args: str):
     source, feeder = _source(case, archives, tmp_path)
     before = fingerprint(archives(case))
-    run = run_cli(*args[:1], source, *args[1:], *case.args)
+    with _bounded(case):
+        run = run_cli(*args[:1], source, *args[1:], *case.args)
     if feeder:
         feeder.join(5)
     if run.exc is not None:
@@ -185,10 +215,23 @@ def test_analyze_table_and_html(case, archives, tmp_path):
     assert raw_controls(page) == [], "raw control characters in the HTML report"
     text = run.out.decode("utf-8")
     html = page.decode("utf-8")
+    data = decode_data(html)
+    assert raw_controls(json.dumps(data, ensure_ascii=False).encode("utf-8", "surrogatepass")) == [], \
+        "raw control characters in the explorer's data"
+    shown_in_page = "\n".join([html, *_explorer_strings(data)])
     for shown in case.shown:
         assert shown in text, f"{shown!r} not in the table:\n{text}"
     for shown in case.paged:
-        assert shown in html, f"{shown!r} not in the HTML report"
+        assert shown in shown_in_page, f"{shown!r} not in the HTML report"
+
+
+def _explorer_strings(data: dict) -> list[str]:
+    """What the page's explorer can show: every path of its tree, the steps, the findings."""
+    paths = [""]
+    for n in range(1, len(data["names"])):
+        up = paths[n - data["up"][n]]
+        paths.append(f"{up}/{data['names'][n]}" if up else data["names"][n])
+    return paths + [layer["step"] for layer in data["layers"]] + [f["title"] for f in data["findings"]]
 
 
 @pytest.mark.parametrize("to", [pytest.param("dir", id="to a directory"), pytest.param("tar", id="to a tar")])
@@ -198,6 +241,13 @@ def test_export(case, to, archives, tmp_path, outside):
     out = tmp_path / "out"
     out.mkdir()
     dest = out / ("root.tar" if to == "tar" else "root")
+    try:
+        _check_export(case, to, archives, tmp_path, out, dest)
+    finally:
+        subprocess.run(["rm", "-rf", str(out)], check=True)  # pytest's own cleanup recurses on deep trees
+
+
+def _check_export(case, to, archives, tmp_path, out, dest):
     run = _run(case, archives, tmp_path, "export", dest, "--to", to)
     expected = case.export_outcome
     if isinstance(expected, OK) and to == "dir" and expected.dir_fails:
@@ -213,7 +263,6 @@ def test_export(case, to, archives, tmp_path, outside):
     assert temps_in(out) == []
     if to == "dir":
         tree, groups = tree_of_dir(dest)
-        subprocess.run(["rm", "-rf", str(dest)], check=True)  # pytest's own cleanup recurses on deep trees
     else:
         tree, groups = tree_of_tar(dest.read_bytes())
     if expected.tree is not None:
@@ -286,3 +335,73 @@ def test_bomb_stops_quickly_in_little_memory(make, compression, command, tmp_pat
     assert peak_mb < 100, f"peak RSS {peak_mb:.0f} MB"
     assert os.listdir(out) == []
     print(f"{command} {compression} bomb: {elapsed:.2f} s, peak RSS {peak_mb:.0f} MB")
+
+
+def _explore_on_a_terminal(case: Case, archives, tmp_path: Path, monkeypatch) -> tuple[int | None, str]:
+    """Run `slimmer explore` in this process with standard output and error on an 80x24
+    pseudo-terminal; return (exit status, what it wrote). The screen must never open."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    import slimmer.explorer.app
+
+    def opened(*args, **kwargs):
+        raise AssertionError("the explorer's screen opened")
+
+    monkeypatch.setattr(slimmer.explorer.app, "run", opened)
+    source, feeder = _source(case, archives, tmp_path)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(slave)[:1] + [0] + termios.tcgetattr(slave)[2:])
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=_drain, args=(master, chunks), daemon=True)
+    reader.start()
+    tty = os.fdopen(os.dup(slave), "w", encoding="utf-8", errors="backslashreplace", buffering=1)
+    keyboard = os.fdopen(os.dup(slave), "r")
+    saved = sys.argv, sys.stdin, sys.stdout, sys.stderr
+    sys.argv = ["slimmer", "explore", str(source), *case.args]
+    sys.stdin, sys.stdout, sys.stderr = keyboard, tty, tty
+    code = None
+    try:
+        from slimmer.cli import main
+
+        main()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    finally:
+        sys.argv, sys.stdin, sys.stdout, sys.stderr = saved
+        tty.close()
+        keyboard.close()
+        os.close(slave)
+        reader.join(10)
+        os.close(master)
+        if feeder:
+            feeder.join(5)
+    written = b"".join(chunks).decode("utf-8", "replace")
+    # what stays on the screen: a progress line ("\rslimmer: read ...") is erased by "\r\033[K"
+    return code, re.sub(r"(\r[^\n]*?)?\r\033\[K", "", written)
+
+
+def _drain(fd: int, chunks: list[bytes]) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return  # every writer closed the terminal
+        if not chunk:
+            return
+        chunks.append(chunk)
+
+
+@pytest.mark.parametrize("case", [p for p in _params("analyze") if isinstance(p.values[0].analyze, Fail)])
+def test_explore_fails_as_analyze_does_before_its_screen_opens(case, archives, tmp_path, monkeypatch):
+    """On a terminal, `slimmer explore` gives each bad input the exact line `slimmer analyze`
+    gives it, exit status 2, and never opens its screen."""
+    for d in ("analyze", "explore"):
+        (tmp_path / d).mkdir()
+    expected = _run(case, archives, tmp_path / "analyze", "analyze")
+    assert expected.code == 2, expected.err
+    code, written = _explore_on_a_terminal(case, archives, tmp_path / "explore", monkeypatch)
+    assert (code, written) == (2, expected.err)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from slimmer.layers import DELETED, OVERWRITTEN, is_whiteout, merge, whiteout_target
+from slimmer.layers import DELETED, OVERWRITTEN, is_whiteout, merge, visible_at, whiteout_target
 from slimmer.model import DIR, FILE, HARDLINK, SYMLINK, Entry, Image, Layer
 
 # ---- building images from short specs ------------------------------------------------------
@@ -202,6 +202,19 @@ def test_merged_view(layers, view, hidden):
 def test_merge_upto(layers, upto, view):
     """merge(image, upto) stacks only the first `upto` layers."""
     assert final_view(merge(image(*layers), upto)) == view
+
+
+@pytest.mark.parametrize("layers, view, hidden", CASES)
+def test_visible_at_reads_every_partial_merge_from_the_whole_one(layers, view, hidden):
+    """visible_at(merge(image), i) yields exactly the entries merge(image, i + 1) holds, for
+    every layer i, without merging again."""
+    img = image(*layers)
+    fs = merge(img)
+    for i in range(len(img.layers)):
+        expected = {path: (v.layer, v.entry) for path, v in merge(img, i + 1).walk() if v is not None}
+        got = [(path, (v.layer, v.entry)) for path, v in visible_at(fs, i)]
+        assert dict(got) == expected, f"after layer {i}"
+        assert len(got) == len(expected), f"a path yielded twice after layer {i}"
 
 
 @pytest.mark.parametrize("path, expected", [

@@ -76,17 +76,23 @@ CASES = [
         {"usr/bin/app"}, set(), ["needs libgone.so, which is in none of the loader's directories"],
         id="a library the image lacks becomes a note"),
     pytest.param(
-        {"app/run.py": File(b"#!/usr/bin/env python3\nimport helper\n", mode=0o755), "app/helper.py": b"x = 1\n",
-         "usr/bin/env": ELF, "usr/bin/python3": Symlink("python3.11"), "usr/bin/python3.11": ELF,
-         "usr/lib/python3.11/os.py": b"", "usr/lib/python3.11/lib-dynload/_ssl.so": prog(needed=("libssl.so.3",)),
-         "usr/lib/x86_64-linux-gnu/libssl.so.3": prog(), "usr/lib/python3/dist-packages/req/__init__.py": b"",
+        {"app/run.py": File(b"#!/usr/bin/env python3\nimport helper\n", mode=0o755),
+         "app/helper.py": b"import ssl, req\n", "usr/bin/env": ELF, "usr/bin/python3": Symlink("python3.11"),
+         "usr/bin/python3.11": ELF, "usr/lib/python3.11/os.py": b"", "usr/lib/python3.11/ssl.py": b"import _ssl\n",
+         "usr/lib/python3.11/lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so": prog(needed=("libssl.so.3",)),
+         "usr/lib/python3.11/lib-dynload/_tkinter.cpython-311-x86_64-linux-gnu.so": prog(needed=("libtk.so",)),
+         "usr/lib/python3.11/unused.py": b"", "usr/lib/x86_64-linux-gnu/libssl.so.3": prog(),
+         "usr/lib/x86_64-linux-gnu/libtk.so": prog(), "usr/lib/python3/dist-packages/req/__init__.py": b"",
          "usr/bin/perl": ELF},
         dict(entrypoint=["/app/run.py"], workingdir="/app"),
         {"app/run.py", "app/helper.py", "usr/bin/env", "usr/bin/python3", "usr/bin/python3.11",
-         "usr/lib/python3.11/os.py", "usr/lib/python3/dist-packages/req/__init__.py",
+         "usr/lib/python3.11/os.py", "usr/lib/python3.11/ssl.py", "usr/lib/python3/dist-packages/req/__init__.py",
+         "usr/lib/python3.11/lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so",
          "usr/lib/x86_64-linux-gnu/libssl.so.3"},
-        {"usr/bin/perl"}, ["python: static analysis cannot see"],
-        id="a Python script run through env keeps python, its runtime trees and native modules' libraries"),
+        {"usr/bin/perl", "usr/lib/python3.11/unused.py", "usr/lib/x86_64-linux-gnu/libtk.so",
+         "usr/lib/python3.11/lib-dynload/_tkinter.cpython-311-x86_64-linux-gnu.so"},
+        ["python: static analysis cannot see"],
+        id="a Python script run through env keeps python, the modules it imports and their native libraries"),
     pytest.param(
         {"bin": Symlink("usr/bin"), "usr/bin/sh": Symlink("dash"), "usr/bin/dash": ELF, "usr/bin/curl": ELF,
          "usr/bin/grep": ELF, "usr/bin/sed": ELF, "usr/bin/echo": ELF,
@@ -142,13 +148,15 @@ def test_closure(tmp_path, files, config, kept, not_kept, notes):
         assert any(note in n for n in closure.notes + closure.blind_spots), (closure.notes, closure.blind_spots)
 
 
-def test_interpreted_runtimes_keep_trees_with_reasons(tmp_path):
-    """A Python entrypoint keeps the runtime and application directories whole, saying why."""
+def test_interpreted_runtimes_keep_modules_with_reasons(tmp_path):
+    """A Python entrypoint keeps the application directory whole and each imported module,
+    saying why; the standard library is not kept whole."""
     files = dict(CASES[5].values[0])
     closure = closure_of(tmp_path, files, entrypoint=["/app/run.py"], workingdir="/app")
-    assert {"usr/lib/python3.11", "usr/lib/python3", "app"} <= closure.trees
+    assert "app" in closure.trees and "usr/lib/python3.11" not in closure.trees
     why = {r.path: r.why for r in closure.reasons}
-    assert why["usr/lib/python3.11/"] == "the runtime tree of python (/usr/bin/python3.11)"
+    assert why["usr/lib/python3.11/ssl.py"] == "imported by /app/helper.py"
+    assert why["usr/lib/python3.11/os.py"] == "imported by the interpreter at start-up"
     assert why["app/"] == "the application directory of the python program"
     assert closure.interpreted
 

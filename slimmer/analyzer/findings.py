@@ -408,3 +408,24 @@ def could_save_by_fix(findings: Iterable[Finding]) -> dict[str, int]:
     for f in findings:
         per[f.fix].update(f.claims)
     return {fix: sum(per[fix].values()) for fix in FIXES if fix in per}
+
+
+def claims_of(finding: Finding) -> set[tuple[int, str]]:
+    """Return the (layer, path) versions a finding points at: what its fix removes, else the
+    paths of its evidence."""
+    if finding.claims:
+        return set(finding.claims)
+    out = set()
+    for ev in finding.evidence:
+        if ev.layer is not None and ev.what.startswith("/") and " " not in ev.what:
+            out.add((ev.layer, ev.what[1:]))
+    return out
+
+
+def layers_of(finding: Finding) -> list[int]:
+    """Return the layers holding a finding's files, the most bytes first."""
+    weight: Counter = Counter()
+    for (layer, _path), size in (finding.claims.items() if finding.claims else
+                                 ((c, 0) for c in claims_of(finding))):
+        weight[layer] += size + 1
+    return [layer for layer, _ in sorted(weight.items(), key=lambda kv: (-kv[1], kv[0]))]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from slimmer.analyzer import attribution, findings, usage, waste
-from slimmer.layers import merge
+from slimmer.layers import MergedFS, merge
 from slimmer.model import Image
 
 
@@ -38,35 +38,58 @@ def analyze(image: Image, top: int = 20, read_content: bool = True, jobs: int = 
 
     ``read_content`` False uses path rules only (no libmagic, packages or duplicates). With
     ``jobs`` > 1 dive's figures are computed in a forked worker beside the rest."""
+    return start(image, top, read_content, jobs).finish()
+
+
+@dataclass
+class Pending:
+    """An analysis begun by ``start``: the merged filesystem is ready, dive's figures may be
+    on their way from a worker, and ``finish`` computes the rest."""
+
+    image: Image
+    fs: MergedFS
+    top: int
+    read_content: bool
+    dive: Callable[[], waste.DiveEfficiency]
+
+    def finish(self) -> Analysis:
+        """Return the whole analysis (waiting for dive's figures if a worker computes them)."""
+        image, fs, top = self.image, self.fs, self.top
+        true = waste.true_waste(fs)
+        summary = usage.summary(image, fs)
+        layers = usage.layer_rows(image)
+        largest_files, largest_dirs = usage.largest_files(fs, top), usage.largest_dirs(fs, top)
+        attr = attribution.attribute(image, fs, read=self.read_content)
+        found = findings.find(image, attr)
+        saving = findings.could_save(found)
+        return Analysis(
+            summary=summary,
+            layers=layers,
+            dive=self.dive(),
+            true_wasted_bytes=sum(w.size for w in true),
+            wasted=true[:top],
+            largest_files=largest_files,
+            largest_dirs=largest_dirs,
+            categories=attribution.by_category(attr),
+            packages=attribution.by_package(attr),
+            steps=attribution.by_step(image, attr),
+            dirs=attribution.by_dir(attr, top=top),
+            findings=found,
+            could_save_bytes=saving,
+            could_save_by_fix=findings.could_save_by_fix(found),
+            estimated_size_after_bytes=max(0, summary.total_size - saving),
+            notes=attr.notes,
+            attribution=attr,
+        )
+
+
+def start(image: Image, top: int = 20, read_content: bool = True, jobs: int = 1) -> Pending:
+    """Begin the analysis of ``image`` (as ``analyze`` does it): start dive's figures, in a
+    forked worker when the image is large and ``jobs`` allows, and merge the layers. A caller
+    that forks nothing after this may finish the analysis in another thread."""
     entries = sum(len(layer.entries) for layer in image.layers)
     dive = _in_background(waste.dive_efficiency, image, entries, jobs)
-    fs = merge(image)
-    true = waste.true_waste(fs)
-    summary = usage.summary(image, fs)
-    layers = usage.layer_rows(image)
-    largest_files, largest_dirs = usage.largest_files(fs, top), usage.largest_dirs(fs, top)
-    attr = attribution.attribute(image, fs, read=read_content)
-    found = findings.find(image, attr)
-    saving = findings.could_save(found)
-    return Analysis(
-        summary=summary,
-        layers=layers,
-        dive=dive(),
-        true_wasted_bytes=sum(w.size for w in true),
-        wasted=true[:top],
-        largest_files=largest_files,
-        largest_dirs=largest_dirs,
-        categories=attribution.by_category(attr),
-        packages=attribution.by_package(attr),
-        steps=attribution.by_step(image, attr),
-        dirs=attribution.by_dir(attr, top=top),
-        findings=found,
-        could_save_bytes=saving,
-        could_save_by_fix=findings.could_save_by_fix(found),
-        estimated_size_after_bytes=max(0, summary.total_size - saving),
-        notes=attr.notes,
-        attribution=attr,
-    )
+    return Pending(image, merge(image), top, read_content, dive)
 
 
 # dive's figures need a second walk over every entry; on large images it runs in a forked

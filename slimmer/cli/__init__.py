@@ -42,6 +42,11 @@ def main() -> None:
     except MemoryError:
         sys.stderr.write("slimmer: error: out of memory\n")
         sys.exit(2)
+    except RuntimeError as err:
+        if "can't start new thread" not in str(err):
+            raise
+        sys.stderr.write("slimmer: error: out of memory (cannot start a thread)\n")
+        sys.exit(2)
     except OSError as err:
         sys.stderr.write(f"slimmer: error: {_safe(err)}\n")
         sys.exit(2)

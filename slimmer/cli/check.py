@@ -13,12 +13,13 @@ from slimmer.analyzer.gate import check as check_image
 from slimmer.analyzer.report import analyze
 from slimmer.cli.group import cli
 from slimmer.cli.options import Size, default_jobs, load, output_option, read_options
-from slimmer.config_file import load_thresholds, parse_size
+from slimmer.config_file import load_thresholds
 from slimmer.errors import ConfigError
 from slimmer.render import echo
 from slimmer.render.ci import write_junit, write_sarif
 from slimmer.render.json import check_json, dumps
 from slimmer.render.text import check_text
+from slimmer.sizes import parse_size
 
 
 def _category_limit(text: str) -> tuple[str, int]:

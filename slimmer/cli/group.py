@@ -17,12 +17,17 @@ from click.utils import make_default_short_help
 COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("slimmer.cli.analyze", "Show where the bytes of the image in ARCHIVE go: layers, waste, categories, "
                 "packages, Dockerfile steps, and findings with the bytes each fix would save."),
-    "audit": ("slimmer.cli.audit", "Audit every image archive (docker save tars, OCI layouts) below DIRECTORY: size, "
-              "efficiency, wasted bytes, what slimming could save and the worst finding of each."),
+    "audit": ("slimmer.cli.audit", "Audit every image of PATH: the storage root of a distribution registry (every "
+              "repository:tag, read offline from docker/registry/v2; a row per platform of an index) or a directory "
+              "of image archives (docker save tars, OCI layouts). Each row: size, efficiency, wasted bytes, what "
+              "slimming could save, the worst finding."),
     "check": ("slimmer.cli.check", "Check the image in ARCHIVE against size and waste thresholds: exit 0 when every "
               "rule passes, 1 when one fails, 2 on an error."),
     "diff": ("slimmer.cli.diff", "Show what changed from the image in ARCHIVE_A to the one in ARCHIVE_B: paths added, "
              "removed and changed, bytes by category and by package, and layers shared or not."),
+    "explore": ("slimmer.cli.explore", "Explore the image in ARCHIVE in the terminal, as dive does: its layers and "
+                "Dockerfile steps, the file tree of each layer (its own changes, or the merged filesystem up to it), "
+                "categories and packages, the findings and the wasted bytes. Press ? for the keys."),
     "export": ("slimmer.cli.export",
                "Write the root filesystem of the image in ARCHIVE to DEST, like `docker export`."),
     "slim": ("slimmer.cli.slim", "Write a slimmer copy of the image in ARCHIVE that still runs: flattened, with what "

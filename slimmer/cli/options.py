@@ -11,14 +11,13 @@ import click
 
 from slimmer import reader
 from slimmer.cli.group import GC_TUNED, run_gc  # noqa: F401  (run_gc: where commands find it)
+from slimmer.errors import ConfigError
 from slimmer.reader.cache import LayerCache
 from slimmer.render import echo
 from slimmer.render.json import dumps, fleet_json
 from slimmer.render.text import CLEAR_LINE, fleet_errors, fleet_text, progress_line
+from slimmer.sizes import parse_size
 from slimmer.tar.collect import Policy
-
-SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30,
-              "ti": 2**40}
 
 
 class Size(click.ParamType):
@@ -29,26 +28,30 @@ class Size(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, int):
             return value
-        text = str(value).strip().lower().removesuffix("b").replace(" ", "")
-        num = text.rstrip("kmgti")
-        unit = text[len(num):]
         try:
-            return int(float(num) * SIZE_UNITS[unit])
-        except (ValueError, KeyError):
+            return parse_size(str(value))
+        except ConfigError:
             self.fail(f"{value!r} is not a size like 500MB or 2GiB", param, ctx)
 
 
-def _progress():
-    if not sys.stderr.isatty():
-        return None
-    state = {"bytes": 0}
+class _Progress:
+    """The bytes read so far, on one line of stderr that ``clear`` takes away again."""
 
-    def tick(n: int) -> None:
-        state["bytes"] += n
-        sys.stderr.write(progress_line(state["bytes"]))
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def __call__(self, n: int) -> None:
+        self.bytes += n
+        sys.stderr.write(progress_line(self.bytes))
         sys.stderr.flush()
 
-    return tick
+    def clear(self) -> None:
+        if self.bytes:
+            sys.stderr.write(CLEAR_LINE)
+
+
+def _progress() -> _Progress | None:
+    return _Progress() if sys.stderr.isatty() else None
 
 
 def default_jobs() -> int:
@@ -90,20 +93,23 @@ def load(archive: str, image_ref, platform, max_layer_size, no_cache: bool = Fal
     layers are still being hashed: call ``model.verified`` on it before showing anything."""
     progress = _progress()
     cache = None if no_cache else LayerCache()
-    img = reader.open_image(archive, reader.Options(image=image_ref, platform=platform, max_layer_size=max_layer_size,
-                                                    progress=progress, cache=cache, policy=policy,
-                                                    jobs=jobs or default_jobs(), defer=defer))
-    if progress:
-        sys.stderr.write(CLEAR_LINE)
+    try:
+        img = reader.open_image(archive, reader.Options(image=image_ref, platform=platform,
+                                                        max_layer_size=max_layer_size, progress=progress, cache=cache,
+                                                        policy=policy, jobs=jobs or default_jobs(), defer=defer))
+    finally:
+        if progress is not None:  # the progress line goes, also before an error's line
+            progress.clear()
     ctx = click.get_current_context(silent=True)
     if ctx is not None and isinstance(ctx.obj, dict) and ctx.obj.get(GC_TUNED):
         gc.freeze()  # the image lives for the whole run: keep the cycle collector off its objects
     return img
 
 
-def show_fleet(rows, as_json: bool) -> int:
-    """Print fleet rows; name each unreadable archive on stderr; return 2 if any was, else 0."""
-    echo(dumps(fleet_json(rows)) if as_json else fleet_text(rows))
+def show_fleet(rows, as_json: bool, text: Callable = fleet_text) -> int:
+    """Print fleet rows (as ``text`` renders them for people); name each unreadable archive on
+    stderr; return 2 if any was, else 0."""
+    echo(dumps(fleet_json(rows)) if as_json else text(rows))
     errors = fleet_errors(rows)
     for line in errors:
         echo(line, err=True)

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import click
 
-from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.cli.group import cli
-from slimmer.cli.options import load, read_options
-from slimmer.render import echo
+from slimmer.cli.options import default_jobs, load, read_options
+from slimmer.render import echo, safe
 from slimmer.render.json import dumps, slim_json
 from slimmer.render.text import slim_text
+from slimmer.rewriter.facts import SlimPolicy
 from slimmer.rewriter.plan import MODES, PRUNE
 from slimmer.rewriter.settings import slim_globs
-from slimmer.rewriter.slim import FORMATS, SlimOptions, plan_slim, reproducible_epoch
+from slimmer.rewriter.slim import FORMATS, SlimOptions, plan_slim, reproducible_epoch, verdict_text
 from slimmer.rewriter.slim import slim as slim_image
 
 
@@ -39,9 +40,16 @@ from slimmer.rewriter.slim import slim as slim_image
               help="Byte-identical output across runs (timestamps from SOURCE_DATE_EPOCH or the input).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Settings file for slim.keep/slim.drop (default: the nearest .slimmer.toml or pyproject.toml).")
+@click.option("--probe", is_flag=True,
+              help="Also run the entrypoint in a sandbox (no network) and keep every file it opens (needs strace).")
+@click.option("--probe-cmd", metavar="CMD", help="Run CMD for --probe instead of the entrypoint (implies --probe).")
+@click.option("--verify", is_flag=True,
+              help="Run the original and the slim image alike in the sandbox; exit 1 if they differ.")
+@click.option("--verify-cmd", metavar="CMD", help="Run CMD for --verify (a health command; implies --verify).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def slim(archive, out, jobs, image_ref, platform, max_layer_size, no_cache, mode, keep, drop, user, no_tzdata, dry_run,
-         fmt, compression, tags, reproducible, config_path, as_json):
+@click.pass_context
+def slim(ctx, archive, out, jobs, image_ref, platform, max_layer_size, no_cache, mode, keep, drop, user, no_tzdata,
+         dry_run, fmt, compression, tags, reproducible, config_path, probe, probe_cmd, verify, verify_cmd, as_json):
     """Write a slimmer copy of the image in ARCHIVE that still runs: flattened, with what the
     mode deems unneeded left out, and a summary of the bytes removed by category.
 
@@ -57,9 +65,13 @@ def slim(archive, out, jobs, image_ref, platform, max_layer_size, no_cache, mode
     if not out and not dry_run:
         raise click.UsageError("give -o OUT.tar, or --dry-run")
     file_keep, file_drop, _source = slim_globs(config_path)
-    image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs, AnalysisPolicy(False))
+    image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs, SlimPolicy())
     options = SlimOptions(mode=mode, keep=file_keep + keep, drop=file_drop + drop, user=user, tzdata=not no_tzdata,
-                          epoch=reproducible_epoch(image, os.environ.get("SOURCE_DATE_EPOCH"), reproducible))
+                          epoch=reproducible_epoch(image, os.environ.get("SOURCE_DATE_EPOCH"), reproducible),
+                          jobs=jobs or default_jobs(), probe=probe or bool(probe_cmd),
+                          probe_cmd=tuple(shlex.split(probe_cmd or "")),
+                          verify=(verify or bool(verify_cmd)) and not dry_run,
+                          verify_cmd=tuple(shlex.split(verify_cmd or "")))
     if dry_run:
         result = plan_slim(image, options, out, tags or None)
     else:
@@ -68,3 +80,6 @@ def slim(archive, out, jobs, image_ref, platform, max_layer_size, no_cache, mode
         echo(dumps(slim_json(result, archive, dry_run)))
     else:
         echo(slim_text(result, archive, dry_run))
+    if result.verdict is not None and not result.verdict.same:
+        echo(f"slimmer: {safe(verdict_text(result.verdict))}", err=True)
+        ctx.exit(1)

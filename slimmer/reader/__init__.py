@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from slimmer.errors import FormatError, ImageSelectionError, InputError
 from slimmer.model import Image
-from slimmer.reader import docker_archive, oci_layout
+from slimmer.reader import docker_archive, oci_layout, registry
 from slimmer.reader.assemble import Options
 from slimmer.reader.store import CompressedStore, DirStore, PipeStore, Store, TarStore
 from slimmer.tar.codec import open_outer, outer_compression
@@ -23,7 +23,7 @@ from slimmer.tar.codec import open_outer, outer_compression
 __all__ = ["FORMATS", "Options", "open_image"]
 
 # Order matters: Docker 25+ archives are also OCI layouts; manifest.json carries their tags.
-FORMATS = (docker_archive, oci_layout)
+FORMATS = (docker_archive, oci_layout, registry)
 
 
 F_SETPIPE_SZ = 1031  # Linux fcntl: a 1 MiB pipe buffer takes several times fewer wake-ups
@@ -139,8 +139,8 @@ def open_image(source: str | os.PathLike, options: Options | None = None, stdin:
     for fmt in FORMATS:
         if fmt.detect(store):
             return fmt.read(store, options)
-    raise FormatError(f"{store.where}: not an image archive (no manifest.json, and no OCI index.json "
-                      f"with oci-layout)")
+    raise FormatError(f"{store.where}: not an image archive (no manifest.json, no OCI index.json "
+                      f"with oci-layout, no registry storage)")
 
 
 class _Peekable(io.RawIOBase):

@@ -185,7 +185,7 @@ def _scan(store: Store, names: list[str], diff_ids: list[str], options: Options
                                      for n, d, p in zip(names, diff_ids, prints)]
     for name, scan in zip(names, found):
         if scan is not None:
-            _within_limit(scan, f"{store.where}: layer {name}", options.max_layer_size)
+            within_limit(scan, f"{store.where}: layer {name}", options.max_layer_size)
     todo = [i for i, f in enumerate(found) if f is None]
     fresh: dict[int, str] = {}
     for i, scan in zip(todo, store.scan_layers([names[i] for i in todo], scan_options)):
@@ -196,7 +196,7 @@ def _scan(store: Store, names: list[str], diff_ids: list[str], options: Options
     return [f for f in found if f is not None], fresh
 
 
-def _within_limit(scan: LayerScan, where: str, limit: int) -> None:
+def within_limit(scan: LayerScan, where: str, limit: int) -> None:
     """Refuse a cached scan that the scan itself would refuse: the cache never bypasses
     --max-layer-size (the tar's length, and the size a sparse file claims)."""
     if scan.uncompressed_size > limit:

@@ -9,20 +9,24 @@ ever reads a layer for the analysis. Also: bounded JSON parsing for manifests an
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
+import marshal
 import mmap
 import os
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from slimmer.compiled import ctar
 from slimmer.errors import FormatError, LimitError, TruncatedError
-from slimmer.model import Entry, Stream
+from slimmer.model import Columns, Entries, Entry, Stream
 from slimmer.tar.codec import CHUNK, BlobStream, compression_of  # noqa: F401  (re-exported)
-from slimmer.tar.collect import Collector, Policy, as_mapping
-from slimmer.tar.scan import TarScanner, _ctar
+from slimmer.tar.collect import SPANS, Collector, Policy, as_mapping
+from slimmer.tar.scan import TarScanner
 
 DEFAULT_MAX_LAYER_SIZE = 64 << 30
 MAX_JSON = 64 << 20
@@ -46,6 +50,41 @@ class LayerScan:
     # with ScanOptions.defer: digest and diff_id are "" and this gives the digest (the blob is
     # uncompressed: it is the diff_id too) once the hashing beside the parsing is done
     pending: Callable[[], str] | None = field(default=None, compare=False, repr=False)
+
+
+def _contents(scan: LayerScan) -> tuple:
+    return Columns.of(scan.entries).pack(), scan.facts
+
+
+def _entries(packed: tuple) -> Entries:
+    return Entries(Columns.unpack(packed))
+
+
+def pack(scan: LayerScan) -> tuple[LayerScan, bytes]:
+    """Return ``scan`` without its entries and facts, and those marshalled (the entries as
+    columns, ``Columns.pack``: far cheaper than pickling them): how a scan crosses a process
+    or a network."""
+    return dataclasses.replace(scan, entries=(), facts={}), marshal.dumps(_contents(scan))
+
+
+def unpack(packed: tuple[LayerScan, bytes]) -> LayerScan:
+    """Return the scan ``pack`` took apart."""
+    scan, data = packed
+    columns, facts = marshal.loads(data)
+    return dataclasses.replace(scan, entries=_entries(columns), facts=facts)
+
+
+def encode_contents(scan: LayerScan) -> bytes:
+    """Return the entries and facts of ``scan`` as the bytes a database keeps (``pack``'s
+    marshalled columns and facts, zlib)."""
+    return zlib.compress(marshal.dumps(_contents(scan)), 1)
+
+
+def decode_contents(data: bytes) -> tuple[Entries, dict[str, dict[str, Any]]]:
+    """Return (entries, facts) from ``encode_contents`` bytes; raises ValueError, EOFError,
+    TypeError or zlib.error on damaged bytes."""
+    columns, facts = marshal.loads(zlib.decompress(data))
+    return _entries(columns), facts
 
 
 def scan_layer(raw: Stream, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_SIZE,
@@ -81,7 +120,7 @@ def _parse(chunks: Iterator, total_of: Callable[[], int], compression: str, wher
     diff_id) once they are all read; ``pool`` runs the policy's work that lets go of the GIL."""
     collector = Collector(policy, pool) if policy is not None else None
     scanner = TarScanner(where, max_layer_size, collector.visit if collector else None,
-                         select=collector.select if collector else None)
+                         select=collector.select if collector else None, spans=bool(getattr(policy, "spans", False)))
     try:
         for chunk in chunks:
             scanner.feed(chunk)
@@ -104,13 +143,16 @@ def _parse(chunks: Iterator, total_of: Callable[[], int], compression: str, wher
     else:
         scanner.finish()
     entries = scanner.entries
+    facts = as_mapping(collector.facts) if collector else {}
+    spans = scanner.spans
+    if spans is not None:
+        facts[SPANS] = {"": spans.tobytes()}  # where each member lies, for a writer that copies
     digest, stored, diff_id = digests()
-    return LayerScan(digest, stored, diff_id, total, compression, entries,
-                     as_mapping(collector.facts) if collector else {}, policy.key if policy else "", notes)
+    return LayerScan(digest, stored, diff_id, total, compression, entries, facts, policy.key if policy else "", notes)
 
 
 MAP_STEP = 1 << 20  # a mapped blob is hashed and parsed this many bytes at a time (what each reader maps)
-advise = getattr(_ctar, "advise", None) if _ctar is not None else None  # madvise without the GIL
+advise = getattr(ctar, "advise", None) if ctar is not None else None  # madvise without the GIL
 
 
 class Mapped:

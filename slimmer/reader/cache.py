@@ -17,20 +17,27 @@ import sqlite3
 import zlib
 from pathlib import Path
 
-from slimmer.model import Columns, Entries
-from slimmer.reader.blobs import LayerScan
+from slimmer.reader.blobs import LayerScan, decode_contents, encode_contents
 
 log = logging.getLogger(__name__)
-SCHEMA = 4
+# 4: entries as columns (``blobs.encode_contents``); 5: scans whose sparse maps were checked
+# (``tar.scan._check_sparse``), which a version 4 scan may not have been
+SCHEMA = 5
 SAMPLE = 64 << 10
 
 
-def default_path() -> Path:
-    """Return the cache file: $SLIMMER_CACHE_DIR, else $XDG_CACHE_HOME/slimmer, else ~/.cache/slimmer."""
+def cache_dir() -> Path:
+    """Return slimmer's cache directory: $SLIMMER_CACHE_DIR, else $XDG_CACHE_HOME/slimmer, else
+    ~/.cache/slimmer."""
     base = os.environ.get("SLIMMER_CACHE_DIR")
     if not base:
         base = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "slimmer")
-    return Path(base) / f"layers-v{SCHEMA}.sqlite"
+    return Path(base)
+
+
+def default_path() -> Path:
+    """Return the cache file, in ``cache_dir()``."""
+    return cache_dir() / f"layers-v{SCHEMA}.sqlite"
 
 
 class LayerCache:
@@ -76,8 +83,7 @@ class LayerCache:
             if row is None:
                 self.misses += 1
                 return None
-            packed, facts = marshal.loads(zlib.decompress(row[3]))
-            entries = Entries(Columns.unpack(packed))
+            entries, facts = decode_contents(row[3])
             notes = tuple(marshal.loads(row[4])) if row[4] else ()
         except (sqlite3.Error, ValueError, EOFError, TypeError, zlib.error) as err:
             log.warning("layer cache read failed: %s", err)
@@ -90,7 +96,7 @@ class LayerCache:
         db = self._conn()
         if db is None:
             return
-        blob = zlib.compress(marshal.dumps((Columns.of(scan.entries).pack(), scan.facts)), 1)
+        blob = encode_contents(scan)
         try:
             with db:
                 db.execute("INSERT OR REPLACE INTO layers VALUES (?,?,?,?,?,?,?,?,?)",

@@ -135,11 +135,26 @@ def platform_matches(have: str | None, want: str) -> bool:
 def read(store: Store, options: Options) -> Image:
     where = store.where
     index = parse_json(store.read_bytes("index.json"), f"{where}: index.json")
-    found = list(_candidates(store, index, where, [], None, 0))
-    found = [f for f in found if f[2] != "unknown/unknown"]
+    desc, names = select(candidates(store, index, where), options, where)
+    fmt = FORMAT if store.kind == "dir" else "oci-archive"
+    return assemble(store, chosen_of(store, desc, names, where), fmt, store.where, options)
+
+
+def candidates(store: Store, index: dict, where: str) -> list[tuple[dict, list[str], str | None]]:
+    """Return the image manifests ``index`` leads to (through nested indexes), each as
+    (descriptor, the references naming it, its platform or None), attestations and other
+    artifacts left out."""
+    found = [f for f in _candidates(store, index, where, [], None, 0) if f[2] != "unknown/unknown"]
     if len(found) > 1:
         # artifact manifests carry another config media type (OCI 1.1 artifacts, cosign)
         found = [f for f in found if _is_image_manifest(store, f[0], where)]
+    return found
+
+
+def select(found: list[tuple[dict, list[str], str | None]], options: Options, where: str) -> tuple[dict, list[str]]:
+    """Return the one manifest of ``found`` that ``options`` picks (--image, --platform, else
+    the host's platform where there are several) as (descriptor, references); raise if it is
+    not exactly one."""
     if not found:
         raise FormatError(f"{where}: the index lists no image manifest")
     if options.image:
@@ -156,7 +171,7 @@ def read(store: Store, options: Options) -> Image:
         found = native or found
     merged: dict[str, tuple[dict, list[str], str | None]] = {}
     for desc, names, plat in found:
-        have = merged.setdefault(desc.get("digest"), (desc, [], plat))
+        have = merged.setdefault(str(desc.get("digest")), (desc, [], plat))
         have[1].extend(n for n in names if n not in have[1])
     if len(merged) > 1:
         choices = "; ".join(f"{', '.join(n) or d['digest'][:19]} ({p or 'any platform'})"
@@ -164,6 +179,12 @@ def read(store: Store, options: Options) -> Image:
         raise ImageSelectionError(f"{where} holds {len(merged)} images, pick one with --image or --platform: "
                                   f"{choices}")
     desc, names, _ = next(iter(merged.values()))
+    return desc, names
+
+
+def chosen_of(store: Store, desc: dict, names: list[str], where: str) -> Chosen:
+    """Return the image the manifest ``desc`` describes: its config and layer blob names,
+    their digests and media types, checked against the blobs' sizes in ``store``."""
     manifest, mname = read_blob_json(store, desc, where)
     cfg = manifest.get("config")
     layers = manifest.get("layers")
@@ -183,8 +204,7 @@ def read(store: Store, options: Options) -> Image:
     for x, name in zip(layers, chosen.layer_names):
         if isinstance(x.get("size"), int) and x["size"] != store.size(name):
             raise FormatError(f"{where}: layer {name} is {store.size(name)} bytes, the manifest says {x['size']}")
-    fmt = FORMAT if store.kind == "dir" else "oci-archive"
-    return assemble(store, chosen, fmt, store.where, options)
+    return chosen
 
 
 def _ref_name(desc: dict) -> str | None:

@@ -18,7 +18,6 @@ import dataclasses
 import functools
 import hashlib
 import io
-import marshal
 import multiprocessing
 import os
 import posixpath
@@ -31,13 +30,14 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from slimmer.compiled import uses_compiled
 from slimmer.errors import FormatError, InputError, LimitError, TruncatedError
-from slimmer.model import Columns, Entries, Stream, normalize_path
+from slimmer.model import Stream, normalize_path
+from slimmer.reader import blobs
 from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, Mapped, scan_layer, scan_mapped
 from slimmer.tar.codec import CHUNK, compression_of, open_outer
 from slimmer.tar.collect import Policy
 from slimmer.tar.outer import Member, iter_members
-from slimmer.tar.scan import uses_compiled
 
 MAX_PIPE_JSON = 256 << 20  # JSON-looking small members a piped archive may hold, in all
 MAX_LINKS = 16
@@ -181,24 +181,15 @@ def _fingerprint(pread: Callable[[int, int], bytes], size: int) -> str:
 PROCESS_THRESHOLD = 64 << 20
 
 
-def _pack(scan: LayerScan) -> tuple[LayerScan, bytes]:
-    """Return ``scan`` with its entry columns and facts marshalled (far cheaper than pickling)."""
-    packed = marshal.dumps((Columns.of(scan.entries).pack(), scan.facts))
-    return dataclasses.replace(scan, entries=(), facts={}), packed
-
-
-def _unpack(result: tuple[LayerScan, bytes]) -> LayerScan:
-    scan, packed = result
-    columns, facts = marshal.loads(packed)
-    return dataclasses.replace(scan, entries=Entries(Columns.unpack(columns)), facts=facts)
-
-
-def _scan_file_range(path: str, offset: int, size: int, where: str, options: ScanOptions):
-    """Worker: scan one stored blob of a file; return the scan marshalled."""
+def scan_file_range(path: str, offset: int, size: int, where: str, options: ScanOptions,
+                    threads: bool = True) -> tuple[LayerScan, bytes]:
+    """Worker: scan the stored blob of ``size`` bytes at ``offset`` of file ``path`` (hashing
+    on threads beside the parsing with ``threads``); return the scan packed (``blobs.pack``).
+    Opening the file may raise OSError."""
     with open(path, "rb") as f:
         scan = scan_layer(RangeReader(f.fileno(), offset, size, where), where, options.max_layer_size, size,
-                          options.policy, threads=True)
-    return _pack(scan)
+                          options.policy, threads=threads)
+    return blobs.pack(scan)
 
 
 def _can_fork() -> bool:
@@ -223,15 +214,15 @@ def _parallel(names: list[str], sizes: list[int], work: Callable[[str, bool], La
         ctx = multiprocessing.get_context("fork")
         plain = dataclasses.replace(options, progress=None)
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {i: pool.submit(_scan_file_range, *ranges(names[i]), plain) for i in order}
+            packed = {i: pool.submit(scan_file_range, *ranges(names[i]), plain) for i in order}
             results = {}
             for i in order:
-                results[i] = futures[i].result()
+                results[i] = packed[i].result()
                 if progress:
                     progress(sizes[i])
-            return [_unpack(results[i]) for i in range(len(names))]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {i: pool.submit(work, names[i], True) for i in order}
+            return [blobs.unpack(results[i]) for i in range(len(names))]
+    with ThreadPoolExecutor(max_workers=workers) as threads:
+        futures = {i: threads.submit(work, names[i], True) for i in order}
         scans = {}
         for i in order:
             scans[i] = futures[i].result()

@@ -1,233 +1,185 @@
-"""The HTML report of an analysis: one self-contained page (inline CSS and SVG, no script, no
-network) with a treemap of the final filesystem coloured by category, the findings, the
-categories, the layers and steps, and the packages, written atomically (``slimmer.atomic``).
+"""The HTML report of an analysis: one self-contained page that opens offline, written
+atomically (``slimmer.atomic``).
 
-Every string placed in the page goes through ``_e``: made visible by ``safe`` (control
-characters, and bytes that were not UTF-8 or lone surrogates, which UTF-8 cannot encode, shown
-as escapes), then HTML-escaped. Knows nothing of archives."""
+The page is static HTML (the summary, the findings, the categories, the layers and steps,
+the packages) plus an explorer drawn by one inline script (``page.js``): a treemap of the
+final filesystem or of one layer's changes (added, modified, removed) that zooms into
+directories, a search box, and the files of each finding. What the script draws is
+``explorer_data``: one tree of every path any view shows and the views over it, as JSON,
+gzip-compressed and base64-encoded into a data block, so a 155,000-file image makes a page
+of a few MB; the script unpacks it with the browser's DecompressionStream. The Content-
+Security-Policy allows that one script and the one style sheet by their sha256 hashes and
+nothing else: no other script, no network, no inline style attribute.
+
+Every string from the image goes through ``safe`` (control characters, bidirectional marks
+and bytes that were not UTF-8 shown as escapes): in the markup it is then HTML-escaped; in the
+data it is JSON (ASCII, ``<`` ``>`` ``&`` as ``\\u`` escapes) inside base64, which holds no
+character that could end the data block, and the script shows it as text, never as markup.
+Knows nothing of archives.
+"""
 
 from __future__ import annotations
 
+import base64
+import functools
+import gzip
+import hashlib
 import html
-from collections import Counter
-from dataclasses import dataclass, field
+import json
 from pathlib import Path
 
 from slimmer.analyzer.categories import CATEGORIES, RULES
+from slimmer.analyzer.changes import ADDED, MODIFIED, REMOVED, LayerChanges, category_of
+from slimmer.analyzer.findings import claims_of, layers_of
 from slimmer.atomic import write_bytes
+from slimmer.layers import MergedFS
+from slimmer.model import DIR, FILE
 from slimmer.render import human, safe
 
-__all__ = ["COLORS", "page", "squarify", "treemap_svg", "write_html"]
+__all__ = ["COLORS", "DATA_ID", "MARK_COLORS", "decode_data", "explorer_data", "page", "write_html"]
 
-WIDTH, HEIGHT = 1200, 620
-MIN_AREA = 36.0  # px²: smaller boxes are merged into one "small files" box
-HEADER = 15  # px of a directory's label strip
-MAX_DEPTH = 12
+DATA_ID = "slimmer-data"
+STEP_CHARS = 400  # of a step's command in the page's data (the table shows 300)
 
 COLORS = {
     "toolchain": "#d62728", "build-only": "#ff7f0e", "cache": "#e7ba52", "package-db": "#8c564b",
     "docs": "#9467bd", "man": "#b39ddb", "info": "#ce93d8", "locale": "#17becf", "vcs": "#555555",
     "tests": "#f48fb1", "debug": "#a1887f", "runtime": "#2ca02c", "other": "#9ecae1",
 }
+MARK_COLORS = {ADDED: "#2ca02c", MODIFIED: "#e6a700", REMOVED: "#d62728"}
+MARK_CLASSES = {ADDED: "add", MODIFIED: "mod", REMOVED: "rem"}
+NO_CATEGORY = "."
 _REASONS: dict[str, str] = {}
 for _rule in RULES:
     _REASONS.setdefault(_rule.category, _rule.reason)
+_HERE = Path(__file__).resolve().parent
 
 
-@dataclass
-class _Node:
-    name: str
-    size: int = 0
-    category: Counter = field(default_factory=Counter)
-    children: dict[str, _Node] = field(default_factory=dict)
-    path: str = ""
-
-    def dominant(self) -> str:
-        return self.category.most_common(1)[0][0] if self.category else "other"
+# ---- what the script draws -----------------------------------------------------------------
 
 
-def _tree(files) -> _Node:
-    root = _Node("/", path="")
-    for f in files:
-        if not f.size:
-            continue
-        node = root
-        node.size += f.size
-        node.category[f.category] += f.size
-        parts = f.path.split("/")
-        for i, part in enumerate(parts):
-            child = node.children.get(part)
-            if child is None:
-                child = node.children[part] = _Node(part, path="/".join(parts[: i + 1]))
-            child.size += f.size
-            child.category[f.category] += f.size
-            node = child
-    _collapse(root)
-    return root
+def explorer_data(a) -> dict:
+    """Return what the page's explorer draws, as JSON values.
+
+    ``names``/``up``: one tree of every path of the merged filesystem and of every layer's
+    changes, node 0 the root, each node numbered after its parent (``up`` is the distance
+    back to it); names made visible by ``safe``. ``views``: the final filesystem, then each
+    layer's changes; each lists its non-directory entries by node (``node`` as distances
+    from the previous one) with their ``size`` (bytes of a regular file, else 0), ``cat``
+    (one letter per entry: the category at that index of ``categories``, ``.`` for none) and
+    ``layer`` (the layer that gave that version); a layer's view adds ``mark`` (``+`` added,
+    ``~`` modified, ``-`` removed: what its whiteouts deleted, with the deleted version's
+    size) and the final view ``pkg`` (an index into ``packages``, -1 for none).
+    ``findings``: the versions each finding claims, as (layer, node), and its layers, most bytes first."""
+    attr = a.attribution
+    layer_rows = [r for r in a.layers if r.index is not None]
+    data: dict = {"categories": list(CATEGORIES), "packages": [], "names": [""], "up": [0], "views": [],
+                  "findings": [], "layers": [{"index": r.index, "size": r.size, "files": r.files,
+                                              "step": safe(" ".join(r.step.split()))[:STEP_CHARS]}
+                                             for r in layer_rows]}
+    if attr is None or attr.fs is None:
+        return data
+    fs = attr.fs
+    index = _tree(data, fs)
+    letter = {c: chr(ord("a") + i) for i, c in enumerate(CATEGORIES)}
+    category = category_of(attr)
+    keys = sorted({f.package for f in attr.files if f.package})
+    label: dict[str, str] = {}
+    for p in attr.packages:
+        label.setdefault(p.key, f"{p.name} {p.version}".strip())
+    data["packages"] = [safe(label.get(k, k)) for k in keys]
+    number = {k: i for i, k in enumerate(keys)}
+    owner = {f.path: number[f.package] for f in attr.files if f.package}
+    final = [(index[path], v.entry.size if v.entry.kind == FILE else 0,
+              letter.get(category(path, v.layer) or "", NO_CATEGORY), v.layer, owner.get(path, -1))
+             for path, v in fs.files() if v.entry.kind != DIR]
+    data["views"].append(_view(final, "pkg"))
+    changes = LayerChanges(fs)
+    for r in layer_rows:
+        rows = [(index[c.path], c.entry.size if c.entry.kind == FILE else 0,
+                 letter.get(category(c.path, c.layer) or "", NO_CATEGORY), c.layer, c.mark)
+                for c in changes.of_layer(r.index) if c.entry.kind != DIR]
+        data["views"].append(_view(rows, "mark"))
+    for f in a.findings:
+        claims = sorted((layer, index[path]) for layer, path in claims_of(f) if path in index)
+        data["findings"].append({"title": safe(f.title), "claims": claims, "layers": layers_of(f)})
+    return data
 
 
-def _collapse(node: _Node) -> None:
-    """Merge chains of directories that hold one directory each (usr/local/go/pkg/...) into one
-    box, so labels are not spent on empty levels."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        for name, child in list(n.children.items()):
-            while len(child.children) == 1:
-                (only,) = child.children.values()
-                if not only.children:
-                    break
-                only.name = f"{child.name}/{only.name}"
-                child = only
-            n.children[name] = child
-            stack.append(child)
+def _tree(data: dict, fs: MergedFS) -> dict[str, int]:
+    """Fill ``names`` and ``up`` with every path of ``fs`` (final or shadowed) and the
+    directories above them; return each path's node."""
+    paths = set(fs.refs())
+    paths.update(s.path for s in fs.shadowed)
+    for path in list(paths):
+        up = path.rpartition("/")[0]
+        while up and up not in paths:
+            paths.add(up)
+            up = up.rpartition("/")[0]
+    paths.discard("")
+    index = {"": 0}
+    names, ups = data["names"], data["up"]
+    for n, path in enumerate(sorted(paths), start=1):  # a directory sorts before every path below it
+        parent, _, name = path.rpartition("/")
+        index[path] = n
+        names.append(safe(name))
+        ups.append(n - index[parent])
+    return index
 
 
-def _worst(row: list[float], side: float) -> float:
-    s = sum(row)
-    if s <= 0 or side <= 0:
-        return float("inf")
-    return max(max(side * side * r / (s * s), (s * s) / (side * side * r)) for r in row if r > 0)
+def _view(rows: list[tuple], last: str) -> dict:
+    """One view from its rows (node, size, category letter, layer, and ``last``: a mark or a
+    package number), in node order."""
+    rows.sort()
+    nodes, sizes, cats, layers, lasts = zip(*rows) if rows else ((), (), (), (), ())
+    return {"node": [b - a for a, b in zip((0, *nodes), nodes)], "size": list(sizes), "cat": "".join(cats),
+            "layer": list(layers), last: "".join(lasts) if last == "mark" else list(lasts)}
 
 
-def squarify(sizes: list[float], x: float, y: float, w: float, h: float) -> list[tuple[float, float, float, float]]:
-    """Return one rectangle (x, y, w, h) per size (sizes sorted largest first), filling the
-    rectangle given, by the squarified treemap algorithm (Bruls, Huizing, van Wijk 2000)."""
-    total = sum(sizes)
-    if total <= 0 or w <= 0 or h <= 0:
-        return [(x, y, 0.0, 0.0) for _ in sizes]
-    areas = [s * w * h / total for s in sizes]
-    rects: list[tuple[float, float, float, float]] = []
-    row: list[float] = []
-    i = 0
-    while i < len(areas):
-        side = min(w, h)
-        candidate = row + [areas[i]]
-        if not row or _worst(candidate, side) <= _worst(row, side):
-            row = candidate
-            i += 1
-            continue
-        x, y, w, h = _lay_row(row, x, y, w, h, rects)
-        row = []
-    if row:
-        _lay_row(row, x, y, w, h, rects)
-    return rects
+def encode_data(data: dict) -> str:
+    """Return ``data`` as the page embeds it: JSON (ASCII; ``<``, ``>`` and ``&`` escaped),
+    gzip-compressed (reproducibly: no time stamp), base64-encoded."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return base64.b64encode(gzip.compress(text.encode("ascii"), compresslevel=6, mtime=0)).decode("ascii")
 
 
-def _lay_row(row, x, y, w, h, rects):
-    s = sum(row)
-    if w >= h:  # column on the left
-        cw = s / h if h else 0
-        cy = y
-        for a in row:
-            rh = a / cw if cw else 0
-            rects.append((x, cy, cw, rh))
-            cy += rh
-        return x + cw, y, w - cw, h
-    rh = s / w if w else 0
-    cx = x
-    for a in row:
-        rw = a / rh if rh else 0
-        rects.append((cx, y, rw, rh))
-        cx += rw
-    return x, y + rh, w, h - rh
+def decode_data(page_text: str) -> dict:
+    """Return the explorer data embedded in a page written by ``page``."""
+    start = page_text.index(f'id="{DATA_ID}">') + len(f'id="{DATA_ID}">')
+    end = page_text.index("</script>", start)
+    return json.loads(gzip.decompress(base64.b64decode(page_text[start:end])))
 
 
-def _svg_boxes(node: _Node, x: float, y: float, w: float, h: float, depth: int, out: list[str]) -> None:
-    label = _e("/" + node.path if node.path else "/")
-    tip = f"{label} — {human(node.size)}"
-    if node.children and depth < MAX_DEPTH and w * h >= MIN_AREA * 4 and w > 6 and h > 6:
-        strip = HEADER if h > 3 * HEADER and w > 40 and node.path else 0
-        if node.path:
-            out.append(f'<rect class="dir" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}">'
-                       f"<title>{tip}</title></rect>")
-        if strip:
-            out.append(f'<text x="{x + 3:.1f}" y="{y + 11:.1f}" class="dl">{_fit(node.name + "/", w)}</text>')
-        ix, iy, iw, ih = (x + 1, y + strip + 1, w - 2, h - strip - 2) if node.path else (x, y, w, h)
-        kids = sorted(node.children.values(), key=lambda n: (-n.size, n.name))
-        scale = iw * ih / node.size if node.size else 0
-        big = [k for k in kids if k.size * scale >= MIN_AREA]
-        small = [k for k in kids if k.size * scale < MIN_AREA]
-        items: list[_Node] = list(big)
-        rest = None
-        if small:
-            rest = _Node(f"{len(small)} small entries", path=node.path)
-            for k in small:
-                rest.size += k.size
-                rest.category.update(k.category)
-            items.append(rest)
-            items.sort(key=lambda n: -n.size)
-        for item, (rx, ry, rw, rh) in zip(items, squarify([k.size for k in items], ix, iy, iw, ih), strict=True):
-            if item is not rest:
-                _svg_boxes(item, rx, ry, rw, rh, depth + 1, out)
-            else:
-                _leaf(item, rx, ry, rw, rh, out, f"/{node.path}/… {item.name}" if node.path else item.name)
-        return
-    _leaf(node, x, y, w, h, out, "/" + node.path)
+# ---- the page --------------------------------------------------------------------------------
 
 
-def _leaf(node: _Node, x, y, w, h, out, name: str) -> None:
-    cat = node.dominant()
-    parts = ", ".join(f"{c} {human(b)}" for c, b in node.category.most_common(3))
-    tip = _e(f"{name} — {human(node.size)} ({parts})")
-    out.append(f'<rect class="c-{cat}" x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}">'
-               f"<title>{tip}</title></rect>")
-    if w > 50 and h > 14:
-        out.append(f'<text x="{x + 3:.1f}" y="{y + 11:.1f}" class="fl">{_fit(node.name, w)}</text>')
+@functools.cache
+def _script() -> str:
+    return (_HERE / "page.js").read_text(encoding="utf-8")
 
 
-def _fit(text: str, width: float) -> str:
-    room = max(1, int((width - 6) / 6.2))
-    text = safe(text)
-    text = text if len(text) <= room else text[: max(1, room - 1)] + "…"
-    return html.escape(text)
+@functools.cache
+def _style() -> str:
+    colors = "".join(f".c-{c}{{background:{COLORS[c]};color:{_ink(COLORS[c])}}}" for c in CATEGORIES)
+    marks = "".join(f".m-{MARK_CLASSES[m]}{{background:{c};color:{_ink(c)}}}" for m, c in MARK_COLORS.items())
+    return (_HERE / "page.css").read_text(encoding="utf-8") + colors + marks
 
 
-def treemap_svg(files, width: int = WIDTH, height: int = HEIGHT) -> str:
-    """Return an SVG treemap of ``files`` (FileFact records: path, size, category): each
-    directory a frame, each box coloured by the category holding most of its bytes."""
-    root = _tree(files)
-    out: list[str] = []
-    if root.size:
-        _svg_boxes(root, 0, 0, width, height, 0, out)
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="treemap" viewBox="0 0 {width} {height}" '
-            f'width="{width}" height="{height}" role="img" aria-label="treemap of the final filesystem">'
-            + "".join(out) + "</svg>")
+def _ink(background: str) -> str:
+    """Return the text colour readable on ``background`` (by its relative luminance)."""
+    r, g, b = (int(background[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    return "#111" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.55 else "#fff"
 
 
-CSS = """
-body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px;color:#222;background:#fafafa}
-h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
-.meta{color:#555} .big{font-size:20px;font-weight:600}
-.cards{display:flex;gap:12px;flex-wrap:wrap;margin:14px 0}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px 14px;min-width:150px}
-.card .k{color:#666;font-size:12px;text-transform:uppercase;letter-spacing:.04em}
-.save{color:#b71c1c}
-table{border-collapse:collapse;background:#fff;font-size:13px}
-th,td{border:1px solid #e0e0e0;padding:3px 8px;text-align:left;vertical-align:top}
-td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-th{background:#f0f0f0}
-.sw{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-1px;margin-right:5px}
-.legend span.item{margin-right:14px;white-space:nowrap;font-size:13px}
-.treemap{background:#fff;border:1px solid #ccc;display:block;max-width:100%;height:auto}
-.treemap rect{stroke:#fff;stroke-width:.6}
-.treemap rect.dir{fill:#e8e8e8;stroke:#999;stroke-width:.8}
-.treemap text{font:10px sans-serif;pointer-events:none}
-.treemap text.dl{fill:#333;font-weight:600}
-.treemap text.fl{fill:#fff}
-.finding{background:#fff;border:1px solid #ddd;border-left:5px solid #d62728;border-radius:4px;padding:8px 12px;
- margin:10px 0}
-.finding .t{font-weight:600} .finding .a{color:#444;margin:4px 0}
-.finding.zero{border-left-color:#999}
-.bar{display:inline-block;height:10px;background:#90a4ae;vertical-align:middle}
-code{font-size:12px;background:#f3f3f3;padding:0 3px;border-radius:3px}
-.note{color:#8a6d3b}
-"""
+def _hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
-def _css() -> str:
-    colors = "".join(f".c-{c}{{fill:{COLORS[c]}}} .bg-{c}{{background:{COLORS[c]}}}" for c in CATEGORIES)
-    return CSS + colors
+def _csp(script: str, style: str) -> str:
+    """The page's policy: its one script and one style sheet, by hash; nothing to fetch."""
+    return (f"default-src 'none'; script-src {_hash(script)}; style-src {_hash(style)}; img-src data:; "
+            "base-uri 'none'; form-action 'none'")
 
 
 def _e(text) -> str:
@@ -238,10 +190,12 @@ def page(a, source: str) -> str:
     """Return the HTML report of analysis ``a`` as one self-contained page."""
     s = a.summary
     name = ", ".join(s.tags) or source
+    script, style = _script(), _style()
+    data = explorer_data(a)
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-             "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'; "
-             "img-src data:\">",
-             f"<title>slimmer: {_e(name)}</title><style>{_css()}</style></head><body>",
+             f'<meta http-equiv="Content-Security-Policy" content="{_csp(script, style)}">',
+             "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+             f"<title>slimmer: {_e(name)}</title><style>{style}</style></head><body>",
              f"<h1>{_e(name)}</h1>",
              f"<div class='meta'>{_e(s.format)} · {_e(s.platform)} · {s.layer_count} layers · {s.file_count} files"
              f" · user {_e(s.user or 'root')}</div>",
@@ -255,90 +209,118 @@ def page(a, source: str) -> str:
              "</div>"]
     for note in a.notes:
         parts.append(f"<p class='note'>note: {_e(note)}</p>")
-    files = a.attribution.files if a.attribution is not None else []
-    parts.append("<h2>Final filesystem by category</h2>")
-    parts.append(_legend(a))
-    parts.append(treemap_svg(files))
-    parts.append(_findings(a))
+    parts.append(_explorer())
+    parts.append(_findings(a, data))
     parts.append(_categories(a))
     parts.append(_steps(a))
     parts.append(_packages(a))
-    parts.append("<p class='meta'>Written by slimmer. Hover a box for its path and size.</p></body></html>")
+    parts.append("<p class='meta'>Written by slimmer.</p>")
+    parts.append(f'<script type="application/octet-stream" id="{DATA_ID}">{encode_data(data)}</script>')
+    parts.append(f"<script>{script}</script></body></html>")
     return "".join(parts)
+
+
+def _explorer() -> str:
+    """The explorer's controls and its empty map; the script fills them."""
+    return (
+        "<section id='explorer' aria-label='explorer'><h2>Explorer</h2>"
+        "<div class='tools'>"
+        "<label>View <select id='view' aria-label='view'></select></label>"
+        "<label>Colour <select id='colour' aria-label='colour'><option value='category'>by category</option>"
+        "<option value='change'>by change</option></select></label>"
+        "<input id='q' type='search' placeholder='Search paths: *.so  share/doc  (/)' aria-label='search paths' "
+        "autocomplete='off' spellcheck='false'>"
+        "<span id='qn' class='meta' aria-live='polite'></span></div>"
+        "<div id='vsum' class='meta'></div>"
+        "<div id='fbar' class='fbar' hidden></div>"
+        "<nav id='crumbs' class='crumbs' aria-label='directory'></nav>"
+        "<div id='legend' class='legend'></div>"
+        "<div id='map' class='map'><p class='meta' id='loading'>Loading the explorer…</p></div>"
+        "<noscript><p class='note'>The explorer needs JavaScript; the tables below show the same "
+        "figures.</p></noscript>"
+        "<div id='sel' class='sel' aria-live='polite'></div>"
+        "<div class='scroll'><table id='list' class='list'></table></div>"
+        "<p class='meta keys'>Click a directory to zoom in, a file to see what it is; the path above the map "
+        "zooms out (<kbd>Backspace</kbd>). <kbd>/</kbd> search, <kbd>Esc</kbd> clear, <kbd>[</kbd> <kbd>]</kbd> "
+        "previous / next view, <kbd>c</kbd> colour by category or change.</p>"
+        "</section>")
 
 
 def _card(key: str, value: str, cls: str = "") -> str:
     return f"<div class='card'><div class='k'>{_e(key)}</div><div class='big {cls}'>{_e(value)}</div></div>"
 
 
-def _legend(a) -> str:
-    present = {c.category for c in a.categories if c.final_bytes}
-    items = [f"<span class='item'><span class='sw bg-{c}'></span>{_e(c)}</span>" for c in CATEGORIES if c in present]
-    return "<div class='legend'>" + "".join(items) + "</div>"
-
-
-def _findings(a) -> str:
+def _findings(a, data: dict) -> str:
     out = [f"<h2>Findings — could save {_e(human(a.could_save_bytes))}</h2>"]
     if a.could_save_by_fix:
         out.append("<p>" + " · ".join(f"{_e(fix)}: {_e(human(n))}" for fix, n in a.could_save_by_fix.items())
                    + "</p>")
     if not a.findings:
         out.append("<p>No findings.</p>")
-    for f in a.findings:
+    for k, f in enumerate(a.findings):
         cls = "finding" + ("" if f.savings_bytes else " zero")
         saving = human(f.savings_bytes) if f.savings_bytes else "no bytes"
-        out.append(f"<div class='{cls}'><div class='t'>{_e(saving)} · {_e(f.title)}</div>"
+        show = (f"<button type='button' class='show' data-finding='{k}'>show its files</button>"
+                if data["findings"] and data["findings"][k]["claims"] else "")
+        out.append(f"<div class='{cls}' id='finding-{k}'><div class='t'>{_e(saving)} · {_e(f.title)} {show}</div>"
                    f"<div class='a'>{_e(f.advice)}</div>")
         if f.evidence:
-            out.append("<table><tr><th>evidence</th><th>bytes</th><th>layer</th><th>detail</th></tr>")
+            out.append("<div class='scroll'><table><tr><th>evidence</th><th>bytes</th><th>layer</th><th>detail</th>"
+                       "</tr>")
             for ev in f.evidence:
                 out.append(f"<tr><td><code>{_e(ev.what)}</code></td><td class='n'>{_e(human(ev.size))}</td>"
                            f"<td class='n'>{'' if ev.layer is None else ev.layer}</td><td>{_e(ev.detail)}</td></tr>")
-            out.append("</table>")
+            out.append("</table></div>")
         out.append("</div>")
     return "".join(out)
+
+
+def _bar(width: int) -> str:
+    return (f"<svg class='bar' width='200' height='10' aria-hidden='true'><rect width='{width}' height='10'></rect>"
+            "</svg>")
 
 
 def _categories(a) -> str:
     rows = [c for c in a.categories if c.final_bytes or c.wasted_bytes]
     top = max([c.final_bytes for c in rows] + [1])
-    out = ["<h2>Categories</h2><table><tr><th>category</th><th>final bytes</th><th></th><th>files</th>"
-           "<th>wasted bytes</th><th>removable</th><th>for example</th></tr>"]
+    out = ["<h2>Categories</h2><div class='scroll'><table><tr><th>category</th><th>final bytes</th><th></th>"
+           "<th>files</th><th>wasted bytes</th><th>removable</th><th>for example</th></tr>"]
     for c in rows:
-        width = int(200 * c.final_bytes / top)
-        out.append(f"<tr><td><span class='sw bg-{c.category}'></span>{_e(c.category)}</td>"
-                   f"<td class='n'>{_e(human(c.final_bytes))}</td><td><span class='bar' style='width:{width}px'>"
-                   f"</span></td><td class='n'>{c.files}</td><td class='n'>{_e(human(c.wasted_bytes))}</td>"
+        out.append(f"<tr><td class='nw'><span class='sw c-{c.category}'></span>{_e(c.category)}</td>"
+                   f"<td class='n'>{_e(human(c.final_bytes))}</td><td>{_bar(int(200 * c.final_bytes / top))}</td>"
+                   f"<td class='n'>{c.files}</td><td class='n'>{_e(human(c.wasted_bytes))}</td>"
                    f"<td>{'yes' if c.removable else ''}</td><td>{_e(_REASONS.get(c.category, ''))}</td></tr>")
-    out.append("</table>")
+    out.append("</table></div>")
     return "".join(out)
 
 
 def _steps(a) -> str:
-    out = ["<h2>Layers and Dockerfile steps</h2><table><tr><th>step</th><th>layer</th><th>size</th><th>final</th>"
-           "<th>wasted</th><th>mostly</th><th>created by</th></tr>"]
+    out = ["<h2>Layers and Dockerfile steps</h2><div class='scroll'><table><tr><th>step</th><th>layer</th>"
+           "<th>size</th><th>final</th><th>wasted</th><th>mostly</th><th>created by</th></tr>"]
     for s in a.steps:
         if s.layer is None:
             out.append(f"<tr><td class='n'>{s.index}</td><td></td><td></td><td></td><td></td><td></td>"
                        f"<td><code>{_e(s.text)}</code></td></tr>")
             continue
         mostly = ", ".join(f"{c} {human(b)}" for c, b in list(s.categories.items())[:2])
-        out.append(f"<tr><td class='n'>{s.index}</td><td class='n'>{s.layer}</td><td class='n'>{_e(human(s.size))}</td>"
-                   f"<td class='n'>{_e(human(s.final_bytes))}</td><td class='n'>{_e(human(s.wasted_bytes))}</td>"
-                   f"<td>{_e(mostly)}</td><td><code>{_e(s.text[:300])}</code></td></tr>")
-    out.append("</table>")
+        out.append(f"<tr><td class='n'>{s.index}</td><td class='n'><button type='button' class='layer' "
+                   f"data-layer='{s.layer}' title='show what layer {s.layer} changed'>{s.layer}</button></td>"
+                   f"<td class='n'>{_e(human(s.size))}</td><td class='n'>{_e(human(s.final_bytes))}</td>"
+                   f"<td class='n'>{_e(human(s.wasted_bytes))}</td><td>{_e(mostly)}</td>"
+                   f"<td><code>{_e(s.text[:300])}</code></td></tr>")
+    out.append("</table></div>")
     return "".join(out)
 
 
 def _packages(a, top: int = 40) -> str:
     if not a.packages:
         return ""
-    out = [f"<h2>Packages ({sum(1 for p in a.packages if p.manager)})</h2><table><tr><th>package</th>"
-           "<th>version</th><th>bytes</th><th>files</th><th></th></tr>"]
+    out = [f"<h2>Packages ({sum(1 for p in a.packages if p.manager)})</h2><div class='scroll'><table>"
+           "<tr><th>package</th><th>version</th><th>bytes</th><th>files</th><th></th></tr>"]
     for p in a.packages[:top]:
         out.append(f"<tr><td>{_e(p.key)}</td><td>{_e(p.version)}</td><td class='n'>{_e(human(p.bytes))}</td>"
                    f"<td class='n'>{p.files}</td><td>{'build-only' if p.build_only else ''} {_e(p.note)}</td></tr>")
-    out.append("</table>")
+    out.append("</table></div>")
     if len(a.packages) > top:
         out.append(f"<p class='meta'>{len(a.packages) - top} more packages in the JSON output.</p>")
     return "".join(out)

@@ -111,7 +111,8 @@ def fleet_json(rows) -> dict:
         {"source": r.source, "tags": list(r.tags), "total_bytes": r.total_bytes, "final_bytes": r.final_bytes,
          "layers": r.layers, "dive_efficiency": r.dive_efficiency, "dive_wasted_bytes": r.dive_wasted_bytes,
          "true_wasted_bytes": r.true_wasted_bytes, "could_save_bytes": r.could_save_bytes,
-         "worst_finding": r.worst_finding, "worst_finding_bytes": r.worst_finding_bytes, "error": r.error}
+         "worst_finding": r.worst_finding, "worst_finding_bytes": r.worst_finding_bytes, "error": r.error,
+         "platform": r.platform, "manifest_digest": r.manifest_digest}
         for r in rows]}
 
 

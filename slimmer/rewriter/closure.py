@@ -8,22 +8,29 @@ runtimes (``slimmer.rewriter.runtimes``) keep their runtime tree and the applica
 directory whole. Everything kept carries a reason; what static analysis cannot see becomes a
 note, so the user knows where ``--keep`` is needed.
 
-File bytes are read through ``Contents`` in rounds: one batch of fetches per level of the
-dependency graph. Imports the model, ``slimmer.layers`` and rewriter modules only.
+What files hold comes from ``Contents``: the facts the scan pass gathered (ELF loader facts,
+``#!`` lines, texts, imports), so no layer is read again but for the rare file the scan could
+not learn from in one pass (fetched in one batch per level of the dependency graph). Python and
+Node.js programs are followed through their imports (``slimmer.rewriter.python``,
+``slimmer.rewriter.node``); Java keeps its runtime tree without what only a JDK needs. Imports
+the model, ``slimmer.layers`` and rewriter modules only.
 """
 
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from slimmer.errors import ElfError
 from slimmer.layers import MergedFS
-from slimmer.model import DIR, FILE, HARDLINK, SYMLINK, Image, runtime_config
+from slimmer.model import DIR, FILE, HARDLINK, SYMLINK, Image, command_line, runtime_config
 from slimmer.rewriter import loader, shell
 from slimmer.rewriter.contents import Contents
-from slimmer.rewriter.elf import ElfInfo, read_elf
-from slimmer.rewriter.lookup import Found, find_command, model_path, resolve
+from slimmer.rewriter.elf import ElfInfo
+from slimmer.rewriter.lookup import CommandFinder, Found, model_path, resolve
+from slimmer.rewriter.node import NodeClosure
+from slimmer.rewriter.python import PythonClosure
 from slimmer.rewriter.runtimes import runtime_of
 
 # Directories never kept whole as an "application directory": they hold the whole system.
@@ -55,25 +62,41 @@ class Closure:
     argv: tuple[str, ...]
     interpreted: bool = False  # an interpreter (python, node, java, a shell) runs the program
     blind_spots: tuple[str, ...] = ()
+    left_out: tuple[Reason, ...] = ()  # parts of kept trees left out on purpose (a JDK's compilers)
 
     def covers(self, path: str) -> bool:
-        """Return whether ``path`` is in the closure (itself or below a kept tree)."""
+        """Return whether ``path`` is in the closure (itself or below a kept tree, and not
+        in a part left out)."""
         if path in self.paths:
             return True
-        return any(path == t or path.startswith(t + "/") for t in self.trees)
+        return in_trees(path, self.trees, [r.path for r in self.left_out])
 
 
-def command_line(image: Image) -> list[str]:
-    """Return the argv the image starts with: Entrypoint followed by Cmd."""
-    cfg = runtime_config(image)
-    argv: list[str] = []
-    for key in ("Entrypoint", "Cmd"):
-        value = cfg.get(key)
-        if isinstance(value, str):
-            value = ["/bin/sh", "-c", value]
-        if isinstance(value, list):
-            argv += [str(v) for v in value]
-    return argv
+def in_trees(path: str, trees: AbstractSet[str], left: list[str]) -> bool:
+    """Return whether ``path`` is a kept tree or lies below one (outside the parts of it left
+    out): its ancestors are looked up in ``trees``, never every tree compared with it."""
+    at = path
+    while at:
+        if at in trees and not (left and inside_left(path, at, left)):
+            return True
+        at = at.rpartition("/")[0]
+    return False
+
+
+def tree_holding(path: str, trees: AbstractSet[str]) -> str | None:
+    """Return the kept tree strictly above ``path``, if one (the deepest)."""
+    at = path.rpartition("/")[0]
+    while at:
+        if at in trees:
+            return at
+        at = at.rpartition("/")[0]
+    return None
+
+
+def inside_left(path: str, tree: str, left: list[str]) -> bool:
+    """Return whether ``path`` lies in a part of kept ``tree`` that was left out (a part
+    below the tree; a tree kept inside a left-out part is a tree of its own)."""
+    return any(part.startswith(tree + "/") and (path == part or path.startswith(part + "/")) for part in left)
 
 
 def image_env(image: Image) -> dict[str, str]:
@@ -107,11 +130,19 @@ class _Walker:
         self.reasons: list[Reason] = []
         self.notes: list[str] = []
         self.blind_spots: list[str] = []
+        self._said: set[str] = set()  # notes and blind spots recorded, for saying each once
+        self.finder = CommandFinder(fs, self.env, self.cwd)
         self.queue: list[_Task] = []
         self.seen_programs: set[str] = set()
         self.elf: dict[str, ElfInfo | None] = {}
         self.interpreted = False
         self._conf_dirs: list[str] | None = None
+        self._children: dict[str, frozenset[str]] = {}
+        self.pythons: dict[str, PythonClosure] = {}
+        self.nodes: dict[str, NodeClosure] = {}
+        self.programs: list[tuple[object, str, str]] = []  # (closure, how, what) to follow
+        self.left_out: list[Reason] = []
+        self._tree_names: dict[str, dict[str, str]] = {}
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -134,20 +165,35 @@ class _Walker:
         if not found.is_dir:
             self.keep(found, why)
             return
-        if found.path in SYSTEM_DIRS or any(found.path == t or found.path.startswith(t + "/") for t in self.trees):
+        if found.path in SYSTEM_DIRS or in_trees(found.path, self.trees, [r.path for r in self.left_out]):
             return
         self.trees.add(found.path)
         self.reasons.append(Reason(found.path + "/", why))
 
     def note(self, text: str) -> None:
-        """Record something the closure looked for and did not find."""
-        if text not in self.notes:
+        """Record something the closure looked for and did not find (once)."""
+        if text not in self._said:
+            self._said.add(text)
             self.notes.append(text)
 
     def blind(self, text: str) -> None:
-        """Record what static analysis cannot see (distroless needs --keep for it)."""
-        if text not in self.blind_spots:
+        """Record what static analysis cannot see (distroless needs --keep for it), once."""
+        if text not in self._said:
+            self._said.add(text)
             self.blind_spots.append(text)
+
+    def children(self, path: str) -> frozenset[str]:
+        """Return the names in directory ``path`` of the merged filesystem (cached)."""
+        names = self._children.get(path)
+        if names is None:
+            names = self._children[path] = frozenset(self.fs.children(path))
+        return names
+
+    def tree_files(self, path: str):
+        """Yield (path, version) of every file below directory ``path``."""
+        for p, version in _walk_tree(self.fs, path):
+            if version.entry.kind != DIR:
+                yield p, version
 
     # -- the command line --------------------------------------------------------------------
 
@@ -165,7 +211,7 @@ class _Walker:
     def program(self, name: str, why: str) -> tuple[str, Found] | None:
         """Find command ``name`` as execvp would (from WorkingDir, through PATH); keep it and
         queue a look inside."""
-        hit = find_command(self.fs, name, self.env, self.cwd)
+        hit = self.finder.find(name)
         if hit is None:
             return None
         self.keep(hit[1], why)
@@ -200,7 +246,8 @@ class _Walker:
                     continue
                 if hit.is_dir:
                     self.keep_tree(hit.path, f"a directory named on the command line ({arg})")
-                elif not script_seen and (runtime or wrapper) and not arg.startswith("-"):
+                elif not script_seen and (runtime or wrapper) and not arg.startswith("-") and \
+                        not (runtime and runtime.name == "java" and i and args[i - 1] != "-jar"):
                     script_seen = True
                     self.interpreted = True
                     kind = runtime.name if runtime else "shell"
@@ -209,12 +256,57 @@ class _Walker:
                     self.look(hit.path, "script-of:" + kind)
                     if runtime:
                         self.app_dir(posixpath.dirname(hit.path), runtime.name)
+                        self.program_of(runtime.name, called, found.path, "script", hit.path)
                 else:
                     self.keep(hit, f"a file named on the command line ({arg})")
             if not arg.startswith("-") and "/" not in arg and not runtime:
                 self.program(arg, f"a command named on the command line ({arg})")
-        if runtime and runtime.name == "python" and "-m" in args:
-            self.app_dir(self.cwd, runtime.name)
+        if runtime and runtime.name == "python":
+            for flag, how in (("-m", "module"), ("-c", "code")):
+                if flag in args and args.index(flag) + 1 < len(args):
+                    if flag == "-m":
+                        self.app_dir(self.cwd, runtime.name)
+                    self.program_of("python", called, found.path, how, args[args.index(flag) + 1])
+                    break
+
+    def program_of(self, runtime: str, called: str, real: str, how: str, what: str) -> None:
+        """Queue a program for the import closure of its interpreter."""
+        closure: object
+        if runtime == "python":
+            if real not in self.pythons:
+                self.pythons[real] = PythonClosure(self, called, real)
+            closure = self.pythons[real]
+        elif runtime == "node":
+            if real not in self.nodes:
+                self.nodes[real] = NodeClosure(self, called, real)
+            closure = self.nodes[real]
+        else:
+            return
+        self.programs.append((closure, how, what))
+
+    def follow_programs(self) -> None:
+        """Follow the imports of the interpreted programs found (then their ELF needs)."""
+        while self.programs:
+            closure, how, what = self.programs.pop(0)
+            if how == "script":
+                closure.run_script(what)  # type: ignore[attr-defined]
+            elif how == "module":
+                closure.run_module(what)  # type: ignore[attr-defined]
+            else:
+                closure.run_code(what)  # type: ignore[attr-defined]
+        for py in self.pythons.values():
+            py.finish()
+            if py.computed:
+                shown = ", ".join(py.computed[:3]) + (f" and {len(py.computed) - 3} more" if len(py.computed) > 3
+                                                      else "")
+                self.blind(f"python: {shown} import modules by computed names, which static analysis cannot "
+                           f"see; add --keep for them, or use --probe")
+        for node in self.nodes.values():
+            if node.computed:
+                shown = ", ".join(node.computed[:3]) + (f" and {len(node.computed) - 3} more"
+                                                        if len(node.computed) > 3 else "")
+                self.blind(f"node: {shown} require modules by computed names; their packages' declared "
+                           f"dependencies were kept; add --keep for others, or use --probe")
 
     def app_dir(self, path: str, runtime: str) -> None:
         if path in SYSTEM_DIRS:
@@ -222,6 +314,12 @@ class _Walker:
                       f"add --keep for the files it loads")
             return
         self.keep_tree(path, f"the application directory of the {runtime} program")
+        if runtime == "node":
+            # packages are kept as the require closure reaches them, not with the app
+            for modules in [posixpath.join(path, "node_modules")]:
+                if self.fs.get(modules) is not None or self.fs.children(modules):
+                    self.left_out.append(Reason(modules, "npm packages no required file reaches (devDependencies "
+                                                         "among them)"))
 
     def script_text(self, text: str, what: str) -> None:
         """Keep the commands a shell script runs and the files it sources (relative names are
@@ -246,7 +344,7 @@ class _Walker:
             batch, self.queue = self.queue, []
             wanted = [t.path for t in batch if t.kind == "program"]
             wanted += [c.path for t in batch if t.kind == "needed" for _, c in t.candidates]
-            self.contents.fetch(wanted)
+            self.contents.fetch(wanted)  # reads again only what the scan could not learn
             for task in batch:
                 if task.kind == "program":
                     self.look_inside(task)
@@ -256,12 +354,10 @@ class _Walker:
     def info_of(self, path: str) -> ElfInfo | None:
         if path not in self.elf:
             info = None
-            if self.contents.has(path):
-                try:
-                    with self.contents.open(path) as f:
-                        info = read_elf(f, self.contents.size(path), "/" + path)
-                except ElfError as err:
-                    self.note(f"{err}; its libraries could not be followed")
+            try:
+                info = self.contents.elf(path)
+            except ElfError as err:
+                self.note(f"{err}; its libraries could not be followed")
             self.elf[path] = info
         return self.elf[path]
 
@@ -274,7 +370,7 @@ class _Walker:
         if info is not None:
             self.follow_elf(path, info, [])
             return
-        words = shell.shebang(self.contents.head(path, 1024))
+        words = shell.shebang(self.contents.head(path))
         if words:
             self.interpreted = True
             interp = words[0]
@@ -294,6 +390,7 @@ class _Walker:
             if runtime:
                 self.runtime(called, hit[1].path, runtime)
                 self.app_dir(posixpath.dirname(path), runtime.name)
+                self.program_of(runtime.name, called, hit[1].path, "script", path)
             elif shell.is_shell(called) or shell.is_shell(hit[1].path):
                 self.script_text(self.contents.text(path), "/" + path)
             return
@@ -301,10 +398,15 @@ class _Walker:
             self.script_text(self.contents.text(path), "/" + path)
 
     def runtime(self, called: str, real: str, runtime) -> None:
-        """Keep an interpreter's runtime trees and say what static analysis cannot see."""
+        """Keep an interpreter's runtime trees (Python and Node.js have none: their import
+        closures say what they load), leave out what only builds programs, and say what static
+        analysis cannot see."""
         self.interpreted = True
         for tree in runtime.trees(self.fs, called, real, self.env):
             self.keep_tree(tree, f"the runtime tree of {runtime.name} (/{real})")
+            for part, why in runtime.left_out(self.fs, tree):
+                if not any(r.path == part for r in self.left_out):
+                    self.left_out.append(Reason(part, why))
         self.blind(f"{runtime.name}: static analysis cannot see {runtime.blind_spot}; add --keep for them")
 
     # -- ELF ---------------------------------------------------------------------------------
@@ -331,11 +433,31 @@ class _Walker:
                 if hit is not None and hit.is_file and all(hit.path != c.path for _, c in candidates):
                     candidates.append((p, hit))
             if not candidates:
+                loaded = self._in_own_tree(path, name)
+                if loaded is not None:
+                    # a runtime that dlopens its core library by path first (the JVM's
+                    # lib/server/libjvm.so) satisfies later DT_NEEDED names by SONAME
+                    self.keep(loaded, f"{name}, needed by /{path} and loaded by its runtime from its own tree")
+                    continue
                 self.note(f"/{path} needs {name}, which is in none of the loader's directories: "
                           f"{', '.join(dirs[:6])}{', ...' if len(dirs) > 6 else ''}")
                 continue
             self.queue.append(_Task("needed", path, by=path, name=name, info=info, candidates=candidates,
                                     rpath=rpath))
+
+    def _in_own_tree(self, path: str, name: str) -> Found | None:
+        """Return the file named ``name`` inside the kept tree that holds ``path``, if one."""
+        tree = tree_holding(path, self.trees)
+        if tree is None or "/" in name:
+            return None
+        index = self._tree_names.get(tree)
+        if index is None:
+            index = self._tree_names[tree] = {}
+            for p, version in _walk_tree(self.fs, tree):
+                if version.entry.kind in (FILE, HARDLINK):
+                    index.setdefault(posixpath.basename(p), p)
+        hit = index.get(name)
+        return resolve(self.fs, "/" + hit) if hit else None
 
     def choose_library(self, task: _Task) -> None:
         """Keep the first candidate of the object's class and machine, as ld.so picks it."""
@@ -363,7 +485,6 @@ class _Walker:
             hits = [(p, resolve(self.fs, "/" + p)) for p in pending if p not in seen]
             seen.update(pending)
             found = [(p, f) for p, f in hits if f is not None and f.is_file]
-            self.contents.fetch([f.path for _, f in found])
             pending = []
             for p, f in found:
                 self.keep(f, "the loader's configuration")
@@ -391,8 +512,11 @@ class _Walker:
         while True:
             objects: list[str] = []
             links: list[tuple[str, str]] = []
+            left = [r.path for r in self.left_out]
             for tree in sorted(self.trees):
                 for path, version in _walk_tree(self.fs, tree):
+                    if left and inside_left(path, tree, left):
+                        continue
                     entry = version.entry
                     if entry.kind == SYMLINK and path not in done_links:
                         done_links.add(path)
@@ -414,7 +538,7 @@ class _Walker:
                         objects.append(hit.path)
             if not objects and not links:
                 return
-            self.contents.fetch(objects)
+            self.contents.fetch(objects)  # reads again only what the scan could not learn
             for path in objects:
                 info = self.info_of(path)
                 if info is not None:
@@ -422,7 +546,7 @@ class _Walker:
             self.run()
 
     def covers(self, path: str) -> bool:
-        return path in self.paths or any(path == t or path.startswith(t + "/") for t in self.trees)
+        return path in self.paths or in_trees(path, self.trees, [])
 
 
 def _path_like(arg: str) -> list[str]:
@@ -471,7 +595,9 @@ def entrypoint_closure(image: Image, fs: MergedFS, contents: Contents) -> Closur
     argv = command_line(image)
     walker.start(argv)
     walker.run()
+    walker.follow_programs()
+    walker.run()
     walker.expand_trees()
     walker.run()
     return Closure(frozenset(walker.paths), frozenset(walker.trees), tuple(walker.reasons), tuple(walker.notes),
-                   tuple(argv), walker.interpreted, tuple(walker.blind_spots))
+                   tuple(argv), walker.interpreted, tuple(walker.blind_spots), tuple(walker.left_out))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from slimmer.layers import MergedFS
 from slimmer.model import DIR, FILE
-from slimmer.rewriter.closure import Closure, Reason, tree_paths
+from slimmer.rewriter.closure import Closure, Reason, inside_left, tree_paths
 from slimmer.rewriter.lookup import resolve
 from slimmer.rewriter.plan import DISTROLESS, Globs, Plan, Synthetic, removed_list, with_ancestors
 from slimmer.rewriter.prune import category_of, is_removable
@@ -67,12 +67,15 @@ def plan_distroless(fs: MergedFS, closure: Closure, globs: Globs, synthetic: lis
     """Return the distroless plan for the merged filesystem ``fs``."""
     keep, reasons, notes = base_set(fs, tzdata)
     keep |= closure.paths
+    left = [r.path for r in closure.left_out]
     for tree in closure.trees:
         keep.add(tree)
-        keep.update(p for p, v in tree_paths(fs, tree) if not is_removable(category_of(p, v.entry), False))
+        keep.update(p for p, v in tree_paths(fs, tree) if not is_removable(category_of(p, v.entry), False)
+                    and not (left and inside_left(p, tree, left)))
     rewritten = {s.path for s in synthetic}
     reasons = list(closure.reasons) + [r for r in reasons if r.path not in rewritten]
     notes = list(closure.notes) + list(closure.blind_spots) + notes
+    notes += [f"left out /{r.path}: {r.why}" for r in closure.left_out if r.path not in closure.paths]
     for path, _version in fs.files():
         if globs.kept(path):
             keep.add(path)

@@ -157,6 +157,11 @@ def _dynstr(reader: _Reader, start: int, table_end: int, where: str) -> str:
     hostile DT_STRSZ never makes a large read."""
     if start >= table_end:
         raise ElfError(f"{where}: ELF string at byte {start} lies outside the string table")
+    # most names are short: a first small read keeps the bytes touched near the string (the
+    # scan pass buffers only part of a file)
+    first = reader.read(start, min(256, table_end - start))
+    if b"\0" in first:
+        return _cstring(first, 0, where)
     return _cstring(reader.read(start, min(MAX_STRING, table_end - start)), 0, where)
 
 

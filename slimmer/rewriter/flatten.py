@@ -4,30 +4,48 @@ final version, so deleted and overwritten bytes are gone.
 ``layout`` decides, without reading any bytes, which tar member each kept path is copied from
 and what becomes of hard links: a link whose file is kept stays a link; a link whose file is
 dropped (or was replaced after the link was made) becomes a regular file with that file's
-bytes, and further links to the same bytes link to it. ``write_layer`` streams each needed
-layer once, in order, copying members with their headers (mode, owner, names, mtime,
-device numbers, PAX records such as ``SCHILY.xattr.*``), and appends the files slimmer writes
-itself. The tar goes to a file the caller names (beside the output), hashed as it is written;
-nothing is held in memory. Imports the model, ``slimmer.layers`` and rewriter modules.
+bytes, and further links to the same bytes link to it. ``write_layer_into`` streams each
+needed layer once, in order, and appends the files slimmer writes itself. Where the scan
+recorded where each member lies (``SPANS``), runs of members copied as they are go to the new
+layer byte for byte (header blocks, data and padding) and only the members written anew are
+parsed again; else each member is parsed and copied with its header (mode, owner, names,
+mtime, device numbers, PAX records such as ``SCHILY.xattr.*``). The tar goes to the stream the
+caller gives (the archive being staged), hashed as it is written; nothing is held in memory.
+Imports the model, ``slimmer.layers`` and rewriter modules.
 """
 
 from __future__ import annotations
 
-import hashlib
+import array
+import dataclasses
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from slimmer.errors import FormatError, OutputError
+from slimmer.errors import DigestMismatchError, FormatError, OutputError
 from slimmer.layers import MergedFS
-from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, HistoryStep, Image, Layer
+from slimmer.model import (
+    BLOCK,
+    CHAR,
+    DIR,
+    FIFO,
+    FILE,
+    HARDLINK,
+    SYMLINK,
+    Entry,
+    HistoryStep,
+    Image,
+    Layer,
+)
 from slimmer.rewriter.contents import FileSink
 from slimmer.rewriter.members import Member, MemberIndex, where
 from slimmer.rewriter.plan import Synthetic
-from slimmer.tar.restream import restream
-from slimmer.tar.scan import Header
+from slimmer.tar.codec import Hasher
+from slimmer.tar.collect import SPANS
+from slimmer.tar.restream import restream, restream_spans
+from slimmer.tar.scan import Header, Sink, TarScanner
 from slimmer.tar.writer import TarWriter, member_info
 
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
@@ -38,6 +56,8 @@ COPY = "copy"
 LINK = "link"  # a hard link to a path written earlier
 MATERIALIZE = "materialize"  # a hard link written as a regular file with its source's bytes
 RELINK = "relink"  # a hard link to a symlink (GNU tar makes these) written as that symlink
+# member types whose header blocks are copied as they are (links are rewritten: their targets may change)
+_RAW_TYPES = frozenset({b"0", b"\0", b"5", b"2", b"3", b"4", b"6", b"7"})
 
 
 @dataclass(frozen=True)
@@ -107,18 +127,46 @@ def layout(image: Image, fs: MergedFS, index: MemberIndex, keep: Iterable[str]) 
 
 
 class _HashingWriter:
-    """A write-only file wrapper that hashes and counts every byte written through it."""
+    """A write-only file wrapper that hashes and counts every byte written through it. Small
+    writes (a tar is mostly 512-byte headers) are gathered into blocks of BATCH bytes, each
+    written and hashed at once, on a thread with ``threads`` (hashlib releases the GIL)."""
 
-    def __init__(self, raw: BinaryIO):
+    BATCH = 1 << 20
+
+    def __init__(self, raw: BinaryIO, threads: bool = False):
         self.raw = raw
-        self.sha = hashlib.sha256()
+        self.sha = Hasher()
+        if threads:
+            self.sha.start()
         self.size = 0
+        self._parts: list = []
+        self._pending = 0
 
     def write(self, data) -> int:
-        self.raw.write(data)
-        self.sha.update(data)
-        self.size += len(data)
-        return len(data)
+        n = len(data)
+        if n >= self.BATCH and not self._parts:
+            self._emit(bytes(data))
+        else:
+            self._parts.append(bytes(data))
+            self._pending += n
+            if self._pending >= self.BATCH:
+                self.flush()
+        self.size += n
+        return n
+
+    def flush(self) -> None:
+        if self._parts:
+            block = b"".join(self._parts)
+            self._parts, self._pending = [], 0
+            self._emit(block)
+
+    def _emit(self, block: bytes) -> None:
+        self.raw.write(block)
+        self.sha.update(block)
+
+    def hexdigest(self) -> str:
+        self.flush()
+        return self.sha.hexdigest()
 
 
 def _entry(info: tarfile.TarInfo) -> Entry:
@@ -143,6 +191,12 @@ class _Out:
         self.tar.begin(info, sparse)
         self.entries.append(_entry(info))
         return self.tar
+
+    def raw(self, blocks: bytes, entry: Entry, data: int) -> TarWriter | None:
+        """Copy a member's header blocks as they are; return the writer for its ``data`` bytes."""
+        self.tar.raw(blocks, data)
+        self.entries.append(entry._replace(offset=-1))
+        return self.tar if data else None
 
 
 class _Tee:
@@ -173,27 +227,37 @@ def write_layer(image: Image, plan_layout: Layout, synthetic: Iterable[Synthetic
 
 def _write_layer(image: Image, plan_layout: Layout, synthetic: Iterable[Synthetic], dest: Path,
                  history: HistoryStep | None) -> Layer:
-    scratch = dest.parent
     with open(dest, "xb") as raw:
-        writer = _HashingWriter(raw)
-        out = _Out(TarWriter(writer))
-        spooled: dict[Member, Path] = {}
+        layer = write_layer_into(image, plan_layout, synthetic, raw, dest.parent, history)
+    return dataclasses.replace(layer, opener=lambda: open(dest, "rb"))
+
+
+def write_layer_into(image: Image, plan_layout: Layout, synthetic: Iterable[Synthetic], stream,
+                     scratch: Path, history: HistoryStep | None = None, threads: bool = False) -> Layer:
+    """Write the new layer's tar to ``stream`` (anything with ``write``: a file, or the
+    archive writer's in-place member) and return it as a model Layer without an opener.
+    Spooled hard-link sources go to ``scratch``. With ``threads``, the input layers and the
+    output are hashed on threads beside the copying."""
+    writer = _HashingWriter(stream, threads)
+    out = _Out(TarWriter(writer))
+    spooled: dict[Member, Path] = {}
+    try:
         for layer in plan_layout.layers:
-            _copy_layer(image, layer, plan_layout, out, spooled, scratch)
+            _copy_layer(image, layer, plan_layout, out, spooled, scratch, threads)
         for item in sorted(synthetic, key=lambda s: s.path):
             _add_synthetic(out, item)
         out.tar.close()
+        digest = "sha256:" + writer.hexdigest()
+    finally:
+        writer.sha.close()
         for path in spooled.values():
             path.unlink(missing_ok=True)
-        size = writer.size
-        digest = "sha256:" + writer.sha.hexdigest()
-    return Layer(diff_id=digest, digest=digest, stored_size=size, entries=tuple(out.entries),
-                 uncompressed_size=size, media_type=LAYER_TYPE, compression="none", history=history,
-                 opener=lambda: open(dest, "rb"))
+    return Layer(diff_id=digest, digest=digest, stored_size=writer.size, entries=tuple(out.entries),
+                 uncompressed_size=writer.size, media_type=LAYER_TYPE, compression="none", history=history)
 
 
 def _copy_layer(image: Image, layer: int, plan_layout: Layout, out: _Out, spooled: dict[Member, Path],
-                scratch: Path) -> None:
+                scratch: Path, threads: bool = False) -> None:
     actions = plan_layout.actions.get(layer, {})
     spool = plan_layout.spool.get(layer, set())
     seen: set[int] = set()
@@ -213,14 +277,101 @@ def _copy_layer(image: Image, layer: int, plan_layout: Layout, out: _Out, spoole
             return copy_sink
         return _Tee(spool_sink, copy_sink)
 
-    restream(image.layers[layer], visit, where(image, layer))
+    lay = image.layers[layer]
+    spans = _spans_of(lay)
+    if spans is None:
+        restream(lay, visit, where(image, layer), threads=threads)
+    else:
+        restream_spans(lay, where(image, layer), _span_plan(image, layer, spans, actions, spool, visit, out, seen),
+                       threads)
     pending = (set(actions) | spool) - seen
     if pending:
         raise FormatError(f"{where(image, layer)}: the tar stream ended before member {min(pending)}")
 
 
+def _spans_of(layer: Layer) -> array.array | None:
+    """Return where each member of ``layer`` lies in its tar, if the scan recorded it."""
+    raw = (layer.facts or {}).get(SPANS, {}).get("")
+    if not raw:
+        return None
+    spans = array.array("q")
+    spans.frombytes(raw)
+    return spans if len(spans) == 2 * len(layer.entries) else None
+
+
+def _span_plan(image: Image, layer: int, spans: array.array, actions: dict[int, Action], spool: set[int], visit,
+               out: _Out, seen: set[int]) -> list[tuple[int, int, Sink]]:
+    """Return the byte ranges of the layer's tar the new layer takes, each with its sink: a run
+    of members copied as they are goes to the output as it is (header blocks, data, padding);
+    members written anew (links, spooled sources, sparse files) are parsed again from their
+    own bytes, one run at a time."""
+    entries = image.layers[layer].entries
+    runs: list[list] = []
+    for i in sorted(set(actions) | spool):
+        entry, action = entries[i], actions.get(i)
+        fast = (action is not None and action.kind == COPY and i not in spool and entry.kind != HARDLINK
+                and entry.offset >= 0 and action.path == entry.path)
+        start, end = spans[2 * i], spans[2 * i + 1]
+        if runs and runs[-1][0] == fast and runs[-1][2] == start:
+            runs[-1][2] = end
+            runs[-1][3].append(i)
+        else:
+            runs.append([fast, start, end, [i]])
+    place = where(image, layer)
+    return [(start, end, _Verbatim(out, [entries[i] for i in members], members, seen) if fast
+             else _Reparse(place, entries, members, visit)) for fast, start, end, members in runs]
+
+
+class _Verbatim:
+    """Sink of a run of members copied as they are: their bytes go to the output unchanged."""
+
+    def __init__(self, out: _Out, entries: list[Entry], members: list[int], seen: set[int]):
+        self.out, self.entries, self.members, self.seen = out, entries, members, seen
+        self.started = False
+
+    def write(self, data) -> None:
+        if not self.started:
+            self.started = True
+            self.out.entries.extend(e._replace(offset=-1) for e in self.entries)
+            self.seen.update(self.members)
+        self.out.tar.passthrough(data)
+
+    def end(self) -> None:
+        pass
+
+
+class _Reparse:
+    """Sink of a run of members written anew: their bytes are parsed again (one layer-tar
+    parser) and each member handed to ``visit`` under its index in the layer."""
+
+    def __init__(self, place: str, entries, members: list[int], visit):
+        self.place, self.entries, self.members, self.visit = place, entries, members, visit
+        self.scanner = TarScanner(place, None, self._visit, detail=True)
+
+    def _visit(self, k: int, entry: Entry, header: Header | None):
+        index = self.members[k] if k < len(self.members) else -1
+        expected = self.entries[index] if index >= 0 else None
+        if expected is None or entry[:8] != expected[:8]:
+            raise DigestMismatchError(f"{self.place}: the layer changed since the image was opened: member "
+                                      f"{index} is now {entry.path!r}")
+        return self.visit(index, expected, header)
+
+    def write(self, data) -> None:
+        self.scanner.feed(data)
+
+    def end(self) -> None:
+        if len(self.scanner.entries) != len(self.members) or not self.scanner.complete_members():
+            raise DigestMismatchError(f"{self.place}: the layer changed since the image was opened: members "
+                                      f"{self.members[0]}..{self.members[-1]} are not where the scan found them")
+
+
 def _write(out: _Out, action: Action, entry: Entry, header: Header | None, spooled: dict[Member, Path]):
-    """Write the member ``action`` says; return the sink for its data, if it copies any."""
+    """Write the member ``action`` says; return the sink for its data, if it copies any. A
+    member copied as it is keeps its header blocks unchanged when the scanner handed them over
+    (a plain member: no sparse map, its name already a model path)."""
+    if action.kind == COPY and header is not None and header.raw is not None and entry.path == action.path \
+            and header.typeflag in _RAW_TYPES:
+        return out.raw(header.raw, entry, header.stored if entry.kind == FILE else 0)
     info = member_info(entry, header, action.path)
     if action.kind == LINK:
         info.type, info.linkname, info.size = tarfile.LNKTYPE, action.target, 0

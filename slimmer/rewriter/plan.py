@@ -8,7 +8,6 @@ rules of the analyzer.
 
 from __future__ import annotations
 
-import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -112,11 +111,11 @@ def with_ancestors(fs: MergedFS, paths: Iterable[str]) -> set[str]:
     """Return ``paths`` plus every ancestor directory the merged filesystem lists as an entry."""
     out = set(paths)
     for path in list(out):
-        parent = posixpath.dirname(path)
+        parent = path.rpartition("/")[0]  # model paths: no leading or trailing slash
         while parent and parent not in out:
             if fs.get(parent) is not None:
                 out.add(parent)
-            parent = posixpath.dirname(parent)
+            parent = parent.rpartition("/")[0]
     return out
 
 

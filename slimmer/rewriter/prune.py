@@ -11,12 +11,21 @@ category rules, ``slimmer.layers`` and rewriter modules.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from slimmer.analyzer import categories
 from slimmer.layers import MergedFS
-from slimmer.model import SYMLINK, Entry
+from slimmer.model import FILE, SYMLINK, Entry
 from slimmer.rewriter.closure import Closure, Reason
 from slimmer.rewriter.lookup import resolve
-from slimmer.rewriter.plan import PRUNE, Globs, Plan, Synthetic, removed_list, with_ancestors
+from slimmer.rewriter.plan import (
+    PRUNE,
+    Globs,
+    Plan,
+    Synthetic,
+    removed_list,
+    with_ancestors,
+)
 
 
 def category_of(path: str, entry: Entry | None = None) -> str:
@@ -29,8 +38,10 @@ def is_removable(category: str, build_only_too: bool) -> bool:
     return category in categories.REMOVABLE or (build_only_too and category in categories.BUILD_ONLY)
 
 
-def plan_prune(fs: MergedFS, closure: Closure, globs: Globs, synthetic: list[Synthetic]) -> Plan:
-    """Return the prune plan for the merged filesystem ``fs``."""
+def plan_prune(fs: MergedFS, closure: Closure, globs: Globs, synthetic: list[Synthetic],
+               rules: Sequence[Mapping[str, int]] | None = None) -> Plan:
+    """Return the prune plan for the merged filesystem ``fs``. ``rules`` (per layer, {path:
+    rule index}, as the scan pass records them) saves matching the rules again."""
     notes = list(closure.notes)
     reasons = list(closure.reasons)
     compilers = sorted(p for p in closure.paths if category_of(p) == categories.TOOLCHAIN)
@@ -38,19 +49,29 @@ def plan_prune(fs: MergedFS, closure: Closure, globs: Globs, synthetic: list[Syn
         notes.append(f"the entrypoint runs a toolchain (/{compilers[0]}): build-only files were kept")
     keep: set[str] = set()
     dropped: set[str] = set()
+    seen: dict[str, str] = {}  # the category of each path, asked once (removed_list asks again)
     for path, version in fs.files():
         entry = version.entry
         if globs.kept(path) or path in closure.paths:
             keep.add(path)
-        elif globs.dropped(path) or is_removable(category_of(path, entry), not compilers and not closure.covers(path)):
+        elif globs.dropped(path):
             dropped.add(path)
         else:
-            keep.add(path)
+            index = rules[version.layer].get(path) if rules is not None and entry.kind == FILE else None
+            category = seen[path] = category_of(path, entry) if index is None else \
+                (categories.RULES[index].category if index >= 0 else categories.OTHER)
+            if is_removable(category, not compilers and not closure.covers(path)):
+                dropped.add(path)
+            else:
+                keep.add(path)
     keep = with_ancestors(fs, keep)
     keep -= _dangling(fs, keep, dropped - keep)
     keep -= {s.path for s in synthetic}
     reasons += [Reason(s.path, s.why) for s in synthetic]
-    return Plan(PRUNE, frozenset(keep), tuple(synthetic), tuple(removed_list(fs, keep, category_of, synthetic)),
+    def known(path: str, entry: Entry | None = None) -> str:
+        return seen.get(path) or category_of(path, entry)
+
+    return Plan(PRUNE, frozenset(keep), tuple(synthetic), tuple(removed_list(fs, keep, known, synthetic)),
                 tuple(reasons), tuple(notes), closure.argv)
 
 

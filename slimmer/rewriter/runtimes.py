@@ -1,9 +1,14 @@
-"""Interpreters whose programs static analysis cannot follow (Python, Node.js, Java): for each,
-the runtime tree that must be kept whole beside the interpreter binary, and why.
+"""Interpreters (Python, Node.js, Java): how to recognise one, the runtime trees kept whole
+beside the interpreter binary, and the parts of those trees left out.
 
 A table (``RUNTIMES``) maps an interpreter's file name to a function that returns the trees
-its installation uses, found from where the binary really lives (``prefix`` is the directory
-above its ``bin``). Imports only ``slimmer.layers``.
+its installation needs whole, found from where the binary really lives (``prefix`` is the
+directory above its ``bin``). Python and Node.js need none: their import closures
+(``slimmer.rewriter.python``, ``slimmer.rewriter.node``) say which files they load, and only
+the virtual environment, ``PYTHONPATH``/``NODE_PATH`` directories the user set are kept
+whole. Java keeps its home, less what only a JDK uses to build programs (``JDK_ONLY``: the
+compilers and tools in ``bin``, ``jmods``, ``src.zip``, headers, demos, ``ct.sym``). Imports
+only ``slimmer.layers``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,10 @@ from dataclasses import dataclass
 from slimmer.layers import MergedFS
 
 
+def _none_left(fs: MergedFS, tree: str) -> list[tuple[str, str]]:
+    return []
+
+
 @dataclass(frozen=True)
 class Runtime:
     """An interpreter kind, how to recognise its binary, and what static analysis misses."""
@@ -24,6 +33,11 @@ class Runtime:
     pattern: re.Pattern
     trees: Callable[[MergedFS, str, str, dict], list[str]]
     blind_spot: str
+    leave_out: Callable[[MergedFS, str], list[tuple[str, str]]] = _none_left
+
+    def left_out(self, fs: MergedFS, tree: str) -> list[tuple[str, str]]:
+        """Return (path, why) for the parts of kept ``tree`` only a build needs."""
+        return self.leave_out(fs, tree)
 
 
 def _existing(fs: MergedFS, paths: list[str]) -> list[str]:
@@ -44,37 +58,13 @@ def _prefix(path: str) -> str:
 
 
 def _python_trees(fs: MergedFS, called: str, real: str, env: dict) -> list[str]:
-    m = re.match(r"python(\d+(?:\.\d+)?)", posixpath.basename(real)) or \
-        re.match(r"python(\d+(?:\.\d+)?)", posixpath.basename(called))
-    version = m.group(1) if m else "3"
-    out = []
-    for prefix in dict.fromkeys([_prefix(real), _prefix(called)]):
-        if fs.exists(posixpath.join(prefix, "pyvenv.cfg")):
-            out.append(prefix)  # a virtual environment: its site-packages are the app's
-        for lib in ("lib", "lib64"):
-            parent = posixpath.join(prefix, lib)
-            for child in fs.children(parent):
-                if re.fullmatch(r"python" + re.escape(version) + r"(\.\d+)?", child) or child == "python3":
-                    out.append(posixpath.join(parent, child))
-            local = posixpath.join(prefix, "local", lib)
-            for child in fs.children(local):
-                if re.fullmatch(r"python" + re.escape(version) + r"(\.\d+)?", child):
-                    out.append(posixpath.join(local, child))
-    for child in fs.children("etc"):
-        if re.fullmatch(r"python" + re.escape(version) + r"(\.\d+)?", child):
-            out.append("etc/" + child)  # Debian's sitecustomize.py lives here
+    out = [p for p in dict.fromkeys([_prefix(real), _prefix(called)]) if fs.exists(posixpath.join(p, "pyvenv.cfg"))]
     out += _env_dirs(env, "PYTHONPATH") + ([env["VIRTUAL_ENV"]] if env.get("VIRTUAL_ENV") else [])
     return _existing(fs, out)
 
 
 def _node_trees(fs: MergedFS, called: str, real: str, env: dict) -> list[str]:
-    out = []
-    for prefix in dict.fromkeys([_prefix(real), _prefix(called)]):
-        out += [posixpath.join(prefix, "lib/node_modules"), posixpath.join(prefix, "lib/node"),
-                posixpath.join(prefix, "share/nodejs"), posixpath.join(prefix, "lib/nodejs"),
-                posixpath.join(prefix, "include/node")]
-    out += ["usr/share/nodejs", "usr/lib/nodejs"] + _env_dirs(env, "NODE_PATH")
-    return _existing(fs, out)
+    return _existing(fs, _env_dirs(env, "NODE_PATH"))
 
 
 def _java_trees(fs: MergedFS, called: str, real: str, env: dict) -> list[str]:
@@ -86,13 +76,36 @@ def _java_trees(fs: MergedFS, called: str, real: str, env: dict) -> list[str]:
     return _existing(fs, out)
 
 
+# The JRE's own programs (what a JRE image ships in bin); every other program of a JDK's bin
+# is a development tool (javac, jar, jlink, jshell, javadoc, jdb, ...).
+JRE_PROGRAMS = frozenset({"java", "keytool", "rmiregistry", "jfr", "jrunscript"})
+JDK_ONLY = (
+    ("jmods", "the JDK's module files (jlink input)"),
+    ("include", "the JDK's C headers (JNI builds)"),
+    ("lib/src.zip", "the JDK's sources"),
+    ("demo", "the JDK's demos"), ("sample", "the JDK's samples"),
+    ("lib/ct.sym", "javac's symbol table"),
+    ("man", "manual pages"),
+)
+
+
+def _java_left_out(fs: MergedFS, home: str) -> list[tuple[str, str]]:
+    if not fs.exists(posixpath.join(home, "bin", "java")) and not fs.exists(posixpath.join(home, "release")):
+        return []
+    out = [(posixpath.join(home, rel), why) for rel, why in JDK_ONLY if fs.exists(posixpath.join(home, rel))]
+    for name in sorted(fs.children(posixpath.join(home, "bin"))):
+        if name not in JRE_PROGRAMS:
+            out.append((posixpath.join(home, "bin", name), "a JDK development tool"))
+    return out
+
+
 RUNTIMES = (
     Runtime("python", re.compile(r"^(python|pypy)\d*(\.\d+)?m?$"), _python_trees,
             "modules imported by a computed name and native libraries loaded with ctypes or dlopen"),
     Runtime("node", re.compile(r"^(node|nodejs)$"), _node_trees,
             "modules required by a computed name and native addons outside the runtime tree"),
     Runtime("java", re.compile(r"^java$"), _java_trees,
-            "classes and JNI libraries loaded by name at run time from outside the Java home"),
+            "classes and JNI libraries loaded by name at run time from outside the Java home", _java_left_out),
 )
 
 

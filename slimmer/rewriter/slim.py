@@ -19,18 +19,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from slimmer import sandbox
 from slimmer.atomic import scratch_dir
 from slimmer.errors import OutputError, SlimError
 from slimmer.layers import merge
-from slimmer.model import DIR, FILE, HistoryStep, Image, runtime_config, total_size, with_layers
+from slimmer.model import DIR, FILE, HistoryStep, Image, runtime_config, total_size
 from slimmer.rewriter import flatten, users
-from slimmer.rewriter.closure import entrypoint_closure
+from slimmer.rewriter.closure import Closure, Reason, entrypoint_closure
 from slimmer.rewriter.contents import Contents
 from slimmer.rewriter.distroless import base_synthetic, plan_distroless
+from slimmer.rewriter.lookup import resolve
 from slimmer.rewriter.members import MemberIndex
 from slimmer.rewriter.plan import DISTROLESS, MODES, PRUNE, SHADOWED, Globs, Plan
 from slimmer.rewriter.prune import plan_prune
-from slimmer.rewriter.writer import write_docker_archive, write_oci
+from slimmer.rewriter.writer import write_streamed
 
 # Runtime settings the new config carries over (the issue's list, plus the ones that only
 # describe how to run the same program); build-time leftovers like Healthcheck commands or
@@ -52,6 +54,12 @@ class SlimOptions:
     user: str | None = None
     tzdata: bool = True
     epoch: int | None = None
+    jobs: int = 1  # more than 1: hash on threads beside the copying
+    probe: bool = False  # run the entrypoint (or probe_cmd) in the sandbox and keep what it opens
+    probe_cmd: tuple[str, ...] = ()
+    verify: bool = False  # run the original and the slim image alike and compare them
+    verify_cmd: tuple[str, ...] = ()
+    timeout: float = sandbox.TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class SlimResult:
     by_category: tuple[CategoryTotal, ...]
     tags: tuple[str, ...]
     config: dict | None = None
+    verdict: sandbox.Verdict | None = None  # --verify: how the slim image ran against the original
     output: str = ""
     format: str = ""
     config_digest: str = ""
@@ -135,9 +144,40 @@ class _Session:
 
     def __init__(self, image: Image, scratch: Path):
         self.image = image
+        self.scratch = scratch
         self.fs = merge(image)
         self.index = MemberIndex(image, self.fs)
         self.contents = Contents(image, self.fs, scratch, self.index)
+
+    def probe(self, closure: Closure, options: SlimOptions) -> Closure:
+        """Return ``closure`` with what a sandboxed run of the program opened; a probe that
+        cannot run says why in a note and adds nothing."""
+        argv = sandbox.command_of(self.image, options.probe_cmd)
+        try:
+            sandbox.check_host(self.image)
+            done = sandbox.run(self.image, argv, self.scratch, options.timeout)
+        except sandbox.SandboxError as err:
+            return dataclasses.replace(closure, notes=closure.notes + (f"--probe failed: {err}; nothing was added",))
+        found = done.found_paths()
+        if not found or (done.status in (126, 127) and len(found) < 2):
+            why = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {done.status}"]
+            return dataclasses.replace(closure, notes=closure.notes + (
+                f"--probe failed: {' '.join(argv)} did not start ({why[0][:200]}); nothing was added",))
+        paths = set(closure.paths)
+        reasons = list(closure.reasons)
+        added = 0
+        for path in found:
+            hit = resolve(self.fs, path)
+            if hit is None:
+                continue
+            if hit.path and not closure.covers(hit.path):
+                reasons.append(Reason(hit.path, f"opened by the --probe run of {' '.join(argv)}"))
+                added += 1
+            paths.update(p for p in (*hit.links, hit.path) if p)
+        how = "timed out" if done.timed_out else f"exited {done.status}"
+        note = f"--probe ran {' '.join(argv)} ({how}): {len(found)} paths opened, {added} not found statically"
+        return dataclasses.replace(closure, paths=frozenset(paths), reasons=tuple(reasons),
+                                   notes=closure.notes + (note,))
 
     def plan(self, options: SlimOptions) -> Plan:
         """Return the plan ``options`` ask for."""
@@ -146,6 +186,8 @@ class _Session:
         globs = Globs(tuple(options.keep), tuple(options.drop))
         users.config_user(options.user, "")  # reject a bad --user before any work
         closure = entrypoint_closure(self.image, self.fs, self.contents)
+        if options.probe:
+            closure = self.probe(closure, options)
         mtime = options.epoch if options.epoch is not None else (_parse_time(str(self.image.config.get("created")
                                                                                  or "")) or 0)
         synthetic = []
@@ -154,7 +196,7 @@ class _Session:
         if options.mode == DISTROLESS:
             synthetic += base_synthetic(self.fs, mtime)
             return plan_distroless(self.fs, closure, globs, synthetic, options.tzdata)
-        return plan_prune(self.fs, closure, globs, synthetic)
+        return plan_prune(self.fs, closure, globs, synthetic, self.contents.rules())
 
 
 def plan_slim(image: Image, options: SlimOptions, next_to: str | os.PathLike | None = None,
@@ -236,6 +278,8 @@ def slim(image: Image, options: SlimOptions, out_path: str | os.PathLike, fmt: s
         raise OutputError(f"cannot write {out}: it is, or lies inside, the input {image.source} "
                           f"(slimmer never touches its input)")
     refs = tuple(tags) if tags is not None else default_tags(image)
+    if options.verify:
+        sandbox.check_host(image)  # refused before any work when the host cannot run the image
     with scratch_dir(out, "slim") as scratch:
         session = _Session(image, scratch)
         plan = session.plan(options)
@@ -244,15 +288,50 @@ def slim(image: Image, options: SlimOptions, out_path: str | os.PathLike, fmt: s
         created = _rfc3339(options.epoch) if options.epoch is not None else \
             dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         history = slim_history(image, options, result, created)
-        layer = flatten.write_layer(image, lay, plan.synthetic, scratch / "layer.tar", history[-1])
-        new = with_layers(Image(config=slim_config(image, options, created), layers=(), tags=refs),
-                          (layer,), history)
-        if fmt == "docker":
-            written = write_docker_archive(new, out, tags=refs)
-        else:
-            written = write_oci(new, out, tags=refs, compression=compression)
-    return dataclasses.replace(result, config=dict(new.config), output=str(out), format=fmt,
+        bare = Image(config=slim_config(image, options, created), layers=(), history=history, tags=refs)
+
+        def produce(stream):
+            return flatten.write_layer_into(image, lay, plan.synthetic, stream, scratch, history[-1],
+                                            threads=options.jobs > 1)
+
+        # the new layer streams straight into the staged archive as the input layers are read
+        written, new = write_streamed(bare, out, produce, fmt, compression, refs)
+        verdict = verify(image, new, options, scratch, session.fs) if options.verify else None
+    if verdict is not None:
+        result = dataclasses.replace(result, plan=dataclasses.replace(
+            result.plan, notes=result.plan.notes + (verdict_text(verdict),)))
+    return dataclasses.replace(result, config=dict(new.config), output=str(out), format=fmt, verdict=verdict,
                                config_digest=written.config_digest, manifest_digest=written.manifest_digest)
+
+
+def verdict_text(verdict: sandbox.Verdict) -> str:
+    """Return the one line that says how ``--verify`` went."""
+    argv = " ".join(verdict.original.argv)
+    if verdict.same:
+        how = "timed out alike" if verdict.original.timed_out else f"exit status {verdict.original.status}"
+        return f"--verify: the slim image ran {argv} like the original ({how}, the same output)"
+    missing = f"; the first missing file it tried to open: {verdict.first_missing}" if verdict.first_missing else \
+        "; it tried to open no file the original found"
+    return f"--verify failed: the slim image ran {argv} with a different {verdict.what}{missing}"
+
+
+def verify(original: Image, slimmed: Image, options: SlimOptions, scratch: Path, fs) -> sandbox.Verdict:
+    """Run the original and the slim image alike in the sandbox (``--verify-cmd``, else the
+    original's Entrypoint + Cmd) and compare them (``fs``: the original's merged filesystem)."""
+    argv = sandbox.command_of(original, options.verify_cmd)
+    before = sandbox.run(original, argv, scratch, options.timeout)
+    after = sandbox.run(slimmed, argv, scratch, options.timeout)
+
+    slim_fs = merge(slimmed)
+
+    def is_file(path: str) -> bool:
+        hit = resolve(fs, path)
+        return hit is not None and hit.is_file
+
+    def in_slim(path: str) -> bool:
+        return resolve(slim_fs, path) is not None
+
+    return sandbox.compare(before, after, is_file, in_slim)
 
 
 def _touches_input(source: str, out: Path) -> bool:

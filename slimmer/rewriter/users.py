@@ -65,7 +65,6 @@ def account_files(fs: MergedFS, contents: Contents, mtime: int) -> list[Syntheti
         found = resolve(fs, "/" + name)
         text, meta = None, None
         if found is not None and found.is_file:
-            contents.fetch([found.path])
             text = contents.text(found.path)
             meta = found.version.entry if found.version is not None else None
         new = with_nonroot(text, line, default)

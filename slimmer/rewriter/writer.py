@@ -21,6 +21,8 @@ analyzer.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -37,10 +39,10 @@ import zstandard
 
 from slimmer.atomic import atomic_dir, atomic_file, fsync_dir, output_error, scratch_dir
 from slimmer.errors import OutputError
-from slimmer.model import Image, Layer
+from slimmer.model import Image, Layer, with_layers
 from slimmer.tar import restream
 
-__all__ = ["Written", "config_with_diff_ids", "json_bytes", "write_docker_archive", "write_oci"]
+__all__ = ["Written", "config_with_diff_ids", "json_bytes", "write_docker_archive", "write_oci", "write_streamed"]
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,127 @@ def write_oci(image: Image, out_path: str | os.PathLike, tags: Sequence[str] | N
         else:
             _commit_tar(members, out)
     return _written(out, config, manifest_digest, layers)
+
+
+# The header of a layer written in place: a PAX header whose one record is the size, then the
+# ustar header; three blocks whatever the size, so they can be written once the layer is.
+_INPLACE_HEADER = 3 * 512
+
+
+class _InPlace:
+    """The stream a layer is written into inside the archive being built: it compresses,
+    and hashes and counts what is stored (the producer hashes the tar: its diff_id; stored
+    plain, the two are one digest)."""
+
+    def __init__(self, raw: BinaryIO, compression: str):
+        self.plain = compression == "none"
+        self.raw, self.pack = raw, _compressor(compression)
+        self.stored = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        if self.plain:
+            self.raw.write(data)
+            self.size += len(data)
+            return len(data)
+        out = self.pack.compress(data)
+        if out:
+            self._out(out)
+        return len(data)
+
+    def _out(self, data) -> None:
+        self.raw.write(data)
+        self.stored.update(data)
+        self.size += len(data)
+
+    def close(self) -> None:
+        if not self.plain:
+            self._out(self.pack.flush())
+
+    def digest(self, diff_id: str) -> str:
+        return diff_id if self.plain else "sha256:" + self.stored.hexdigest()
+
+
+def write_streamed(image: Image, out_path: str | os.PathLike, produce, fmt: str = "docker",
+                   compression: str = "gzip", tags: Sequence[str] | None = None) -> tuple[Written, Image]:
+    """Write ``image`` (its config and history; no layers yet) with one new layer whose tar
+    ``produce(stream)`` writes straight into the archive being staged, and returns as a model
+    Layer whose ``diff_id`` is the sha256 of exactly the bytes it wrote (the stored digest is
+    filled in here). ``fmt`` is "docker" (a legacy ``docker save``
+    archive, layers stored plain) or "oci" (an oci-archive, layers compressed with
+    ``compression``). The layer is never copied: its member's header is written once its size
+    and digest are known, in blocks reserved for it. Returns what was written and the image
+    with its layer. Output is atomic, as for the other writers."""
+    out = Path(out_path)
+    refs = _refs(image.tags if tags is None else tags)
+    if fmt == "docker":
+        compression = "none"
+    _check_destination(out, as_dir=False)
+    with atomic_file(out) as raw:
+        raw.write(bytes(_INPLACE_HEADER))
+        sink = _InPlace(raw, compression)
+        layer: Layer = produce(sink)
+        sink.close()
+        if sink.size % 512:
+            raw.write(bytes(512 - sink.size % 512))
+        if not sink.plain and layer.uncompressed_size and not sink.size:
+            raise OutputError(f"cannot write {out}: the new layer compressed to nothing")
+        blob = Blob(out, sink.digest(layer.diff_id), sink.size, layer.diff_id, LAYER_TYPES[compression])
+        layer = dataclasses.replace(layer, digest=blob.digest, stored_size=blob.size, compression=compression,
+                                    media_type=blob.media_type)
+        new = with_layers(image, (layer,), image.history)
+        config = json_bytes(config_with_diff_ids(new.config, [blob.diff_id]))
+        if fmt == "docker":
+            members, manifest_digest = _docker_legacy(new.config, [blob], config, refs), ""
+        else:
+            members, manifest_digest = _oci(new.config, [blob], config, refs)
+        name = next(n for n, m in members.items() if m is blob)
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            for member in sorted((n for n in members if n != name), key=_member_order):
+                _add_member(tf, member, members[member], out)
+        raw.seek(0)
+        raw.write(_layer_header(name, blob.size))
+    # the layer as written can be read again from the output (``--verify`` exports it)
+    layer = dataclasses.replace(layer, opener=functools.partial(_Range, out, _INPLACE_HEADER, blob.size))
+    new = dataclasses.replace(new, layers=(layer,))
+    return _written(out, config, manifest_digest, [blob]), new
+
+
+class _Range(io.RawIOBase):
+    """``size`` bytes at ``offset`` of the file ``path``, read-only."""
+
+    def __init__(self, path: Path, offset: int, size: int):
+        self._f = open(path, "rb")
+        self._pos, self._end = offset, offset + size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        left = self._end - self._pos
+        n = left if n is None or n < 0 else min(n, left)
+        data = os.pread(self._f.fileno(), n, self._pos) if n > 0 else b""
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buf) -> int:
+        data = self.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def _layer_header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = size, 0o644, 0, 0, 0, "", ""
+    info.pax_headers = {"size": str(size)}
+    header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
+    if len(header) != _INPLACE_HEADER:
+        raise ValueError(f"the header of {name!r} takes {len(header)} bytes, {_INPLACE_HEADER} were reserved")
+    return header
 
 
 def json_bytes(value) -> bytes:

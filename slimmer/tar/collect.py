@@ -22,6 +22,11 @@ from typing import Any, Protocol
 from slimmer.model import FILE, Entry
 from slimmer.tar.scan import Select
 
+# The fact kind of a layer's member spans (a policy with ``spans = True`` asks for them): one
+# value, under the path "", the bytes of an ``array("q")`` of (start, end) stream offsets per
+# entry, as ``slimmer.tar.scan.TarScanner`` records them.
+SPANS = "spans"
+
 
 class Sink(Protocol):
     def write(self, data: memoryview) -> None: ...

@@ -8,13 +8,16 @@ layer the stored bytes must hash to the layer's digest and the tar to its diff_i
 after the image was opened is a DigestMismatchError that names the layer; members handed out
 before it is found are only ever staged, so callers write nothing that is not verified (they
 commit their output after ``restream`` returns). A stream that no longer parses is the same
-error: it parsed when the image was opened. ``chunks`` is the same check for writers that want
-the uncompressed tar itself. Sinks report their own failures as OutputError, never FormatError.
-Imports the model, the errors and ``slimmer.tar``.
+error: it parsed when the image was opened. ``restream_spans`` is the same pass for a writer
+that copies byte ranges the scan located (``slimmer.tar.collect.SPANS``): nothing is parsed,
+and the length and digest checks at the end are what guard the bytes. ``chunks`` is the same
+check for writers that want the uncompressed tar itself. Sinks report their own failures as
+OutputError, never FormatError. Imports the model, the errors and ``slimmer.tar``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 
@@ -61,6 +64,21 @@ class _Reading:
         self.raw.close()
 
 
+@contextlib.contextmanager
+def _changed_if_broken(where: str) -> Iterator[None]:
+    """Report a stream that no longer decodes or parses as a changed layer: the same bytes
+    decoded and parsed when the image was opened. The source's own read errors pass as they are."""
+    try:
+        yield
+    except _SourceError as err:
+        raise err.err from None
+    except DigestMismatchError:
+        raise
+    except FormatError as err:
+        raise DigestMismatchError(f"{where}: the layer changed since the image was opened "
+                                  f"({str(err).removeprefix(where + ': ')})") from err
+
+
 def _verify(blob: BlobStream, layer: Layer, where: str) -> None:
     digest = blob.digest()
     if _DIGEST_RE.match(layer.digest or "") and digest != layer.digest:
@@ -81,11 +99,12 @@ def _bounded(blob: BlobStream, layer: Layer, where: str) -> Iterator[bytes]:
         yield chunk
 
 
-def restream(layer: Layer, visit: Visit, where: str, detail: bool = True) -> None:
+def restream(layer: Layer, visit: Visit, where: str, detail: bool = True, threads: bool = False) -> None:
     """Read ``layer`` once more from its stored blob to its end, calling ``visit(index, entry,
     header)`` for every member (``index`` is its position in ``layer.entries``); a sink it
     returns gets the member's data. Raises DigestMismatchError, naming ``where``, when the
-    layer is not what it was when scanned, and the reader's errors for a broken stream."""
+    layer is not what it was when scanned, and the reader's errors for a broken stream. With
+    ``threads`` the digests are computed on threads beside the parsing."""
     entries = layer.entries
 
     def checked(index: int, entry: Entry, header: Header | None) -> Sink | None:
@@ -97,27 +116,56 @@ def restream(layer: Layer, visit: Visit, where: str, detail: bool = True) -> Non
         return visit(index, expected, header)
 
     raw = _open(layer, where)
-    blob = BlobStream(raw, where)
+    blob = BlobStream(raw, where, threads)
     try:
         scanner = TarScanner(where, None, checked, detail)
-        try:
+        with _changed_if_broken(where):
             for chunk in _bounded(blob, layer, where):
                 scanner.feed(chunk)
             if not scanner.ended and not scanner.complete_members():
                 raise TruncatedError(f"{where}: the layer's tar breaks off")
             if scanner.ended:
                 scanner.finish()
-        except _SourceError as err:
-            raise err.err from None
-        except DigestMismatchError:
-            raise
-        except FormatError as err:
-            # the same bytes parsed cleanly when the image was opened: they are not the same bytes
-            raise DigestMismatchError(f"{where}: the layer changed since the image was opened "
-                                      f"({str(err).removeprefix(where + ': ')})") from err
-        if len(scanner.entries) != len(entries):
+        if scanner.count != len(entries):
             raise DigestMismatchError(f"{where}: the layer changed since the image was opened: it now has "
-                                      f"{len(scanner.entries)} members, the scan found {len(entries)}")
+                                      f"{scanner.count} members, the scan found {len(entries)}")
+        _verify(blob, layer, where)
+    finally:
+        blob.close()
+        raw.close()
+
+
+def restream_spans(layer: Layer, where: str, spans: list[tuple[int, int, Sink]], threads: bool = False) -> None:
+    """Read ``layer`` once more to its end, handing each sink of ``spans`` (``(start, end,
+    sink)``, sorted, not overlapping, offsets of the uncompressed tar) the bytes of its range,
+    then ``end()``; nothing is parsed. The same checks as ``restream`` at the end: the layer
+    must be as long as it was and hash to its digest and diff_id, so bytes handed out that no
+    longer match are caught before the caller commits them."""
+    raw = _open(layer, where)
+    blob = BlobStream(raw, where, threads)
+    todo = iter(spans)
+    current = next(todo, None)
+    pos = 0
+    try:
+        for chunk in _bounded(blob, layer, where):
+            view = memoryview(chunk)
+            stop = pos + len(chunk)
+            while current is not None and current[0] < stop:
+                start, end, sink = current
+                lo, hi = max(start, pos), min(end, stop)
+                if lo < hi:
+                    sink.write(view[lo - pos:hi - pos])
+                if end > stop:
+                    break
+                sink.end()
+                current = next(todo, None)
+            pos = stop
+        if current is not None:
+            raise DigestMismatchError(f"{where}: the layer changed since the image was opened: its tar now ends at "
+                                      f"byte {pos}, before a member the scan found at {current[0]}")
+        if layer.uncompressed_size and pos != layer.uncompressed_size:
+            raise DigestMismatchError(f"{where}: the layer changed since the image was opened: its tar is now "
+                                      f"{pos} bytes long, the scan found {layer.uncompressed_size}")
         _verify(blob, layer, where)
     finally:
         blob.close()
@@ -131,15 +179,8 @@ def chunks(layer: Layer, where: str) -> Iterator[bytes]:
     raw = _open(layer, where)
     blob = BlobStream(raw, where)
     try:
-        try:
+        with _changed_if_broken(where):
             yield from _bounded(blob, layer, where)
-        except _SourceError as err:
-            raise err.err from None
-        except DigestMismatchError:
-            raise
-        except FormatError as err:
-            raise DigestMismatchError(f"{where}: the layer changed since the image was opened "
-                                      f"({str(err).removeprefix(where + ': ')})") from err
         _verify(blob, layer, where)
     finally:
         blob.close()

@@ -18,20 +18,20 @@ scanner records the category rule of every file, asking a ``Classifier`` once pe
 and base name.
 
 The entries land in columns (``slimmer.model.Columns``). The compiled module
-``slimmer.tar._ctar`` (built when a C compiler is there; ``SLIMMER_PURE=1`` turns it off)
+(``slimmer.compiled``: built when a C compiler is there; ``SLIMMER_PURE=1`` turns it off)
 parses the canonical members without a Python call per member, leaving every other header to
-the code here at the block where it starts, so both give the same entries and errors.
-Imports only the model and the errors.
+the code here at the block where it starts, so both give the same entries, spans, headers and
+errors. Imports only the model, the errors and ``slimmer.compiled``.
 """
 
 from __future__ import annotations
 
-import os
 import struct
 from array import array
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
+from slimmer.compiled import ctar, uses_compiled
 from slimmer.errors import FormatError, LimitError, TruncatedError
 from slimmer.model import (
     BLOCK,
@@ -49,18 +49,6 @@ from slimmer.model import (
     normalize_path,
 )
 
-try:
-    from slimmer.tar import _ctar  # type: ignore[attr-defined]
-except ImportError:  # built without a C compiler: the code here does it all
-    _ctar = None
-
-COMPILED = _ctar is not None  # whether the compiled fast path is built
-
-
-def uses_compiled() -> bool:
-    """Return whether scanners made now run the compiled fast path (built, and not turned off
-    by ``SLIMMER_PURE=1``)."""
-    return _ctar is not None and os.environ.get("SLIMMER_PURE") != "1"
 _STOP, _SKIP, _VISIT = 0, 1, 2
 _LOW, _HIGH = -(1 << 63), (1 << 63) - 1
 _NONE, _ALL, _SELECT = 0, 1, 2
@@ -94,6 +82,8 @@ class Header(NamedTuple):
     pax: dict
     sparse: tuple[tuple[int, int], ...] | None = None
     stored: int = 0  # data bytes of the member in the stream (after any sparse map)
+    raw: bytes | None = None  # the member's header blocks as they are (extended headers first), for a
+    # plain member whose name is already a model path; a writer may copy them unchanged
 
 
 class Sink(Protocol):
@@ -132,19 +122,20 @@ class Select(NamedTuple):
 class _Builder:
     """The columns as the pure-Python scanner builds them (the compiled one keeps its own)."""
 
-    def __init__(self) -> None:
+    def __init__(self, spans: bool) -> None:
         self.paths: list[str] = []
         self.links: list[str] = []
         self.kinds = bytearray()
         self.sizes, self.modes, self.uids, self.gids = array("q"), array("q"), array("q"), array("q")
         self.mtimes, self.offsets, self.rules = array("q"), array("q"), array("h")
+        self._spans = array("q") if spans else None
 
     @property
     def count(self) -> int:
         return len(self.paths)
 
     def append(self, path: str, kind: int, size: int, mode: int, uid: int, gid: int, link: str, mtime: int,
-               offset: int, rule: int) -> None:
+               offset: int, rule: int, start: int, end: int) -> None:
         self.paths.append(path)
         self.links.append(link)
         self.kinds.append(kind)
@@ -152,7 +143,12 @@ class _Builder:
                                  (size, mode, uid, gid, mtime, offset)):
             column.append(value)
         self.rules.append(rule)
+        if self._spans is not None:
+            self._spans.append(start)
+            self._spans.append(end)
 
+    def spans(self) -> bytes | None:
+        return self._spans.tobytes() if self._spans is not None else None
 
     def columns(self) -> tuple:
         return (self.paths, self.links, bytes(self.kinds), self.sizes.tobytes(), self.modes.tobytes(),
@@ -210,7 +206,8 @@ class TarScanner:
     (None: as ``SLIMMER_PURE`` says)."""
 
     def __init__(self, where: str, max_size: int | None = None, visit: Visit | None = None,
-                 detail: bool = False, select: Select | None = None, pure: bool | None = None):
+                 detail: bool = False, select: Select | None = None, spans: bool = False,
+                 pure: bool | None = None):
         self.where = where
         self.max_size = max_size  # a sparse member claiming more than this is refused
         self.visit = visit
@@ -224,12 +221,12 @@ class TarScanner:
         self._groups: tuple[str, dict | None] | None = None  # the last directory and its rule group
         mode = _NONE if visit is None else (_ALL if select is None else _SELECT)
         self._mode = mode
-        use_c = uses_compiled() if pure is None else (not pure and _ctar is not None)
-        self._fast = _ctar.Fast(detail, mode, select.min_size if select else 0,
+        use_c = uses_compiled() if pure is None else (not pure and ctar is not None)
+        self._fast = ctar.Fast(detail, mode, select.min_size if select else 0,
                                 tuple(x.encode("ascii") for x in self._suffixes),
                                 tuple(x.encode("ascii") for x in self._prefixes), bool(select and select.unmatched),
-                                self._classifier, self._visited) if use_c else None
-        self._cols = self._fast if self._fast is not None else _Builder()
+                                self._classifier, self._visited, spans) if use_c else None
+        self._cols = self._fast if self._fast is not None else _Builder(spans)
         self.offset = 0  # stream offset of the next byte fed
         self._skip = 0  # data and padding still to pass over
         self._sink: Sink | None = None
@@ -252,6 +249,10 @@ class TarScanner:
         self._padding_left = 0  # of _skip, how much is padding after the last member's data
         self.ended = False  # an end-of-archive zero block was seen
         self._headers = 0
+        self._raw = bytearray()  # detail: the header blocks of the member being read
+        self._raw_ok = True
+        self._block = b""
+        self._member_start = 0  # where the member being read starts (its first header block)
 
     @property
     def headers(self) -> int:
@@ -281,6 +282,14 @@ class TarScanner:
         """The entries parsed so far, as records."""
         return Entries(self.columns())
 
+    @property
+    def spans(self) -> array | None:
+        """With ``spans``: for entry i, ``spans[2i]`` is where its first header block starts in
+        the stream (extended headers included) and ``spans[2i+1]`` where its data and padding
+        end; else None."""
+        raw = self._cols.spans()
+        return None if raw is None else _ints(raw)
+
     def feed(self, chunk) -> None:
         """Consume the next chunk of the stream."""
         view = memoryview(chunk)
@@ -294,25 +303,26 @@ class TarScanner:
                 return
             if fast is not None and not (self._sink_left or self._skip or self._meta_left or self._map_left
                                          or self._header or self._sparse_ext or self._pending is not None
-                                         or self._longname is not None or self._longlink is not None or self._pax) \
-                    and n - pos >= BLOCKSIZE:
+                                         or self._longname is not None or self._longlink is not None or self._pax
+                                         or self._raw) and n - pos >= BLOCKSIZE:
                 pos, code, extra = fast.scan(view, pos, base)
                 if code == _SKIP:
                     self._skip, self._padding_left = extra
                     continue
                 if code == _VISIT:
-                    index, fields, data, pad, block = extra
+                    index, fields, data, pad, block, plain = extra
                     entry = Entry._make(fields)
                     detail = None
-                    if block is not None:
+                    if block is not None:  # detail: the member is this one header block
                         detail = Header(block[156:157], _text(block[265:297]), _text(block[297:329]),
                                         _num(block[329:337], self.where), _num(block[337:345], self.where), {}, None,
-                                        data)
+                                        data, block if plain else None)
                     self._visit_member(index, entry, data, pad, detail)
                     continue
                 if n - pos < BLOCKSIZE:
                     continue
-                # the block at pos is left to the code below
+                # the block at pos is left to the code below: a member's first header block
+                self._member_start = base + pos
                 self._data_at = base + pos + BLOCKSIZE
                 block = view[pos:pos + BLOCKSIZE].tobytes()
                 pos += BLOCKSIZE
@@ -363,6 +373,8 @@ class TarScanner:
             if self._sparse_ext:
                 self._sparse_extension(block)
                 continue
+            if not (self._pax or self._longname is not None or self._longlink is not None):
+                self._member_start = self._data_at - BLOCKSIZE  # a member's first header block
             self._header_block(block)
 
     def finish(self) -> Entries:
@@ -405,6 +417,12 @@ class TarScanner:
         size = _num(size_f, self.where)
         if size < 0:
             raise FormatError(f"{self.where}: negative member size in a tar header")
+        if self.detail:
+            if typeflag in _META:
+                self._raw += block
+                self._raw_ok = self._raw_ok and typeflag != b"g"
+            else:
+                self._block = block
         if typeflag in _META:
             if size > _MAX_META:
                 raise FormatError(f"{self.where}: extended tar header of {size} bytes is too large")
@@ -452,7 +470,7 @@ class TarScanner:
             if not size:
                 raise FormatError(f"{self.where}: sparse member {name!r} has no room for its map")
             return
-        if real is not None and self.detail and "GNU.sparse.map" in pax:
+        if real is not None and "GNU.sparse.map" in pax:
             sparse = _pairs(pax["GNU.sparse.map"].split(","), self.where, name) if pax["GNU.sparse.map"] else ()
         else:
             sparse = None
@@ -482,13 +500,13 @@ class TarScanner:
         real = _num(block[483:495], self.where)
         if real < 0:
             raise FormatError(f"{self.where}: negative real size in a GNU sparse header")
-        self._sparse_map = list(self._map_pairs(block, 386, 4)) if self.detail else []
+        self._sparse_map = list(self._map_pairs(block, 386, 4))
         args = (name, "", size, header, real)
         if block[482]:
             self._sparse_ext = True
             self._pending = args
         else:
-            self._add(*args, sparse=tuple(self._sparse_map) if self.detail else None)
+            self._add(*args, sparse=tuple(self._sparse_map))
 
     def _map_pairs(self, block: bytes, at: int, count: int):
         for k in range(count):
@@ -498,14 +516,13 @@ class TarScanner:
             yield _num(off, self.where), _num(block[at + 24 * k + 12:at + 24 * k + 24], self.where)
 
     def _sparse_extension(self, block: bytes) -> None:
-        if self.detail:
-            self._sparse_map.extend(self._map_pairs(block, 0, 21))
-            if len(self._sparse_map) > MAX_SPARSE_ENTRIES:
-                raise FormatError(f"{self.where}: a sparse map of more than {MAX_SPARSE_ENTRIES} regions")
+        self._sparse_map.extend(self._map_pairs(block, 0, 21))
+        if len(self._sparse_map) > MAX_SPARSE_ENTRIES:
+            raise FormatError(f"{self.where}: a sparse map of more than {MAX_SPARSE_ENTRIES} regions")
         if not block[504]:
             self._sparse_ext = False
             args, self._pending = self._pending, None
-            self._add(*args, sparse=tuple(self._sparse_map) if self.detail else None)  # type: ignore[misc]
+            self._add(*args, sparse=tuple(self._sparse_map))  # type: ignore[misc]
 
     def _sparse_map_block(self) -> None:
         """PAX 1.0: parse the map at the start of the data, one block at a time."""
@@ -525,7 +542,7 @@ class TarScanner:
             self._pending = None
             if used > size:
                 raise TruncatedError(f"{self.where}: sparse member {name!r} is shorter than its map")
-            self._add(name, link, size - used, header, real, sparse=pairs if self.detail else None)
+            self._add(name, link, size - used, header, real, sparse=pairs)
             return
         used = len(self._map_buf)
         if used >= size or used > _MAX_META:
@@ -543,7 +560,8 @@ class TarScanner:
         elif kind == FILE and name.endswith("/") and typeflag in (b"0", b"\0"):
             kind = DIR
         data = 0 if typeflag in _HEADER_ONLY else size
-        if name.startswith(("/", ".")) or "//" in name or "/." in name or "\0" in name:
+        plain = not (name.startswith(("/", ".")) or "//" in name or "/." in name or "\0" in name)
+        if not plain:
             path = normalize(name, self.where)
         else:
             path = name.rstrip("/")
@@ -566,10 +584,17 @@ class TarScanner:
                 raise LimitError(f"{where}: sparse member {path!r} claims {real} bytes, past --max-layer-size "
                                  f"({self.max_size} bytes)")
             if kind == FILE:
+                _check_sparse(sparse, data, real, f"{where}: sparse member {path!r}")
                 file_size = real  # a sparse file: the size it has once extracted; its data is a map
                 offset = -1
         mode = _num(mode_f, where) & 0o7777
         pad = -data % BLOCKSIZE
+        raw = None
+        if self.detail:
+            if plain and self._raw_ok and real is None and typeflag != b"S":
+                raw = bytes(self._raw) + self._block
+            self._raw.clear()
+            self._raw_ok = True
         if not path:
             self._skip = data + pad  # the root directory itself: not an entry
             self._padding_left = pad
@@ -583,7 +608,7 @@ class TarScanner:
                 self._big[(i, index)] = value
                 numbers[i] = 0
         self._cols.append(path, KIND_CODES[kind], numbers[0], numbers[1], numbers[2], numbers[3], link, numbers[4],
-                          numbers[5], rule)
+                          numbers[5], rule, self._member_start, self._data_at + data + pad)
         if self.visit is None or (self._mode == _SELECT and not self._selected(path, kind, size, offset, rule)):
             self._skip = data + pad
             self._padding_left = pad
@@ -592,7 +617,7 @@ class TarScanner:
         detail = None
         if self.detail:
             detail = Header(typeflag, _text(uname_f), _text(gname_f), _num(devmaj_f, where),
-                            _num(devmin_f, where), dict(pax), sparse, data)
+                            _num(devmin_f, where), dict(pax), sparse, data, raw)
             if pax:
                 detail = detail._replace(uname=pax.get("uname", detail.uname), gname=pax.get("gname", detail.gname))
         self._visit_member(index, entry, data, pad, detail)
@@ -645,6 +670,8 @@ class TarScanner:
 
     def _finish_meta(self) -> None:
         raw = bytes(self._meta)
+        if self.detail:
+            self._raw += raw + bytes(self._meta_pad)
         kind = self._meta_type
         if kind == b"L":
             self._longname = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
@@ -659,6 +686,23 @@ def _ints(raw: bytes, code: str = "q") -> array:
     out = array(code)
     out.frombytes(raw)
     return out
+
+
+def _check_sparse(sparse: tuple[tuple[int, int], ...] | None, stored: int, real: int, what: str) -> None:
+    """Refuse a sparse map that does not describe the member: regions out of order, past the
+    real size, or holding more or fewer bytes than the member's data (what a writer of the file
+    would trust). Checked in every pass alike, so a re-read never finds what the scan did not."""
+    if sparse is None:
+        raise FormatError(f"{what} gives a real size but no map of its data")
+    end = total = 0
+    for offset, size in sparse:
+        if offset < end or size < 0 or offset + size > real:
+            raise FormatError(f"{what} has a sparse map whose regions overlap, run backwards or pass its real "
+                              f"size ({real} bytes)")
+        end = offset + size
+        total += size
+    if total != stored:
+        raise FormatError(f"{what}: its sparse map names {total} bytes, its data holds {stored}")
 
 
 def _pairs(numbers: list[str], where: str, name: str) -> tuple[tuple[int, int], ...]:

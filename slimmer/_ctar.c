@@ -1,5 +1,6 @@
-/* The compiled fast path of slimmer.tar.scan.TarScanner (optional: the pure-Python scanner is
- * the fallback and the reference).
+/* slimmer's optional compiled module (slimmer.compiled says whether it runs): the fast path of
+ * slimmer.tar.scan.TarScanner (the pure-Python scanner is the fallback and the reference), the
+ * loop that stacks a layer (slimmer.layers.MergedFS.stack) and madvise without the GIL.
  *
  * Fast.scan(buffer, pos, base) parses as many members as it can from pos on, appending each
  * entry to columns held here (no Python object per entry but its path), and passes over file
@@ -11,6 +12,9 @@
  * the exact block where it starts, so both give the same entries and the same errors by
  * construction. Python is called per member only for members whose data a sink wants, and
  * per distinct directory (and base name within a rule group) to learn the category rule.
+ * With ``spans`` it records where each member lies as TarScanner does: where its first header
+ * block starts (extended headers included, a global PAX header not) and where its data and
+ * padding end.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -51,10 +55,10 @@ static int buf_put(Buf *b, const void *src, Py_ssize_t n) {
 typedef struct {
     PyObject_HEAD
     PyObject *paths, *links;
-    Buf kinds, sizes, modes, uids, gids, mtimes, offsets, rules;
+    Buf kinds, sizes, modes, uids, gids, mtimes, offsets, rules, spans;
     Py_ssize_t count;
     long long headers;
-    int detail, mode, unmatched;
+    int detail, mode, unmatched, want_spans;
     long long min_size;
     PyObject *suffixes, *prefixes; /* tuples of bytes */
     PyObject *group_fn, *rule_fn;  /* classifier.group, classifier.rule, or NULL */
@@ -70,7 +74,7 @@ static void Fast_dealloc(Fast *self) {
     Py_XDECREF(self->paths);
     Py_XDECREF(self->links);
     Buf *bufs[] = {&self->kinds, &self->sizes, &self->modes, &self->uids, &self->gids,
-                   &self->mtimes, &self->offsets, &self->rules};
+                   &self->mtimes, &self->offsets, &self->rules, &self->spans};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) PyMem_Free(bufs[i]->p);
     Py_XDECREF(self->suffixes);
     Py_XDECREF(self->prefixes);
@@ -84,14 +88,15 @@ static void Fast_dealloc(Fast *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Fast(detail, mode, min_size, suffixes, prefixes, unmatched, classifier, visited) */
+/* Fast(detail, mode, min_size, suffixes, prefixes, unmatched, classifier, visited, spans) */
 static int Fast_init(Fast *self, PyObject *args, PyObject *kw) {
-    int detail, mode, unmatched;
+    int detail, mode, unmatched, want_spans;
     long long min_size;
     PyObject *suffixes, *prefixes, *classifier, *visited;
-    if (!PyArg_ParseTuple(args, "iiLO!O!pOO!", &detail, &mode, &min_size, &PyTuple_Type, &suffixes,
-                          &PyTuple_Type, &prefixes, &unmatched, &classifier, &PySet_Type, &visited))
+    if (!PyArg_ParseTuple(args, "iiLO!O!pOO!p", &detail, &mode, &min_size, &PyTuple_Type, &suffixes,
+                          &PyTuple_Type, &prefixes, &unmatched, &classifier, &PySet_Type, &visited, &want_spans))
         return -1;
+    self->want_spans = want_spans;
     self->detail = detail;
     self->mode = mode;
     self->min_size = min_size;
@@ -174,6 +179,13 @@ static int plain_name(const char *s, Py_ssize_t n) {
     }
     if (normalised && memchr(s, '\\', n)) return 0;
     return 1;
+}
+
+/* Whether s[0:n] holds '/' followed by c. */
+static int has_pair(const char *s, Py_ssize_t n, char c) {
+    for (Py_ssize_t i = 0; i + 1 < n; i++)
+        if (s[i] == '/' && s[i + 1] == c) return 1;
+    return 0;
 }
 
 /* ---- PAX ------------------------------------------------------------------------------ */
@@ -340,7 +352,8 @@ static int ends_with(PyObject *tuple, const char *s, Py_ssize_t n, int prefix) {
 /* ---- columns -------------------------------------------------------------------------- */
 
 static int append(Fast *self, PyObject *path, int kind, long long size, long long mode, long long uid,
-                  long long gid, PyObject *link, long long mtime, long long offset, long rule) {
+                  long long gid, PyObject *link, long long mtime, long long offset, long rule, long long start,
+                  long long end) {
     char k = (char)kind;
     short r = (short)rule;
     if (PyList_Append(self->paths, path) < 0 || PyList_Append(self->links, link) < 0) return -1;
@@ -349,6 +362,7 @@ static int append(Fast *self, PyObject *path, int kind, long long size, long lon
         buf_put(&self->mtimes, &mtime, 8) < 0 || buf_put(&self->offsets, &offset, 8) < 0 ||
         buf_put(&self->rules, &r, 2) < 0)
         return -1;
+    if (self->want_spans && (buf_put(&self->spans, &start, 8) < 0 || buf_put(&self->spans, &end, 8) < 0)) return -1;
     self->count++;
     return 0;
 }
@@ -380,7 +394,7 @@ static PyObject *Fast_scan(Fast *self, PyObject *args) {
     Py_ssize_t n = view.len;
     PyObject *out = NULL;
     while (n - pos >= BLOCK) {
-        Py_ssize_t start = pos, at = pos;
+        Py_ssize_t start = pos, at = pos, member_start = pos;
         long long headers = 0;
         const char *longname = NULL, *longlink = NULL;
         Py_ssize_t longname_n = 0, longlink_n = 0;
@@ -396,6 +410,7 @@ static PyObject *Fast_scan(Fast *self, PyObject *args) {
                 break;
             }
             h = buf + at;
+            if (!(pax.any || longname || longlink)) member_start = at; /* as TarScanner.feed sets it */
             long long chk;
             if (octal(h + 148, 8, &chk) < 0) {
                 bail = 1;
@@ -545,7 +560,8 @@ static PyObject *Fast_scan(Fast *self, PyObject *args) {
             }
         }
         long long offset = base + data_at;
-        if (append(self, path, kind, fsize, mode & 07777, uid, gid, linkobj, mtime, offset, rule) < 0) {
+        if (append(self, path, kind, fsize, mode & 07777, uid, gid, linkobj, mtime, offset, rule, base + member_start,
+                   base + data_at + data + pad) < 0) {
             Py_DECREF(path);
             Py_DECREF(linkobj);
             goto fail;
@@ -578,7 +594,11 @@ static PyObject *Fast_scan(Fast *self, PyObject *args) {
                 Py_DECREF(entry);
                 goto fail;
             }
-            out = result(data_at, CODE_VISIT, Py_BuildValue("(nNLLN)", self->count - 1, entry, data, pad, block));
+            /* the header blocks a writer may copy as they are: TarScanner's test of a name that
+             * is already a model path (here a name of one header block) */
+            int raw_ok = name[0] != '.' && !has_pair(name, name_n, '/') && !has_pair(name, name_n, '.');
+            out = result(data_at, CODE_VISIT,
+                         Py_BuildValue("(nNLLNi)", self->count - 1, entry, data, pad, block, raw_ok));
             goto done;
         }
         if (data + pad > n - data_at) {
@@ -601,9 +621,11 @@ static PyObject *Fast_append(Fast *self, PyObject *args) {
     int kind;
     long long size, mode, uid, gid, mtime, offset;
     long rule;
-    if (!PyArg_ParseTuple(args, "UiLLLLULLl", &path, &kind, &size, &mode, &uid, &gid, &link, &mtime, &offset, &rule))
+    long long start, end;
+    if (!PyArg_ParseTuple(args, "UiLLLLULLlLL", &path, &kind, &size, &mode, &uid, &gid, &link, &mtime, &offset, &rule,
+                          &start, &end))
         return NULL;
-    if (append(self, path, kind, size, mode, uid, gid, link, mtime, offset, rule) < 0) return NULL;
+    if (append(self, path, kind, size, mode, uid, gid, link, mtime, offset, rule, start, end) < 0) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -613,6 +635,11 @@ static PyObject *Fast_columns(Fast *self, PyObject *unused) {
     return Py_BuildValue("(OOy#y#y#y#y#y#y#y#)", self->paths, self->links, BYTES(self->kinds), BYTES(self->sizes),
                          BYTES(self->modes), BYTES(self->uids), BYTES(self->gids), BYTES(self->mtimes),
                          BYTES(self->offsets), BYTES(self->rules));
+}
+
+static PyObject *Fast_spans(Fast *self, PyObject *unused) {
+    if (!self->want_spans) Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(BYTES(self->spans));
 }
 
 static PyObject *Fast_entry(Fast *self, PyObject *arg) {
@@ -632,6 +659,7 @@ static PyMethodDef Fast_methods[] = {
     {"scan", (PyCFunction)Fast_scan, METH_VARARGS, "scan(buffer, pos, base) -> (pos, code, extra)"},
     {"append", (PyCFunction)Fast_append, METH_VARARGS, "append one entry parsed by the Python code"},
     {"columns", (PyCFunction)Fast_columns, METH_NOARGS, "the columns parsed so far"},
+    {"spans", (PyCFunction)Fast_spans, METH_NOARGS, "the spans recorded so far (bytes of int64 pairs), or None"},
     {"entry", (PyCFunction)Fast_entry, METH_O, "entry(i) -> the fields of entry i as a tuple"},
     {NULL}};
 
@@ -640,7 +668,7 @@ static PyGetSetDef Fast_getset[] = {{"count", (getter)Fast_get_count, NULL, "ent
                                     {NULL}};
 
 static PyTypeObject FastType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "slimmer.tar._ctar.Fast",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "slimmer._ctar.Fast",
     .tp_basicsize = sizeof(Fast),
     .tp_dealloc = (destructor)Fast_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
