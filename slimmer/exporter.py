@@ -128,8 +128,8 @@ class _Plan:
 def _single_layer_fs(layer: Layer, index: int) -> MergedFS:
     # One layer as it is: later members replace earlier ones, whiteouts are plain files.
     fs = MergedFS()
-    for entry in layer.entries:
-        fs.add(entry, index)
+    for k, entry in enumerate(layer.entries):
+        fs.add(entry, index, k)
     return fs
 
 
@@ -182,7 +182,7 @@ def _final_ordinals(fs: MergedFS, layer: Layer, index: int) -> set[int]:
     last: dict[str, int] = {}
     for k, entry in enumerate(layer.entries):
         version = fs.get(entry.path)
-        if version is not None and version.layer == index and version.entry is entry and entry.kind != DIR:
+        if version is not None and version.layer == index and version.index == k and entry.kind != DIR:
             last[entry.path] = k
     return set(last.values())
 

@@ -11,7 +11,9 @@ targets start again at the image's root, ``..`` stops at the root, at most MAX_L
 A hard link names a path as it stood when the link was made: an earlier member of the same
 layer, else the merged filesystem of the layers below (a layer is applied on top of the ones
 below it, as containerd and umoci apply it); ``hardlink_sources`` finds the member that holds
-its bytes. Nothing here recurses on the depth of a path. Imports only the model.
+its bytes. Nothing here recurses on the depth of a path. Imports the model (and, where it is
+built, the compiled loop that stacks a layer: ``slimmer.compiled``; ``SLIMMER_PURE=1`` turns
+it off as it does the compiled scanner).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import posixpath
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from slimmer.compiled import ctar, uses_compiled
 from slimmer.errors import FormatError
-from slimmer.model import DIR, FILE, HARDLINK, SYMLINK, Entry, Image, Layer
+from slimmer.model import DIR, FILE, HARDLINK, KIND_CODES, SYMLINK, Columns, Entry, Image, Layer, columns
 
 MAX_LINKS = 40  # Linux MAXSYMLINKS
 
@@ -34,10 +38,19 @@ DELETED = "deleted"
 
 @dataclass(frozen=True, slots=True)
 class Version:
-    """A path's entry as one layer gives it."""
+    """A path's entry as one layer gives it; ``index`` is the entry's position among the
+    layer's entries (-1 where it was added without one)."""
 
     layer: int
     entry: Entry
+    index: int = -1
+
+
+_DIR = KIND_CODES[DIR]
+_HARDLINK = KIND_CODES[HARDLINK]
+_SHIFT = 32
+_MASK = (1 << _SHIFT) - 1
+Ref = int  # a final version kept as (layer << 32) | entry index, made into a Version when asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,28 +88,51 @@ def is_whiteout(entry: Entry) -> bool:
     return WHITEOUT_PREFIX in path and path.rpartition("/")[2].startswith(WHITEOUT_PREFIX)
 
 
+class Finals(NamedTuple):
+    """The final versions of a merged filesystem as columns, one row per path (implied
+    directories left out): the layer and entry index of each, its kind code
+    (``slimmer.model.KIND_CODES``) and size."""
+
+    paths: list[str]
+    layers: list[int]
+    indexes: list[int]
+    kinds: bytes
+    sizes: list[int]
+
+
 class MergedFS:
     """The image's filesystem after stacking its layers, plus what stacking hid.
 
-    ``final`` maps each path to its final version; directories that deeper entries imply but
-    no layer lists exist without a version. ``shadowed`` lists every earlier version that a
-    later layer overwrote or deleted.
+    Each path has its final version (``get``, ``files``); directories that deeper entries
+    imply but no layer lists exist without a version. ``shadowed`` lists every earlier version
+    that a later layer overwrote or deleted. Versions of layers stacked with ``apply_layer``
+    are kept as references into the layers' columns (``refs``, ``columns``) and made into
+    records only when asked for.
     """
 
     def __init__(self) -> None:
-        self.final: dict[str, Version] = {}
+        self._final: dict[str, Ref | Version] = {}
         self._dirs: dict[str, set[str]] = {"": set()}  # directory -> names below it
+        self._cols: dict[int, Columns] = {}
+        self._table: Finals | None = None
         self.shadowed: list[Shadowed] = []
 
     # -- queries ---------------------------------------------------------------------------
 
+    def _version(self, ref: Ref | Version) -> Version:
+        if ref.__class__ is not int:
+            return ref  # type: ignore[return-value]
+        layer, k = ref >> _SHIFT, ref & _MASK
+        return Version(layer, self._cols[layer].entry(k), k)
+
     def get(self, path: str) -> Version | None:
         """Return the final version of ``path``, or None if the merged filesystem lacks it."""
-        return self.final.get(path)
+        ref = self._final.get(path)
+        return None if ref is None else self._version(ref)
 
     def exists(self, path: str) -> bool:
         """Return whether ``path`` exists (as an entry, or as a directory implied by one)."""
-        return path in self.final or path in self._dirs
+        return path in self._final or path in self._dirs
 
     def is_dir(self, path: str) -> bool:
         """Return whether ``path`` is a directory (listed or implied)."""
@@ -105,14 +141,49 @@ class MergedFS:
     def walk(self) -> Iterator[tuple[str, Version | None]]:
         """Yield (path, final version) for every path, sorted (parents before children).
         Directories implied by deeper entries but never listed have version None."""
-        final = self.final
+        final = self._final
         for path in sorted(set(final).union(self._dirs)):
             if path:
-                yield path, final.get(path)
+                ref = final.get(path)
+                yield path, None if ref is None else self._version(ref)
 
     def files(self) -> Iterator[tuple[str, Version]]:
         """Yield (path, version) for every final entry (implied directories left out)."""
-        return iter(self.final.items())
+        version = self._version
+        return ((path, version(ref)) for path, ref in self._final.items())
+
+    def refs(self) -> dict[str, Ref | Version]:
+        """Return {path: final version} with versions of stacked layers as references
+        (``layer, index = ref >> 32, ref & 0xFFFFFFFF`` into ``columns(layer)``); read only."""
+        return self._final
+
+    def columns(self, layer: int) -> Columns:
+        """Return the columns of stacked layer ``layer``."""
+        return self._cols[layer]
+
+    def table(self) -> Finals:
+        """Return the final versions as columns (what the analysis walks: no record per path)."""
+        table = self._table
+        if table is not None:
+            return table
+        paths = list(self._final)
+        refs = list(self._final.values())
+        if all(ref.__class__ is int for ref in refs):
+            layers = [ref >> _SHIFT for ref in refs]  # type: ignore[operator]
+            indexes = [ref & _MASK for ref in refs]  # type: ignore[operator]
+            top = max(self._cols, default=-1) + 1
+            kinds_of = [self._cols[i].kinds if i in self._cols else b"" for i in range(top)]
+            sizes_of = [self._cols[i].sizes if i in self._cols else () for i in range(top)]
+            kinds = bytes([kinds_of[li][k] for li, k in zip(layers, indexes)])
+            sizes = [sizes_of[li][k] for li, k in zip(layers, indexes)]
+        else:
+            versions = [self._version(ref) for ref in refs]
+            layers = [v.layer for v in versions]
+            indexes = [v.index for v in versions]
+            kinds = bytes(KIND_CODES[v.entry.kind] for v in versions)
+            sizes = [v.entry.size for v in versions]
+        table = self._table = Finals(paths, layers, indexes, kinds, sizes)
+        return table
 
     def children(self, path: str) -> list[str]:
         """Return the names directly below directory ``path`` ("" is the root)."""
@@ -120,8 +191,18 @@ class MergedFS:
 
     # -- building --------------------------------------------------------------------------
 
+    def _is_dir_version(self, ref: Ref | Version) -> bool:
+        if ref.__class__ is int:
+            return self._cols[ref >> _SHIFT].kinds[ref & _MASK] == _DIR
+        return ref.entry.kind == DIR  # type: ignore[union-attr]
+
+    def _shadow(self, path: str, ref: Ref | Version, by: int, how: str) -> None:
+        old = self._version(ref)
+        self.shadowed.append(Shadowed(path, old.layer, old.entry, by, how))
+
     def _ensure_dir(self, path: str, layer: int) -> set[str]:
         """Return the children set of directory ``path``, creating it and its parents."""
+        self._table = None
         kids = self._dirs.get(path)
         if kids is not None:
             return kids
@@ -133,23 +214,24 @@ class MergedFS:
         for d in reversed(missing):
             parent, _, name = d.rpartition("/")
             self._dirs[parent].add(name)
-            old = self.final.get(d)
-            if old is not None and old.entry.kind != DIR:
+            old = self._final.get(d)
+            if old is not None and not self._is_dir_version(old):
                 # a deeper entry turns a lower non-directory into a directory
-                self.shadowed.append(Shadowed(d, old.layer, old.entry, layer, OVERWRITTEN))
-                del self.final[d]
+                self._shadow(d, old, layer, OVERWRITTEN)
+                del self._final[d]
             self._dirs[d] = set()
         return self._dirs[path]
 
     def _remove(self, path: str, by: int, how: str) -> None:
         """Remove ``path`` and its subtree, recording every version as shadowed."""
+        self._table = None
         stack = [path]
-        final, dirs = self.final, self._dirs
+        final, dirs = self._final, self._dirs
         while stack:
             p = stack.pop()
             old = final.pop(p, None)
             if old is not None:
-                self.shadowed.append(Shadowed(p, old.layer, old.entry, by, how))
+                self._shadow(p, old, by, how)
             kids = dirs.pop(p, None)
             if kids:
                 stack.extend(f"{p}/{name}" for name in kids)
@@ -172,43 +254,83 @@ class MergedFS:
             self._remove(f"{path}/{name}" if path else name, by, DELETED)
         kids.clear()
 
-    def add(self, entry: Entry, layer: int) -> None:
-        """Put ``entry`` of ``layer`` in place, shadowing what was there."""
-        path = entry.path
+    def add(self, entry: Entry, layer: int, index: int = -1) -> None:
+        """Put ``entry`` of ``layer`` (its ``index``-th entry, if known) in place, shadowing
+        what was there."""
+        self._put(entry.path, entry.kind == DIR, Version(layer, entry, index), layer)
+
+    def _put(self, path: str, is_dir: bool, ref: Ref | Version, layer: int) -> None:
+        self._table = None
         parent, _, name = path.rpartition("/")
         kids = self._dirs.get(parent)
         if kids is None:
             kids = self._ensure_dir(parent, layer)
-        old = self.final.get(path)
+        old = self._final.get(path)
         if old is not None:
-            self.shadowed.append(Shadowed(path, old.layer, old.entry, layer, OVERWRITTEN))
-        if entry.kind == DIR:
+            self._shadow(path, old, layer, OVERWRITTEN)
+        if is_dir:
             if path not in self._dirs:
                 self._dirs[path] = set()
         elif path in self._dirs:
-            below = self._dirs.pop(path)
-            for child in below:
-                self._remove(f"{path}/{child}", layer, OVERWRITTEN)
+            self._replace_dir(path, layer)
         kids.add(name)
-        self.final[path] = Version(layer, entry)
+        self._final[path] = ref
+
+    def stack(self, cols: Columns, layer: int, order: list[int] | None = None) -> None:
+        """Put the entries of ``cols`` (layer ``layer``; those at ``order`` only, in that
+        order, if given) in place as ``add`` would, keeping references, not records."""
+        self._cols[layer] = cols
+        self._table = None
+        paths, kinds = cols.paths, cols.kinds
+        base = layer << _SHIFT
+        if uses_compiled():  # the same loop, compiled (slimmer/_ctar.c)
+            ctar.stack(self, paths, kinds, _DIR, base, layer, order)
+            return
+        final, dirs = self._final, self._dirs
+        for k in range(len(paths)) if order is None else order:
+            path = paths[k]
+            parent, _, name = path.rpartition("/")
+            kids = dirs.get(parent)
+            if kids is None:
+                kids = self._ensure_dir(parent, layer)
+            old = final.get(path)
+            if old is not None:
+                self._shadow(path, old, layer, OVERWRITTEN)
+            if kinds[k] == _DIR:
+                if path not in dirs:
+                    dirs[path] = set()
+            elif path in dirs:
+                self._replace_dir(path, layer)
+            kids.add(name)
+            final[path] = base | k
+
+    def _replace_dir(self, path: str, layer: int) -> None:
+        """A non-directory of ``layer`` replaces directory ``path`` and its whole subtree."""
+        for child in self._dirs.pop(path):
+            self._remove(f"{path}/{child}", layer, OVERWRITTEN)
 
 
-def apply_layer(fs: MergedFS, layer: Layer, index: int) -> None:
-    """Stack ``layer`` (the ``index``-th) onto ``fs``: its whiteouts first, then its entries."""
+def apply_layer(fs: MergedFS, layer: Layer, index: int, cols: Columns | None = None) -> None:
+    """Stack ``layer`` (the ``index``-th; ``cols`` its columns if at hand) onto ``fs``: its
+    whiteouts first, then its entries."""
+    cols = cols if cols is not None else columns(layer)
+    paths = cols.paths
+    if WHITEOUT_PREFIX not in "\n".join(paths):
+        fs.stack(cols, index)
+        return
     adds = []
-    for entry in layer.entries:
-        if WHITEOUT_PREFIX not in entry.path:
-            adds.append(entry)
+    for k, path in enumerate(paths):
+        if WHITEOUT_PREFIX not in path:
+            adds.append(k)
             continue
-        target = whiteout_target(entry.path)
+        target = whiteout_target(path)
         if target is None:
-            adds.append(entry)
+            adds.append(k)
         elif target[0] == "whiteout":
             fs.delete(target[1], index)
         elif target[0] == "opaque":
             fs.make_opaque(target[1], index)
-    for entry in adds:
-        fs.add(entry, index)
+    fs.stack(cols, index, adds)
 
 
 def merge(image: Image, upto: int | None = None) -> MergedFS:
@@ -225,7 +347,7 @@ def visible_at(fs: MergedFS, layer: int) -> Iterator[tuple[str, Version]]:
     from its layer until the layer that shadowed it (a final one until the end). Directories
     only implied by deeper entries have no version and are not yielded; the parents of what
     is yielded are the implied ones, except one left empty by whiteouts of all it held."""
-    for path, version in fs.final.items():
+    for path, version in fs.files():
         if version.layer <= layer:
             yield path, version
     for s in fs.shadowed:
@@ -332,37 +454,30 @@ def hardlink_sources(image: Image) -> dict[Member, Member]:
     loop. One pass over the layers, whatever their number."""
     out: dict[Member, Member] = {}
     fs = MergedFS()
+    cols = [columns(layer) for layer in image.layers]
     for li, layer in enumerate(image.layers):
-        entries = layer.entries
-        here: dict[str, int] = {}  # path -> index of its latest member so far in this layer
-        last_of: dict[int, dict[str, int]] = {}
-        for k, entry in enumerate(entries):
-            if entry.kind == HARDLINK:
-                target = entry.link
-                j = here.get(target)
-                if j is not None:
-                    source: Member = (li, j)
-                else:
-                    below = fs.get(target)
-                    if below is None:
-                        raise FormatError(f"layer {li} ({layer.diff_id[:19]}): hard link {entry.path!r} names "
-                                          f"{target!r}, which no earlier member holds")
-                    table = last_of.get(below.layer)
-                    if table is None:
-                        table = last_of[below.layer] = _last_index(image.layers[below.layer])
-                    source = (below.layer, table[target])
-                source = out.get(source, source)
-                kind = image.layers[source[0]].entries[source[1]].kind
-                if kind == DIR:
-                    raise FormatError(f"layer {li} ({layer.diff_id[:19]}): hard link {entry.path!r} names "
-                                      f"directory {target!r}")
-                if source == (li, k):
-                    raise FormatError(f"layer {li} ({layer.diff_id[:19]}): hard link {entry.path!r} names itself")
-                out[(li, k)] = source
-            here[entry.path] = k
-        apply_layer(fs, layer, li)
+        paths, kinds, links = cols[li].paths, cols[li].kinds, cols[li].links
+        if _HARDLINK in kinds:
+            here: dict[str, int] = {}  # path -> index of its latest member so far in this layer
+            for k, path in enumerate(paths):
+                if kinds[k] == _HARDLINK:
+                    target = links[k]
+                    j = here.get(target)
+                    if j is not None:
+                        source: Member = (li, j)
+                    else:
+                        below = fs.get(target)
+                        if below is None:
+                            raise FormatError(f"layer {li} ({layer.diff_id[:19]}): hard link {path!r} names "
+                                              f"{target!r}, which no earlier member holds")
+                        source = (below.layer, below.index)
+                    source = out.get(source, source)
+                    if cols[source[0]].kinds[source[1]] == _DIR:
+                        raise FormatError(f"layer {li} ({layer.diff_id[:19]}): hard link {path!r} names "
+                                          f"directory {target!r}")
+                    if source == (li, k):
+                        raise FormatError(f"layer {li} ({layer.diff_id[:19]}): hard link {path!r} names itself")
+                    out[(li, k)] = source
+                here[path] = k
+        apply_layer(fs, layer, li, cols[li])
     return out
-
-
-def _last_index(layer: Layer) -> dict[str, int]:
-    return {e.path: i for i, e in enumerate(layer.entries)}

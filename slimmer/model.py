@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import posixpath
-from collections.abc import Callable, Mapping
+from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, overload
 
 FILE = "file"
 DIR = "dir"
@@ -31,6 +32,8 @@ BLOCK = "block"
 FIFO = "fifo"
 
 KINDS = (FILE, DIR, SYMLINK, HARDLINK, CHAR, BLOCK, FIFO)
+KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}  # a kind's code in ``Columns.kinds``
+NO_RULE = -2  # ``Columns.rules``: no rule was looked up for this entry (not a file, or no classifier)
 
 
 class Stream(Protocol):
@@ -79,6 +82,117 @@ class Entry(NamedTuple):
     offset: int = -1  # where the data starts in the layer's uncompressed tar stream (-1: unknown)
 
 
+Numbers = array | list  # a number column of ``Columns``
+
+
+class Columns:
+    """A layer's entries as columns, one value per entry in each: how the scan pass returns
+    a layer (an object per entry costs more time and memory than the entry's bytes are worth
+    on layers of a hundred thousand files). ``kinds`` holds codes into ``KINDS``; ``rules``
+    the category rule index of each file where the scan's policy gave one (``NO_RULE`` else),
+    or is None. A number column is a 64-bit ``array``, or a list where a value does not fit
+    (a PAX mtime forty digits long). The columns are never changed once built."""
+
+    __slots__ = ("gids", "kinds", "links", "modes", "mtimes", "offsets", "paths", "rules", "sizes", "uids")
+
+    def __init__(self, paths: list[str], kinds: bytes, sizes: Numbers, modes: Numbers, uids: Numbers, gids: Numbers,
+                 links: list[str], mtimes: Numbers, offsets: Numbers, rules: array | None = None):
+        self.paths, self.kinds, self.sizes, self.modes, self.uids, self.gids = paths, kinds, sizes, modes, uids, gids
+        self.links, self.mtimes, self.offsets, self.rules = links, mtimes, offsets, rules
+
+    @classmethod
+    def of(cls, entries: Sequence[Entry]) -> Columns:
+        """Return the columns of ``entries`` (itself for a layer the scan returned as columns)."""
+        if isinstance(entries, Entries):
+            return entries.columns
+        return cls([e.path for e in entries], bytes(KIND_CODES[e.kind] for e in entries),
+                   array("q", [e.size for e in entries]), array("q", [e.mode for e in entries]),
+                   array("q", [e.uid for e in entries]), array("q", [e.gid for e in entries]),
+                   [e.link for e in entries], array("q", [e.mtime for e in entries]),
+                   array("q", [e.offset for e in entries]))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def entry(self, i: int) -> Entry:
+        """Return entry ``i`` as a record."""
+        return Entry(self.paths[i], KINDS[self.kinds[i]], self.sizes[i], self.modes[i], self.uids[i], self.gids[i],
+                     self.links[i], self.mtimes[i], self.offsets[i])
+
+    def pack(self) -> tuple:
+        """Return the columns as plain values (lists and bytes) that ``marshal`` takes."""
+        rules = self.rules.tobytes() if self.rules is not None else None
+        return (self.paths, self.kinds, _raw(self.sizes), _raw(self.modes), _raw(self.uids), _raw(self.gids),
+                self.links, _raw(self.mtimes), _raw(self.offsets), rules)
+
+    @classmethod
+    def unpack(cls, packed: tuple) -> Columns:
+        """Return the columns ``pack`` gave."""
+        paths, kinds, sizes, modes, uids, gids, links, mtimes, offsets, rules = packed
+
+        def ints(raw: bytes | list, code: str = "q") -> Numbers:
+            if isinstance(raw, list):
+                return raw
+            out = array(code)
+            out.frombytes(raw)
+            return out
+
+        rule_column = None
+        if rules is not None:
+            rule_column = array("h")
+            rule_column.frombytes(rules)
+        return cls(paths, bytes(kinds), ints(sizes), ints(modes), ints(uids), ints(gids), links, ints(mtimes),
+                   ints(offsets), rule_column)
+
+
+def _raw(column: array | list) -> bytes | list:
+    return column.tobytes() if isinstance(column, array) else list(column)
+
+
+class Entries(Sequence[Entry]):
+    """A layer's entries backed by ``Columns``: a read-only sequence of Entry records, each
+    built when it is asked for (nothing is kept)."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self, columns: Columns):
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns.paths)
+
+    @overload
+    def __getitem__(self, i: int) -> Entry: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Entry, ...]: ...
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(self.columns.entry(k) for k in range(*i.indices(len(self))))
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError("entry index out of range")
+        return self.columns.entry(i)
+
+    def __iter__(self) -> Iterator[Entry]:
+        c = self.columns
+        return map(Entry._make, zip(c.paths, map(KINDS.__getitem__, c.kinds), c.sizes, c.modes, c.uids, c.gids,
+                                    c.links, c.mtimes, c.offsets))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Entries, tuple, list)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"Entries({len(self)} entries)"
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryStep:
     """One entry of the config's ``history``: a Dockerfile step (``created_by``)."""
@@ -109,7 +223,7 @@ class Layer:
     diff_id: str
     digest: str
     stored_size: int
-    entries: tuple[Entry, ...]
+    entries: Sequence[Entry]  # a tuple, or (from the scan pass) an ``Entries`` over columns
     uncompressed_size: int = 0
     media_type: str = "application/vnd.oci.image.layer.v1.tar"
     compression: str = "none"
@@ -133,14 +247,34 @@ class Image:
     source: str = ""
     format: str = ""
     notes: tuple[str, ...] = ()  # what the reader accepted though it is odd
+    # a reader asked to return before its digests were all checked (``reader.Options.defer``)
+    # leaves here the call that waits for the hashing and checks them, raising as the reader
+    # would have; None when every byte was checked before the image was returned
+    pending: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 # ---- derived facts: plain functions, computed from the model ------------------------------
 
 
+def columns(layer: Layer) -> Columns:
+    """Return the entries of ``layer`` as columns."""
+    return Columns.of(layer.entries)
+
+
+def verified(image: Image) -> Image:
+    """Return ``image`` once every digest the reader left to check is checked (raising a
+    DigestMismatchError as the reader would have)."""
+    if image.pending is not None:
+        image.pending()
+    return image
+
+
 def layer_size(layer: Layer) -> int:
     """Return the sum of the entry sizes of ``layer`` (what dive calls a layer's size)."""
-    return sum(e.size for e in layer.entries)
+    entries = layer.entries
+    if isinstance(entries, Entries):
+        return sum(entries.columns.sizes)
+    return sum(e.size for e in entries)
 
 
 def total_size(image: Image) -> int:

@@ -19,16 +19,16 @@ Imports nothing of slimmer.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:  # imported when a pool is made: `slimmer --help` loads neither
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 __all__ = ["GRACE", "Interrupted", "can_fork", "catch_interrupts", "end_interrupted", "ignore_sigint",
            "process_pool", "thread_pool", "was_interrupted"]
@@ -75,6 +75,8 @@ def _die_with_parent(parent: int) -> None:
     a worker forked in the very moment of a Ctrl-C is not yet among the children the parent
     kills, and would live on holding the parent's standard output."""
     try:
+        import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
@@ -133,8 +135,9 @@ def end_interrupted() -> NoReturn:
     """End an interrupted run: worker processes killed, one line on standard error, exit status
     130, without waiting for threads that are still reading a layer (the thread pools would be
     joined at a normal exit)."""
-    for child in multiprocessing.active_children():
-        child.kill()
+    if "multiprocessing" in sys.modules:  # else no worker was ever made
+        for child in sys.modules["multiprocessing"].active_children():
+            child.kill()
     with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()
     with contextlib.suppress(OSError, ValueError):
@@ -147,6 +150,8 @@ def end_interrupted() -> NoReturn:
 
 def can_fork() -> bool:
     """Return whether worker processes can be forked here (and mark the forks for a Ctrl-C)."""
+    import multiprocessing
+
     forkable = "fork" in multiprocessing.get_all_start_methods()
     if forkable:
         _fork_hooks()
@@ -172,6 +177,9 @@ def _kill(pool: ProcessPoolExecutor) -> None:
 def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """Yield a pool of ``workers`` forked processes that ignore SIGINT; killed, not waited
     for, when the block raises."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     _fork_hooks()
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
                                initializer=ignore_sigint)
@@ -187,6 +195,8 @@ def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
 def thread_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
     """Yield a pool of ``workers`` threads whose queued work is dropped, not waited for, when
     the block raises."""
+    from concurrent.futures import ThreadPoolExecutor
+
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         yield pool

@@ -19,8 +19,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# builds the compiled tar scanner where a C compiler is present (optional: setup.py)
 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 # lint and types first: both are configured in pyproject.toml and must be clean
 python3 -m ruff check slimmer tests bench
 python3 -m mypy
-exec python3 -m pytest -q -p no:cacheprovider "$@"
+# the whole suite with the compiled scanner (where it was built) ...
+python3 -m pytest -q -p no:cacheprovider "$@"
+# ... and again with the pure-Python fallback the tests that read archives the most ways:
+# the equality tests, every format, the hostile corpus, pipes, streams, the fuzzer, and the
+# merged filesystem (whose stacking loop is compiled too)
+if [ $# -eq 0 ]; then
+  SLIMMER_PURE=1 python3 -m pytest -q -p no:cacheprovider tests/test_compiled.py tests/test_formats.py \
+    tests/test_hostile.py tests/test_one_pass.py tests/test_streams.py tests/test_fuzz.py tests/test_inputs.py \
+    tests/test_outer.py tests/test_layers.py tests/test_waste.py tests/test_export.py
+fi

@@ -11,7 +11,7 @@ from slimmer.analyzer import categories as cats
 from slimmer.analyzer.attribution import attribute, by_category
 from slimmer.analyzer.content import AnalysisPolicy
 from slimmer.errors import SlimmerError
-from slimmer.model import DIR, FILE, Entry
+from slimmer.model import DIR, FILE, KINDS, NO_RULE, Entry, columns
 from slimmer.reader import Options, open_image
 
 from builders import File, image, layer, to_model, write
@@ -230,9 +230,9 @@ def test_categorising_many_paths_is_cheap():
     assert elapsed < 3.0, elapsed
 
 
-def test_rule_facts_of_the_scan_name_the_same_rule_as_matching_here(tmp_path):
-    """The rule index the scan pass records per file (in worker processes too) names the
-    rule ``rule_for`` finds, and unmatched files record -1."""
+def test_rules_of_the_scan_name_the_same_rule_as_matching_here(tmp_path):
+    """The rule index the scan pass records per file in its columns (in worker processes too)
+    names the rule ``rule_for`` finds, unmatched files record -1, and other entries none."""
     spec = image(
         layer({"usr/local/go/bin/go": 5_000, "var/lib/apt/lists/x_Packages": 900, "app/server": File(700, mode=0o755),
                "usr/share/doc/a/README": 50}),
@@ -240,7 +240,12 @@ def test_rule_facts_of_the_scan_name_the_same_rule_as_matching_here(tmp_path):
     img = open_image(write(spec, tmp_path / "img.tar", "docker-legacy"), Options(policy=AnalysisPolicy(), jobs=2))
     seen = {}
     for layer_ in img.layers:
-        for path, index in layer_.facts["rule"].items():
+        cols = columns(layer_)
+        assert cols.rules is not None
+        for path, kind, index in zip(cols.paths, cols.kinds, cols.rules):
+            if KINDS[kind] != FILE:
+                assert index == NO_RULE
+                continue
             rule = cats.rule_for(path)
             assert index == (cats.RULES.index(rule) if rule else -1)
             seen[path] = index

@@ -1,5 +1,6 @@
-"""Ctrl-C anywhere: a real slimmer process interrupted mid-read of a large archive (worker
-processes scanning its layers), mid-write of an output, and on a terminal (the pseudo-terminal
+"""Ctrl-C anywhere: a real slimmer process interrupted mid-read of a large archive (threads
+hashing its mapped layers on the compiled path; forked worker processes scanning them on the
+pure-Python one, ``SLIMMER_PURE=1``), mid-write of an output, and on a terminal (the pseudo-terminal
 is its controlling terminal, so Ctrl-C reaches the whole process group, workers included)
 exits at once with status 130 and one line, leaves no worker, no output and no temp file, and
 leaves the terminal clean (the progress display erased, the cursor shown)."""
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from slimmer.compiled import COMPILED
 
 from builders import write_zeros_archive
 
@@ -59,18 +62,40 @@ def _gone(pids: list[int]) -> bool:
     return True
 
 
-def _env(tmp_path: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR", "COLUMNS")}
+def _env(tmp_path: Path, path: str = "compiled") -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR", "COLUMNS", "SLIMMER_PURE")}
     env["SLIMMER_CACHE_DIR"] = str(tmp_path / "cache")
+    if path == "pure":
+        env["SLIMMER_PURE"] = "1"
     return env
 
 
-def test_sigint_mid_read_with_worker_processes_exits_130_at_once(big, tmp_path):
-    """SIGINT while two forked workers scan the layers: exit 130 within a second, one line on
-    stderr, no traceback, both workers gone."""
+PATHS = ["compiled", "pure"] if COMPILED else ["pure"]
+
+
+def _threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+def _working(proc, path: str) -> list[int]:
+    """Wait until ``proc`` reads its layers in parallel: two forked workers (pure), or the
+    threads hashing the mapped layers beside the parsing (compiled); return the workers."""
+    if path == "pure":
+        return _wait_for(lambda: _children(proc.pid) if len(_children(proc.pid)) >= 2 else None)
+    _wait_for(lambda: _threads(proc.pid) >= 3)
+    return []
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_sigint_mid_read_with_workers_exits_130_at_once(big, tmp_path, path):
+    """SIGINT while the layers are read in parallel (threads hashing, or two forked workers
+    scanning): exit 130 within two seconds, one line on stderr, no traceback, workers gone."""
     proc = subprocess.Popen([sys.executable, "-m", "slimmer", "analyze", str(big), "--no-cache", "--jobs", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(tmp_path))
-    workers = _wait_for(lambda: _children(proc.pid) if len(_children(proc.pid)) >= 2 else None)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(tmp_path, path))
+    workers = _working(proc, path)
     assert proc.poll() is None, "the read ended before the interrupt"
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
@@ -126,13 +151,14 @@ def _read_all(fd: int, until: bytes | None = None, timeout: float = 60.0) -> byt
     return data
 
 
-def test_ctrl_c_on_a_terminal_exits_130_and_leaves_it_clean(big, tmp_path):
+@pytest.mark.parametrize("path", PATHS)
+def test_ctrl_c_on_a_terminal_exits_130_and_leaves_it_clean(big, tmp_path, path):
     """Ctrl-C typed on the terminal mid-read (the whole process group gets SIGINT): exit 130, the
     progress display that was drawn is erased, the cursor is shown again, the last line is the
     error, and the workers are gone."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = {**_env(tmp_path), "TERM": "xterm-256color"}
+    env = {**_env(tmp_path, path), "TERM": "xterm-256color"}
     proc = subprocess.Popen([sys.executable, "-m", "slimmer", "analyze", str(big), "--no-cache", "--jobs", "2"],
                             stdin=follower, stdout=follower, stderr=follower, env=env,
                             preexec_fn=_controlling_terminal)
@@ -140,7 +166,7 @@ def test_ctrl_c_on_a_terminal_exits_130_and_leaves_it_clean(big, tmp_path):
     try:
         shown = _read_all(leader, until=b"reading")
         assert b"reading" in shown, shown
-        workers = _wait_for(lambda: _children(proc.pid) if len(_children(proc.pid)) >= 2 else None)
+        workers = _working(proc, path)
         os.write(leader, b"\x03")
         rest = _read_all(leader, timeout=30)
         assert proc.wait(timeout=30) == 130

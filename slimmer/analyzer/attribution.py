@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
+from typing import NamedTuple
 
 from slimmer.analyzer import categories as cats
 from slimmer.analyzer import content
@@ -18,14 +20,15 @@ from slimmer.analyzer import packages as pk
 from slimmer.analyzer.packages import GoBuildInfo
 from slimmer.analyzer.steps import Step, image_steps
 from slimmer.layers import DELETED, DirResolver, MergedFS, merge
-from slimmer.model import FILE, Image, layer_size
+from slimmer.model import FILE, KIND_CODES, NO_RULE, Image, columns, layer_size
 
 NO_PACKAGE = "(no package)"
+_FILE = KIND_CODES[FILE]
 
 
-@dataclass(frozen=True, slots=True)
-class FileFact:
-    """A file of the final filesystem: where its bytes come from and what they are."""
+class FileFact(NamedTuple):
+    """A file of the final filesystem: where its bytes come from and what they are (a tuple:
+    an image has hundreds of thousands)."""
 
     path: str
     size: int
@@ -131,14 +134,16 @@ def attribute(image: Image, fs: MergedFS | None = None, read: bool = True) -> At
     if read:  # without contents, the rules need no facts: they follow from the paths
         image = content.ensure_facts(image, content.AnalysisPolicy())
     fs = fs if fs is not None else merge(image)
-    rules_of = content.facts_of(image, content.RULE)
-    finals = [(p, v.layer, v.entry) for p, v in fs.files() if v.entry.kind == FILE]
+    t = fs.table()
+    keep = [i for i, kind in enumerate(t.kinds) if kind == _FILE]  # the final files, as rows of the table
+    paths = [t.paths[i] for i in keep]
+    layers = [t.layers[i] for i in keep]
+    sizes = [t.sizes[i] for i in keep]
     RULES = cats.RULES
+    layer_rules = [columns(layer).rules for layer in image.layers]
 
     def rule_for(layer: int, path: str) -> cats.Rule | None:
-        index = rules_of[layer].get(path)
-        if index is None:
-            index = cats.rule_index(path)
+        index = cats.rule_index(path)
         return RULES[index] if index >= 0 else None
 
     notes = list(image.notes)
@@ -150,7 +155,10 @@ def attribute(image: Image, fs: MergedFS | None = None, read: bool = True) -> At
     go_facts = content.facts_of(image, content.GO)
     databases: dict[str, bytes] = {}
     go: dict[str, GoBuildInfo] = {}
-    for path, layer, _entry in finals:
+    noted = set().union(*too_large, *data, *go_facts)  # the few paths these facts name
+    for path, layer in zip(paths, layers):
+        if path not in noted:
+            continue
         if path in too_large[layer]:
             notes.append(f"/{path} (layer {layer}) is too large to read as a package database")
         found = data[layer].get(path)
@@ -160,17 +168,26 @@ def attribute(image: Image, fs: MergedFS | None = None, read: bool = True) -> At
         if info is not None:
             go[path] = GoBuildInfo.from_fact(info)
     packages = pk.find_packages(databases, go)
-    owner = pk.owners(packages, (p for p, _l, _e in finals), DirResolver(fs))
+    owner = pk.owners(packages, paths, DirResolver(fs))
 
-    files = []
-    for path, layer, entry in finals:
-        rule = rule_for(layer, path)
-        if rule is not None:
-            category, rname = rule.category, rule.name
-        else:
-            category, rname, _ = cats.explain(path, magic[layer].get(path))
-        pkg = owner.get(path)
-        files.append(FileFact(path, entry.size, layer, category, rname, pkg.key if pkg else None))
+    # the scan's rule of each file where it recorded one, else matched here (per directory
+    # and base name); libmagic's description decides the files no rule matches
+    indexes = [rules[t.indexes[i]] if (rules := layer_rules[t.layers[i]]) is not None else NO_RULE for i in keep]
+    missing = [i for i, index in enumerate(indexes) if index == NO_RULE]
+    if missing:
+        for i, index in zip(missing, cats.CLASSIFIER.rules([paths[i] for i in missing])):
+            indexes[i] = index
+    category_of = [rule.category for rule in RULES]
+    name_of = [rule.name for rule in RULES]
+    categories = [category_of[i] if i >= 0 else "" for i in indexes]
+    names = [name_of[i] if i >= 0 else "" for i in indexes]
+    for i, index in enumerate(indexes):
+        if index < 0:
+            categories[i], names[i], _ = cats.explain(paths[i], magic[layers[i]].get(paths[i]))
+    keys = {path: pkg.key for path, pkg in owner.items()}
+    # tuples made in one C loop: an image has hundreds of thousands of files
+    files: list[FileFact] = list(map(tuple.__new__, repeat(FileFact),
+                                     zip(paths, sizes, layers, categories, names, map(keys.get, paths))))
 
     waste = []
     for s in fs.shadowed:
@@ -192,13 +209,18 @@ def _duplicates(fs: MergedFS, hashes: list[Mapping[str, bytes]]
     of each version, from its layer's facts), and the shadowed versions equal to what
     replaced them."""
     def final_file(path: str):
-        version = fs.final.get(path)
+        version = fs.get(path)
         return version if version is not None and version.entry.kind == FILE else None
 
     groups: dict[bytes, list[tuple[int, str, bool]]] = defaultdict(list)
     sizes: dict[bytes, int] = {}
-    for path, version in fs.files():
-        if version.entry.kind != FILE:
+    refs = fs.refs()
+    for path in set().union(*hashes):  # the few files hashed (the groups' copies are sorted below)
+        ref = refs.get(path)
+        if ref is None:
+            continue
+        version = fs.get(path)
+        if version is None or version.entry.kind != FILE:
             continue
         digest = hashes[version.layer].get(path)
         if digest is not None:
@@ -225,14 +247,34 @@ def _duplicates(fs: MergedFS, hashes: list[Mapping[str, bytes]]
 # ---- aggregates ----------------------------------------------------------------------------
 
 
+def _groups(a: Attribution) -> dict[tuple[str, str, int, str | None], list[int]]:
+    """Return {(directory, category, layer, package): [bytes, files]} over the final files:
+    the one pass over every file that the aggregates below share (kept on ``a``)."""
+    found = a.__dict__.get("_groups")
+    if found is not None and found[0] is a.files and found[1] == len(a.files):
+        return found[2]
+    groups: dict[tuple[str, str, int, str | None], list[int]] = {}
+    get = groups.get
+    for path, size, layer, category, _rule, package in a.files:
+        key = (path.rpartition("/")[0], category, layer, package)
+        row = get(key)
+        if row is None:
+            groups[key] = [size, 1]
+        else:
+            row[0] += size
+            row[1] += 1
+    a.__dict__["_groups"] = (a.files, len(a.files), groups)
+    return groups
+
+
 def by_category(a: Attribution) -> list[CategoryRow]:
     """Return final and wasted bytes per category, largest first (every category listed)."""
     final: Counter = Counter()
     count: Counter = Counter()
     wasted: Counter = Counter()
-    for f in a.files:
-        final[f.category] += f.size
-        count[f.category] += 1
+    for (_d, category, _layer, _package), (size, files) in _groups(a).items():
+        final[category] += size
+        count[category] += files
     for w in a.waste:
         wasted[w.category] += w.size
     rows = [CategoryRow(c, final[c], count[c], wasted[c], c in cats.REMOVABLE) for c in cats.CATEGORIES]
@@ -246,11 +288,11 @@ def by_package(a: Attribution) -> list[PackageRow]:
     size: Counter = Counter()
     count: Counter = Counter()
     per_cat: dict[str, Counter] = defaultdict(Counter)
-    for f in a.files:
-        key = f.package or NO_PACKAGE
-        size[key] += f.size
-        count[key] += 1
-        per_cat[key][f.category] += f.size
+    for (_d, category, _layer, package), (total, files) in _groups(a).items():
+        key = package or NO_PACKAGE
+        size[key] += total
+        count[key] += files
+        per_cat[key][category] += total
     rows = []
     seen = set()
     for pkg in a.packages:
@@ -272,9 +314,9 @@ def by_step(image: Image, a: Attribution) -> list[StepRow]:
     final: Counter = Counter()
     wasted: Counter = Counter()
     per_cat: dict[int, Counter] = defaultdict(Counter)
-    for f in a.files:
-        final[f.layer] += f.size
-        per_cat[f.layer][f.category] += f.size
+    for (_d, category, layer, _package), (total, _files) in _groups(a).items():
+        final[layer] += total
+        per_cat[layer][category] += total
     for w in a.waste:
         wasted[w.layer] += w.size
     rows = []
@@ -291,10 +333,10 @@ def by_dir(a: Attribution, max_depth: int = 3, top: int = 20) -> list[DirRow]:
     """Return the largest directories (no deeper than ``max_depth``) with their bytes by category."""
     group_size: Counter = Counter()
     group_count: Counter = Counter()
-    for f in a.files:  # one pass per file; the per-directory sums below run once per group
-        key = (f.path.rpartition("/")[0], f.category)
-        group_size[key] += f.size
-        group_count[key] += 1
+    for (d, category, _layer, _package), (total, files) in _groups(a).items():
+        key = (d, category)
+        group_size[key] += total
+        group_count[key] += files
     size: Counter = Counter()
     count: Counter = Counter()
     per_cat: dict[str, Counter] = defaultdict(Counter)

@@ -333,6 +333,65 @@ def _literal(glob: str) -> str:
 _MATCHER = _Matcher(RULES)
 
 
+class RuleClassifier:
+    """The category rules as the tar scanner asks for them (``slimmer.tar.scan.Classifier``):
+    directories whose candidate rules are the same share one cache of base name -> rule, so
+    a rule is matched once per distinct directory and base name, not per file."""
+
+    def __init__(self, matcher: _Matcher | None = None):
+        self._matcher = matcher or _MATCHER
+        self._groups: dict[int, dict[str, int]] = {}
+        self._of_dir: dict[str, tuple[dict | None, tuple]] = {}  # directory -> (group, its candidates)
+
+    def _lookup(self, directory: str) -> tuple[dict | None, tuple]:
+        known = self._of_dir.get(directory)
+        if known is not None:
+            return known
+        found = self._matcher._candidates(directory)
+        group = None
+        if not found[3]:  # else whole-path patterns: the rule depends on more than the base name
+            group = self._groups.get(id(found))
+            if group is None:
+                group = self._groups[id(found)] = {}
+        known = (group, found)
+        if len(self._of_dir) < 200_000:
+            self._of_dir[directory] = known
+        return known
+
+    def group(self, directory: str) -> dict | None:
+        return self._lookup(directory)[0]
+
+    def rule(self, directory: str, base: str) -> int:
+        group, (combined, groups, tail, _loop) = self._lookup(directory)
+        if group is None:
+            return self._matcher.first_index(f"{directory}/{base}" if directory else base)
+        if combined is not None:  # as _Matcher.first_index does once it has the candidates
+            m = combined.fullmatch(base)
+            if m is not None:
+                return groups[int(m.lastgroup[1:])]
+        return tail if tail is not None else -1
+
+    def rules(self, paths: list[str]) -> list[int]:
+        """Return the rule index of each file of ``paths`` (-1 where none matches)."""
+        out = []
+        last, group = None, None
+        for path in paths:
+            d, _, base = path.rpartition("/")
+            if d != last:
+                last, group = d, self.group(d)
+            if group is None:
+                out.append(self.rule(d, base))
+                continue
+            rule = group.get(base)
+            if rule is None:
+                rule = group[base] = self.rule(d, base)
+            out.append(rule)
+        return out
+
+
+CLASSIFIER = RuleClassifier()
+
+
 def rule_for(path: str) -> Rule | None:
     """Return the first rule of ``RULES`` whose patterns match ``path``, or None."""
     return _MATCHER.first(path)

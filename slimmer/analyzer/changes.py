@@ -85,7 +85,7 @@ class LayerChanges:
         later layer (a path a layer lists twice counts once, as its last entry)."""
         if self._own is None:
             own: dict[int, list[tuple[str, Entry]]] = defaultdict(list)
-            for path, version in self.fs.final.items():
+            for path, version in self.fs.files():
                 own[version.layer].append((path, version.entry))
             for s in self.fs.shadowed:
                 if s.by_layer > s.layer:

@@ -1,8 +1,9 @@
 """What the analysis learns from file contents, gathered in the scan pass (one read of every
 layer): the policy that says which probe reads which file, and the probes.
 
-For each regular file the policy records the index of its category rule (``RULE``) and, with
-contents on, reads only what paths cannot tell:
+The scanner records the category rule of each regular file (``Columns.rules``, matched once
+per directory and base name by ``categories.CLASSIFIER``); with contents on the policy reads
+only what paths cannot tell, and ``select`` tells the scanner which members those may be:
 - ``MAGIC``: libmagic's description of the first bytes of a file no path rule matches;
 - ``DATA``: the whole of a package database (``packages.is_database``), up to MAX_DB_BYTES
   (larger ones are listed under ``TOO_LARGE``);
@@ -17,6 +18,7 @@ re-reads their layers verified. Imports the model, ``slimmer.tar`` and the categ
 from __future__ import annotations
 
 import dataclasses
+import functools
 import struct
 import threading
 from collections.abc import Mapping
@@ -28,8 +30,8 @@ from slimmer.analyzer import packages
 from slimmer.analyzer.packages import GoBuildInfo
 from slimmer.model import Entry, Image
 from slimmer.tar.collect import Collector, Facts, as_mapping
+from slimmer.tar.scan import Select
 
-RULE = "rule"
 MAGIC = "magic"
 DATA = "data"
 TOO_LARGE = "too-large"
@@ -43,7 +45,7 @@ GO_SEARCH_BYTES = 1 << 20  # how far into the writable segment the Go build info
 GO_MAX_OFFSET = 512 << 20  # do not look past this for Go build info
 GO_MIN_BYTES = 1 << 20  # no Go binary is smaller than this
 DUPLICATE_MIN_BYTES = 64 << 10  # smaller files are not hashed for duplicate detection
-VERSION = 1  # of the probes: bump when a fact's meaning changes
+VERSION = 2  # of the probes: bump when a fact's meaning changes
 
 GO_MAGIC = b"\xff Go buildinf:"
 _GO_MODINFO_SENTINEL = 16
@@ -65,6 +67,13 @@ def _describer():
     return describe
 
 
+def _describe(head: bytes) -> str | None:
+    """Return libmagic's description of ``head`` (None without libmagic); ctypes lets go of
+    the GIL for the call, so the reader may run it on a thread of its own."""
+    describe = _describer()
+    return describe(head) if describe is not None else None
+
+
 class AnalysisPolicy:
     """The analyzer's content policy (see the module docstring); ``content`` False records
     only the rule of each file."""
@@ -73,6 +82,10 @@ class AnalysisPolicy:
         self.content = content
         self.key = self._key(content)
         self._budget: dict[int, int] = {}
+        # every file sink() may want: hashed or Go-probed from DUPLICATE_MIN_BYTES (<= GO_MIN_BYTES)
+        # on, package databases by their endings, libmagic for files no rule matches
+        self.select: Select | None = Select(DUPLICATE_MIN_BYTES, packages.DB_ENDINGS, (packages.DPKG_STATUS_D,), True,
+                             cats.CLASSIFIER) if content else Select(classifier=cats.CLASSIFIER)
 
     @staticmethod
     def _key(content: bool) -> str:
@@ -84,14 +97,10 @@ class AnalysisPolicy:
 
     def sink(self, entry: Entry, facts: Facts):
         path = entry.path
-        index = rule_index(path)
-        rules = facts.kinds.get(RULE)
-        if rules is None:
-            rules = facts.kinds[RULE] = {}
-        rules[path] = index  # a rule follows from the path: a later member of it writes the same
         size = entry.size
         if not self.content or not size or entry.offset < 0:
             return None  # empty, or sparse: its stream holds a map, not the file
+        index = rule_index(path)
         need = 0
         if index < 0:
             need |= _HEAD
@@ -180,9 +189,7 @@ class _Probe:
     def end(self) -> None:
         facts, path = self.facts, self.path
         if self.need & _HEAD and self.head:
-            describe = _describer()
-            if describe is not None:
-                facts.put(MAGIC, path, describe(bytes(self.head)))
+            facts.later(MAGIC, path, functools.partial(_describe, bytes(self.head)))
         if self.full is not None:
             facts.put(DATA, path, bytes(self.full))
         if self.hasher is not None:

@@ -19,10 +19,10 @@ union of all claims, so bytes two findings share count once. Imports only analyz
 
 from __future__ import annotations
 
-import posixpath
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from slimmer.analyzer import categories as cats
 from slimmer.analyzer.attribution import Attribution, FileFact, WasteFact
@@ -114,10 +114,22 @@ def _common_dir(paths: list[str]) -> str:
     more), else the first path and how many more there are."""
     if len(paths) == 1:
         return "/" + paths[0]
-    common = posixpath.commonpath(["/" + p for p in paths])
+    common = _common_path(paths)
     if common.count("/") >= 2:
         return common
     return f"/{sorted(paths)[0]} (+{len(paths) - 1} more)"
+
+
+def _common_path(paths: list[str]) -> str:
+    """Return ``posixpath.commonpath`` of the absolute forms of model paths (which have no
+    empty or "." parts), one startswith per path instead of splitting every one."""
+    prefix = paths[0]
+    for path in paths:
+        while prefix and path != prefix and not path.startswith(prefix + "/"):
+            prefix = prefix.rpartition("/")[0]
+        if not prefix:
+            break
+    return "/" + prefix
 
 
 class _Ctx:
@@ -125,7 +137,7 @@ class _Ctx:
         self.image = image
         self.a = a
         self.by_layer: dict[int, Step] = step_of_layer(a.steps)
-        self.final = {f.path: f for f in a.files}
+        self.final = dict(zip(map(itemgetter(0), a.files), a.files))  # path -> its FileFact
 
     def step_text(self, layer: int | None) -> str:
         step = self.by_layer.get(layer) if layer is not None else None

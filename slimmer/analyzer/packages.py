@@ -299,12 +299,12 @@ def go_binary(path: str, info: GoBuildInfo) -> Package:
 # ---- all together ----------------------------------------------------------------------------------
 
 
-_DB_ENDINGS = ("/status", "/installed", ".list", "/RECORD", "/package.json")
+DB_ENDINGS = ("/status", "/installed", ".list", "/RECORD", "/package.json")
 
 
 def is_database(path: str) -> bool:
     """Return whether the content of ``path`` is a package database ``find_packages`` reads."""
-    if not path.endswith(_DB_ENDINGS) and not path.startswith(DPKG_STATUS_D):
+    if not path.endswith(DB_ENDINGS) and not path.startswith(DPKG_STATUS_D):
         return False  # the common case, decided by one call
     if path in (DPKG_STATUS, APK_INSTALLED):
         return True
@@ -360,13 +360,20 @@ def owners(packages: Iterable[Package], files: Iterable[str], resolve: Callable[
             if path in files and path not in owner:
                 owner[path] = pkg
     if npm_roots:
+        below: dict[str, Package | None] = {}  # directory -> the deepest package root at or above it
         for path in files:
             if path in owner or "node_modules/" not in path:
                 continue
-            parts = path.split("/")
-            for cut in range(len(parts) - 1, 0, -1):
-                root = npm_roots.get("/".join(parts[:cut]))
-                if root is not None:
-                    owner[path] = root
-                    break
+            d = path.rpartition("/")[0]
+            if d not in below:
+                found = None
+                parts = d.split("/")
+                for cut in range(len(parts), 0, -1):
+                    found = npm_roots.get("/".join(parts[:cut]))
+                    if found is not None:
+                        break
+                below[d] = found
+            root = below[d]
+            if root is not None:
+                owner[path] = root
     return owner

@@ -9,8 +9,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from slimmer.layers import MergedFS, is_whiteout
-from slimmer.model import DIR, FILE, Image, layer_size, platform, runtime_config
+from slimmer.layers import MergedFS
+from slimmer.model import DIR, FILE, KIND_CODES, Image, columns, layer_size, platform, runtime_config
+
+_DIR, _FILE = KIND_CODES[DIR], KIND_CODES[FILE]
 
 _NOP = re.compile(r"^/bin/sh -c #\(nop\)\s*")
 _SHELL = re.compile(r"^/bin/sh -c\s+")
@@ -76,13 +78,9 @@ def _strings(value) -> tuple[str, ...] | None:
 def summary(image: Image, fs: MergedFS) -> Summary:
     """Return the headline facts of ``image``."""
     cfg = runtime_config(image)
-    final = 0
-    count = 0
-    for _path, version in fs.files():
-        entry = version.entry
-        if entry.kind != DIR:
-            count += 1
-            final += entry.size
+    table = fs.table()
+    count = len(table.kinds) - table.kinds.count(_DIR)
+    final = sum(size for size, kind in zip(table.sizes, table.kinds) if kind != _DIR)
     return Summary(
         tags=image.tags, platform=platform(image), created=str(image.config.get("created", "") or ""),
         entrypoint=_strings(cfg.get("Entrypoint")), cmd=_strings(cfg.get("Cmd")), user=str(cfg.get("User", "") or ""),
@@ -112,21 +110,27 @@ def layer_rows(image: Image) -> list[LayerRow]:
 
 def _row(image: Image, i: int, step: str, created: str) -> LayerRow:
     layer = image.layers[i]
-    files = sum(1 for e in layer.entries if e.kind != DIR and not is_whiteout(e))
+    cols = columns(layer)
+    files = len(cols.kinds) - cols.kinds.count(_DIR)
+    if ".wh." in "\n".join(cols.paths):
+        files -= sum(1 for path, kind in zip(cols.paths, cols.kinds)
+                     if kind != _DIR and ".wh." in path and path.rpartition("/")[2].startswith(".wh."))
     return LayerRow(i, layer.diff_id, layer_size(layer), layer.stored_size, files, step, created)
 
 
 def largest_files(fs: MergedFS, n: int = 20) -> list[PathSize]:
     """Return the ``n`` largest regular files of the merged filesystem."""
-    top = heapq.nsmallest(n, ((-v.entry.size, p, v.layer) for p, v in fs.files() if v.entry.kind == FILE))
+    t = fs.table()
+    top = heapq.nsmallest(n, ((-size, p, layer) for p, layer, kind, size in zip(t.paths, t.layers, t.kinds, t.sizes)
+                              if kind == _FILE))
     return [PathSize(p, -neg, layer) for neg, p, layer in top]
 
 
 def directory_sizes(fs: MergedFS) -> dict[str, int]:
     """Return the total file bytes below every directory of the merged filesystem."""
     direct: dict[str, int] = {}
-    for path, version in fs.files():
-        size = version.entry.size
+    t = fs.table()
+    for path, size in zip(t.paths, t.sizes):
         if size:
             d = path.rpartition("/")[0]
             direct[d] = direct.get(d, 0) + size

@@ -1,5 +1,6 @@
 """The command line: parse, call the library, render. Each command lives in its own module of
-this package and registers on the group; errors become one stderr line here, in ``main``."""
+this package and registers on the group, which imports it when it runs (``group.COMMANDS``);
+errors become one stderr line here, in ``main``."""
 
 from __future__ import annotations
 
@@ -8,22 +9,17 @@ import sys
 
 import click
 
-from slimmer.cli import (
-    analyze,  # noqa: F401  (registers the command)
-    audit,  # noqa: F401
-    check,  # noqa: F401
-    diff,  # noqa: F401
-    explore,  # noqa: F401
-    export,  # noqa: F401
-    slim,  # noqa: F401
-)
-from slimmer.cli.group import cli
-from slimmer.cli.options import run_gc
+from slimmer.cli.group import cli, run_gc
 from slimmer.errors import SlimmerError
-from slimmer.render import safe
 from slimmer.workers import Interrupted, catch_interrupts, end_interrupted, was_interrupted
 
 __all__ = ["cli", "main"]
+
+
+def _safe(err: BaseException | str) -> str:
+    from slimmer.render import safe  # imported when needed: --help stays light
+
+    return safe(err)
 
 
 def _one_line(err: click.ClickException) -> str:
@@ -44,10 +40,10 @@ def main() -> None:
     except (Interrupted, KeyboardInterrupt, click.exceptions.Abort):
         end_interrupted()
     except click.ClickException as err:
-        sys.stderr.write(f"slimmer: error: {safe(_one_line(err))}\n")
+        sys.stderr.write(f"slimmer: error: {_safe(_one_line(err))}\n")
         sys.exit(2)
     except SlimmerError as err:
-        sys.stderr.write(f"slimmer: error: {safe(err)}\n")
+        sys.stderr.write(f"slimmer: error: {_safe(err)}\n")
         sys.exit(2)
     except BrokenPipeError:
         sys.exit(1)
@@ -60,7 +56,7 @@ def main() -> None:
         sys.stderr.write("slimmer: error: out of memory (cannot start a thread)\n")
         sys.exit(2)
     except OSError as err:
-        sys.stderr.write(f"slimmer: error: {safe(err)}\n")
+        sys.stderr.write(f"slimmer: error: {_safe(err)}\n")
         sys.exit(2)
     finally:
         if was_interrupted():

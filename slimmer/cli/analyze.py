@@ -20,6 +20,7 @@ from slimmer.cli.options import (
     show_progress,
     text_width,
 )
+from slimmer.model import verified
 from slimmer.render import echo
 from slimmer.render.html import page
 from slimmer.render.json import analysis_json, dumps
@@ -72,10 +73,13 @@ def analyze(ctx, archives, jobs, image_ref, platform, max_layer_size, no_cache, 
     outputs.check([report], [archive])
     jobs = jobs or default_jobs()
     with show_progress(archive) as progress:
+        # the analysis runs while the last layers are still hashed; nothing is shown before
+        # every digest is checked
         image = load(archive, image_ref, platform, max_layer_size, no_cache, jobs, AnalysisPolicy(not no_content),
-                     progress)
+                     progress, defer=True)
         result = analyze_image(image, top, read_content=not no_content, jobs=jobs,
                                steps=progress.step if progress else None)
+        verified(image)
     if html_path:
         outputs.write(report, page(result, archive).encode("utf-8"))
     to_stderr = report.to_stdout

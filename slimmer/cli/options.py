@@ -14,6 +14,7 @@ from click.core import ParameterSource
 
 from slimmer import reader
 from slimmer.analyzer.report import PHASES
+from slimmer.cli.group import GC_TUNED, run_gc  # noqa: F401  (run_gc: where commands find it)
 from slimmer.errors import ConfigError
 from slimmer.reader.cache import LayerCache
 from slimmer.render import echo, terminal_width
@@ -108,17 +109,19 @@ def output_option(f):
 
 
 def load(archive: str, image_ref, platform, max_layer_size, no_cache: bool = False, jobs: int | None = None,
-         policy: Policy | None = None, progress=None):
+         policy: Policy | None = None, progress=None, defer: bool = False):
     """Read the image in ``archive`` as the shared options ask, gathering what ``policy``
     asks of file contents in the same pass; ``progress`` (from ``show_progress``) shows the
-    read, else a display of its own does."""
+    read, else a display of its own does. With ``defer`` the image may come back while its
+    layers are still being hashed: call ``model.verified`` on it before showing anything."""
     with contextlib.ExitStack() as stack:
         if progress is None:
             progress = stack.enter_context(show_progress(archive))
         cache = None if no_cache else LayerCache()
         img = reader.open_image(archive, reader.Options(image=image_ref, platform=platform,
                                                         max_layer_size=max_layer_size, progress=progress,
-                                                        cache=cache, policy=policy, jobs=jobs or default_jobs()))
+                                                        cache=cache, policy=policy, jobs=jobs or default_jobs(),
+                                                        defer=defer))
     ctx = click.get_current_context(silent=True)
     if ctx is not None and isinstance(ctx.obj, dict) and ctx.obj.get(GC_TUNED):
         gc.freeze()  # the image lives for the whole run: keep the cycle collector off its objects
@@ -145,26 +148,6 @@ def _param(ctx: click.Context, name: str) -> click.Parameter:
 
 def force_option(f):
     return click.option("--force", is_flag=True, help="Replace an output that exists (refused otherwise).")(f)
-
-
-GC_TUNED = "gc-tuned"
-
-
-@contextlib.contextmanager
-def run_gc():
-    """Tune the cycle collector for one command run, and restore it after; yields the root
-    context object that tells ``load`` to freeze the image out of collections.
-
-    A run builds hundreds of thousands of small acyclic objects (entries, paths, rows); with
-    the default thresholds the collector walks them all again and again (about 10% of an
-    analyze). Inside, collections are rarer and the loaded image is frozen out of them."""
-    before = gc.get_threshold()
-    gc.set_threshold(100_000, 50, 100)
-    try:
-        yield {GC_TUNED: True}
-    finally:
-        gc.set_threshold(*before)
-        gc.unfreeze()
 
 
 def show_fleet(rows, as_json: bool, text: Callable = fleet_text) -> int:

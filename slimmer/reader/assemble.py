@@ -6,13 +6,14 @@ history steps matched to layers, media types from the detected compression.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from slimmer.errors import DigestMismatchError, FormatError, ImageSelectionError, LimitError
-from slimmer.model import FILE, HistoryStep, Image, Layer
+from slimmer.model import FILE, KIND_CODES, Columns, HistoryStep, Image, Layer
 from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, LayerScan, check_config, parse_json
 from slimmer.reader.cache import LayerCache
 from slimmer.reader.store import ScanOptions, Store
@@ -41,10 +42,13 @@ class Options:
     cache: LayerCache | None = None
     policy: Policy | None = None
     jobs: int = 1
+    # return the image while the hashing of its layers goes on, the digests checked by
+    # ``model.verified(image)`` (``Image.pending``): the caller overlaps its work with hashing
+    defer: bool = False
 
     def scan(self) -> ScanOptions:
         """Return the scan options these ask for."""
-        return ScanOptions(self.max_layer_size, self.policy, self.jobs, self.progress)
+        return ScanOptions(self.max_layer_size, self.policy, self.jobs, self.progress, self.defer)
 
 
 @dataclass
@@ -119,18 +123,33 @@ def assemble(store: Store, chosen: Chosen, fmt: str, source: str, options: Optio
     if len(diff_ids) != len(chosen.layer_names):
         raise FormatError(f"{where}: config lists {len(diff_ids)} diff_ids but the manifest lists "
                           f"{len(chosen.layer_names)} layers")
-    scans = _scan(store, chosen.layer_names, diff_ids, options)
+    scans, prints = _scan(store, chosen.layer_names, diff_ids, options)
     history = history_of(config, where)
     steps = steps_for_layers(history, len(scans))
     layers = []
     notes: list[str] = []
+    later: list[Callable[[], None]] = []
     for i, (name, scan) in enumerate(zip(chosen.layer_names, scans)):
         expected = (chosen.expected_digests[i] if i < len(chosen.expected_digests) else None) or name_digest(name)
-        if expected and expected != scan.digest:
-            raise DigestMismatchError(f"{where}: layer {name} has digest {scan.digest}, expected {expected}")
-        if scan.diff_id != diff_ids[i]:
-            raise DigestMismatchError(f"{where}: layer {i} ({name}) has diff_id {scan.diff_id}, "
-                                      f"config rootfs.diff_ids says {diff_ids[i]}")
+
+        def check(i: int = i, name: str = name, scan: LayerScan = scan, expected: str | None = expected) -> None:
+            if scan.pending is not None:
+                digest = scan.pending()
+                scan = dataclasses.replace(scan, digest=digest, diff_id=digest, pending=None)
+            if expected and expected != scan.digest:
+                raise DigestMismatchError(f"{where}: layer {name} has digest {scan.digest}, expected {expected}")
+            if scan.diff_id != diff_ids[i]:
+                raise DigestMismatchError(f"{where}: layer {i} ({name}) has diff_id {scan.diff_id}, "
+                                          f"config rootfs.diff_ids says {diff_ids[i]}")
+            if options.cache is not None and i in prints:
+                options.cache.put(scan, prints[i])
+
+        if scan.pending is None:
+            check()
+        else:
+            later.append(check)
+            # what the check confirms: an uncompressed blob's digest is its diff_id
+            scan = dataclasses.replace(scan, digest=diff_ids[i], diff_id=diff_ids[i])
         media = chosen.media_types[i] if i < len(chosen.media_types) and chosen.media_types[i] else None
         layers.append(Layer(
             diff_id=scan.diff_id, digest=scan.digest, stored_size=scan.stored_size, entries=scan.entries,
@@ -141,15 +160,25 @@ def assemble(store: Store, chosen: Chosen, fmt: str, source: str, options: Optio
         notes.extend(scan.notes)
     return Image(config=config, layers=tuple(layers), history=history, tags=tuple(chosen.tags),
                  config_digest=config_digest, manifest_digest=chosen.manifest_digest, source=source, format=fmt,
-                 notes=tuple(notes))
+                 notes=tuple(notes), pending=_all(later) if later else None)
 
 
-def _scan(store: Store, names: list[str], diff_ids: list[str], options: Options) -> list[LayerScan]:
-    """Scan the layers, taking what the layer cache already knows (for the same policy)."""
+def _all(checks: list[Callable[[], None]]) -> Callable[[], None]:
+    def check_all() -> None:
+        for check in checks:
+            check()
+    return check_all
+
+
+def _scan(store: Store, names: list[str], diff_ids: list[str], options: Options
+          ) -> tuple[list[LayerScan], dict[int, str]]:
+    """Scan the layers, taking what the layer cache already knows (for the same policy);
+    return the scans and the fingerprints of the layers scanned here that the cache takes
+    once their digests check out."""
     cache = options.cache
     scan_options = options.scan()
     if cache is None:
-        return store.scan_layers(names, scan_options)
+        return store.scan_layers(names, scan_options), {}
     key = options.policy.key if options.policy is not None else None
     prints = [store.fingerprint(n) for n in names]
     found: list[LayerScan | None] = [cache.get(d, store.size(n), p, key) if p else None
@@ -158,12 +187,13 @@ def _scan(store: Store, names: list[str], diff_ids: list[str], options: Options)
         if scan is not None:
             within_limit(scan, f"{store.where}: layer {name}", options.max_layer_size)
     todo = [i for i, f in enumerate(found) if f is None]
+    fresh: dict[int, str] = {}
     for i, scan in zip(todo, store.scan_layers([names[i] for i in todo], scan_options)):
         found[i] = scan
         fingerprint = prints[i]
-        if fingerprint and scan.diff_id == diff_ids[i]:
-            cache.put(scan, fingerprint)
-    return [f for f in found if f is not None]
+        if fingerprint:
+            fresh[i] = fingerprint
+    return [f for f in found if f is not None], fresh
 
 
 def within_limit(scan: LayerScan, where: str, limit: int) -> None:
@@ -171,10 +201,13 @@ def within_limit(scan: LayerScan, where: str, limit: int) -> None:
     --max-layer-size (the tar's length, and the size a sparse file claims)."""
     if scan.uncompressed_size > limit:
         raise LimitError(f"{where}: layer expands past --max-layer-size ({limit} bytes); refusing to read on")
-    for entry in scan.entries:
-        if entry.kind == FILE and entry.offset < 0 and entry.size > limit:
-            raise LimitError(f"{where}: sparse member {entry.path!r} claims {entry.size} bytes, past "
-                             f"--max-layer-size ({limit} bytes)")
+    cols = Columns.of(scan.entries)
+    file = KIND_CODES[FILE]
+    if any(offset < 0 for offset in cols.offsets):  # sparse members are rare: look closer only then
+        for path, kind, size, offset in zip(cols.paths, cols.kinds, cols.sizes, cols.offsets):
+            if kind == file and offset < 0 and size > limit:
+                raise LimitError(f"{where}: sparse member {path!r} claims {size} bytes, past "
+                                 f"--max-layer-size ({limit} bytes)")
 
 
 def _legacy_config_digest(name: str) -> str | None:

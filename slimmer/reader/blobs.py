@@ -8,15 +8,22 @@ ever reads a layer for the analysis. Also: bounded JSON parsing for manifests an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import marshal
+import mmap
+import os
 import zlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from slimmer.compiled import ctar
 from slimmer.errors import FormatError, LimitError, TruncatedError
-from slimmer.model import Entry, Stream
+from slimmer.model import Columns, Entries, Entry, Stream
 from slimmer.tar.codec import CHUNK, BlobStream, compression_of  # noqa: F401  (re-exported)
 from slimmer.tar.collect import SPANS, Collector, Policy, as_mapping
 from slimmer.tar.scan import TarScanner
@@ -36,36 +43,48 @@ class LayerScan:
     diff_id: str
     uncompressed_size: int
     compression: str
-    entries: tuple[Entry, ...]
+    entries: Sequence[Entry]
     facts: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
     policy: str = ""
     notes: tuple[str, ...] = ()
+    # with ScanOptions.defer: digest and diff_id are "" and this gives the digest (the blob is
+    # uncompressed: it is the diff_id too) once the hashing beside the parsing is done
+    pending: Callable[[], str] | None = field(default=None, compare=False, repr=False)
+
+
+def _contents(scan: LayerScan) -> tuple:
+    return Columns.of(scan.entries).pack(), scan.facts
+
+
+def _entries(packed: tuple) -> Entries:
+    return Entries(Columns.unpack(packed))
 
 
 def pack(scan: LayerScan) -> tuple[LayerScan, bytes]:
-    """Return ``scan`` without its entries and facts, and those marshalled (far cheaper than
-    pickling them): how a scan crosses a process or a network."""
-    packed = marshal.dumps(([tuple(e) for e in scan.entries], scan.facts))
-    return dataclasses.replace(scan, entries=(), facts={}), packed
+    """Return ``scan`` without its entries and facts, and those marshalled (the entries as
+    columns, ``Columns.pack``: far cheaper than pickling them): how a scan crosses a process
+    or a network."""
+    return dataclasses.replace(scan, entries=(), facts={}), marshal.dumps(_contents(scan))
 
 
 def unpack(packed: tuple[LayerScan, bytes]) -> LayerScan:
     """Return the scan ``pack`` took apart."""
     scan, data = packed
-    entries, facts = marshal.loads(data)
-    return dataclasses.replace(scan, entries=tuple(map(Entry._make, entries)), facts=facts)
+    columns, facts = marshal.loads(data)
+    return dataclasses.replace(scan, entries=_entries(columns), facts=facts)
 
 
 def encode_contents(scan: LayerScan) -> bytes:
-    """Return the entries and facts of ``scan`` as the bytes a database keeps (marshal, zlib)."""
-    return zlib.compress(marshal.dumps(([tuple(e) for e in scan.entries], scan.facts)), 1)
+    """Return the entries and facts of ``scan`` as the bytes a database keeps (``pack``'s
+    marshalled columns and facts, zlib)."""
+    return zlib.compress(marshal.dumps(_contents(scan)), 1)
 
 
-def decode_contents(data: bytes) -> tuple[tuple[Entry, ...], dict[str, dict[str, Any]]]:
+def decode_contents(data: bytes) -> tuple[Entries, dict[str, dict[str, Any]]]:
     """Return (entries, facts) from ``encode_contents`` bytes; raises ValueError, EOFError,
     TypeError or zlib.error on damaged bytes."""
-    raw_entries, facts = marshal.loads(zlib.decompress(data))
-    return tuple(map(Entry._make, raw_entries)), facts
+    columns, facts = marshal.loads(zlib.decompress(data))
+    return _entries(columns), facts
 
 
 def scan_layer(raw: Stream, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_SIZE,
@@ -83,19 +102,37 @@ def scan_layer(raw: Stream, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_
 
 
 def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | None) -> LayerScan:
-    collector = Collector(policy) if policy is not None else None
+    def chunks() -> Iterator:
+        for chunk in blob.chunks():
+            if blob.uncompressed_size > max_layer_size:
+                raise LimitError(
+                    f"{where}: layer expands past --max-layer-size ({max_layer_size} bytes); refusing to read on")
+            yield chunk
+
+    return _parse(chunks(), lambda: blob.uncompressed_size, blob.compression, where, max_layer_size, policy,
+                  lambda: (blob.digest(), blob.stored_size, blob.diff_id()))
+
+
+def _parse(chunks: Iterator, total_of: Callable[[], int], compression: str, where: str, max_layer_size: int,
+           policy: Policy | None, digests: Callable[[], tuple[str, int, str]], pool: Executor | None = None
+           ) -> LayerScan:
+    """Parse the uncompressed ``chunks`` of a layer; ``digests`` gives (digest, stored size,
+    diff_id) once they are all read; ``pool`` runs the policy's work that lets go of the GIL."""
+    collector = Collector(policy, pool) if policy is not None else None
     scanner = TarScanner(where, max_layer_size, collector.visit if collector else None,
-                         spans=bool(getattr(policy, "spans", False)))
-    for chunk in blob.chunks():
-        if blob.uncompressed_size > max_layer_size:
-            raise LimitError(
-                f"{where}: layer expands past --max-layer-size ({max_layer_size} bytes); refusing to read on")
-        scanner.feed(chunk)
-    total = blob.uncompressed_size
+                         select=collector.select if collector else None, spans=bool(getattr(policy, "spans", False)))
+    try:
+        for chunk in chunks:
+            scanner.feed(chunk)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    total = total_of()
     notes: tuple[str, ...] = ()
     if total and not scanner.headers and not scanner.ended:
         raise FormatError(f"{where}: layer is not a tar stream")
-    if not scanner.ended and (total or blob.compression != "none"):
+    if not scanner.ended and (total or compression != "none"):
         if not scanner.complete_members():
             raise TruncatedError(f"{where}: layer tar is truncated (ends inside a member)")
         # umoci 0.4.7's `insert` writes layers that stop right after the last member's data
@@ -107,10 +144,75 @@ def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | No
         scanner.finish()
     entries = scanner.entries
     facts = as_mapping(collector.facts) if collector else {}
-    if scanner.spans is not None:
-        facts[SPANS] = {"": scanner.spans.tobytes()}  # where each member lies, for a writer that copies
-    return LayerScan(blob.digest(), blob.stored_size, blob.diff_id(), total, blob.compression, tuple(entries),
-                     facts, policy.key if policy else "", notes)
+    spans = scanner.spans
+    if spans is not None:
+        facts[SPANS] = {"": spans.tobytes()}  # where each member lies, for a writer that copies
+    digest, stored, diff_id = digests()
+    return LayerScan(digest, stored, diff_id, total, compression, entries, facts, policy.key if policy else "", notes)
+
+
+MAP_STEP = 1 << 20  # a mapped blob is hashed and parsed this many bytes at a time (what each reader maps)
+advise = getattr(ctar, "advise", None) if ctar is not None else None  # madvise without the GIL
+
+
+class Mapped:
+    """An uncompressed stored blob that is a range of a file on disk, mapped read-only: hashed
+    and parsed where it lies, not copied, each reader letting go of the pages behind it (so
+    the mapping never holds the layer in memory). ``open`` gives None where a blob cannot be
+    read so (compressed, empty, past the file's end, or the system refuses the mapping): the
+    streaming scan reads it then, and says what is wrong with it."""
+
+    def __init__(self, mm: mmap.mmap, start: int, size: int):
+        self._mm, self._start, self.size = mm, start, size
+
+    @classmethod
+    def open(cls, path: str, offset: int, size: int) -> Mapped | None:
+        if size < 1024 or advise is None:
+            return None
+        try:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size < offset + size or \
+                        compression_of(os.pread(f.fileno(), 8, offset)) != "none":
+                    return None
+                base = offset - offset % mmap.ALLOCATIONGRANULARITY
+                mm = mmap.mmap(f.fileno(), offset - base + size, access=mmap.ACCESS_READ, offset=base)
+        except (OSError, ValueError, OverflowError):
+            return None
+        return cls(mm, offset - base, size)
+
+    def chunks(self) -> Iterator[memoryview]:
+        """Yield the blob's bytes in MAP_STEP views (each valid until the next is asked for)."""
+        assert advise is not None  # open() maps nothing without it
+        for pos in range(0, self.size, MAP_STEP):
+            n = min(MAP_STEP, self.size - pos)
+            with memoryview(self._mm) as whole, whole[self._start + pos:self._start + pos + n] as view:
+                yield view
+                # drop the pages read: a mapping must not hold the layer in this process's memory
+                page = mmap.PAGESIZE
+                inner = -(self._start + pos) % page
+                advise(view[inner:inner + (n - inner) // page * page], mmap.MADV_DONTNEED)
+
+    def digest(self) -> str:
+        """Return ``sha256:<hex>`` of the blob (hashlib lets go of the GIL: run it on a thread)."""
+        sha = hashlib.sha256()
+        for view in self.chunks():
+            sha.update(view)
+        return "sha256:" + sha.hexdigest()
+
+    def close(self) -> None:
+        with contextlib.suppress(BufferError):  # views into it live on in an error's traceback:
+            self._mm.close()  # the mapping goes when they do
+
+
+def scan_mapped(blob: Mapped, where: str, max_layer_size: int, policy: Policy | None,
+                pool: Executor | None = None) -> LayerScan:
+    """Parse a mapped blob as ``scan_layer`` would, but for its digest: the caller hashes it
+    (``Mapped.digest``, on a thread beside the parsing) and fills in ``digest`` and
+    ``diff_id`` (the same: the blob is not compressed) before anything uses the scan."""
+    if blob.size > max_layer_size:
+        raise LimitError(f"{where}: layer expands past --max-layer-size ({max_layer_size} bytes); refusing to read on")
+    return _parse(blob.chunks(), lambda: blob.size, "none", where, max_layer_size, policy, lambda: ("", blob.size, ""),
+                  pool)
 
 
 def _no_constant(name: str):

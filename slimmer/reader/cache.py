@@ -20,7 +20,9 @@ from pathlib import Path
 from slimmer.reader.blobs import LayerScan, decode_contents, encode_contents
 
 log = logging.getLogger(__name__)
-SCHEMA = 3
+# 4: entries as columns (``blobs.encode_contents``); 5: scans whose sparse maps were checked
+# (``tar.scan._check_sparse``), which a version 4 scan may not have been
+SCHEMA = 5
 SAMPLE = 64 << 10
 
 

@@ -15,6 +15,7 @@ everything runs in the calling thread.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import os
@@ -24,13 +25,15 @@ import stat
 import tarfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from slimmer.compiled import uses_compiled
 from slimmer.errors import FormatError, InputError, LimitError, TruncatedError
 from slimmer.model import Stream, normalize_path
 from slimmer.reader import blobs
-from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, scan_layer
+from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, Mapped, scan_layer, scan_mapped
 from slimmer.tar.codec import CHUNK, compression_of, open_outer
 from slimmer.tar.collect import Policy
 from slimmer.tar.outer import Member, iter_members
@@ -49,6 +52,7 @@ class ScanOptions:
     policy: Policy | None = None
     jobs: int = 1
     progress: Callable[[int], None] | None = None
+    defer: bool = False  # return mapped scans before their hashing is done (LayerScan.pending)
 
 
 def link_target(name: str, linkname: str, symbolic: bool, where: str) -> str:
@@ -225,6 +229,98 @@ def _parallel(names: list[str], sizes: list[int], work: Callable[[str, bool], La
         return [scans[i] for i in range(len(names))]
 
 
+def _mapped(names: list[str], sizes: list[int], work: Callable[[str, bool], LayerScan],
+            ranges: Callable[[str], tuple[str, int, int, str]], options: ScanOptions) -> list[LayerScan]:
+    """Scan blobs of files on disk with the compiled scanner: each uncompressed blob is mapped,
+    this thread parses them all while ``options.jobs`` threads hash them, the largest first
+    (hashing is most of the work, and the largest layer bounds the run); other blobs get the
+    streaming scan on those threads. Nothing is hashed twice, nothing not needed is read.
+    With ``options.defer`` the scans come back as soon as the parsing is done, each with the
+    digest it waits for (``LayerScan.pending``)."""
+    expect = getattr(options.progress, "expect", None)  # a display that can show a total
+    if expect is not None:
+        expect(sum(sizes))
+    order = sorted(range(len(names)), key=lambda i: -sizes[i])
+    where = {i: ranges(names[i]) for i in order}
+    threads = options.jobs > 1
+    parsed: dict[int, Mapped | None] = {}
+    hashed: dict[int, Mapped] = {}  # a mapping of its own for each hashing thread: a shared one is slower
+    pool = ThreadPoolExecutor(max_workers=options.jobs) if threads else None
+    side = ThreadPoolExecutor(max_workers=1) if threads else None  # libmagic, beside the hashing
+    futures: dict = {}  # i -> the future of its digest (mapped) or of its whole scan (streamed)
+    try:
+        for i in order:
+            path, offset, size, _where = where[i]
+            parsed[i] = Mapped.open(path, offset, size)
+            if pool is not None:
+                other = Mapped.open(path, offset, size) if parsed[i] is not None else None
+                if other is not None:
+                    hashed[i] = other
+                    futures[i] = pool.submit(other.digest)
+                else:
+                    futures[i] = pool.submit(work, names[i], True)
+        scans: dict[int, LayerScan] = {}
+        for i in order:
+            blob = parsed[i]
+            if blob is None:
+                if pool is None:
+                    scans[i] = work(names[i], False)
+                continue
+            scans[i] = scan_mapped(blob, where[i][3], options.max_layer_size, options.policy, side)
+            if pool is None:
+                digest = blob.digest()
+                scans[i] = dataclasses.replace(scans[i], digest=digest, diff_id=digest)
+            blob.close()
+            parsed[i] = None
+        for i in order:
+            if i in hashed:
+                future = futures[i]
+                if options.defer:
+                    future.add_done_callback(functools.partial(_close_blob, hashed.pop(i)))
+                    scans[i] = dataclasses.replace(scans[i], pending=future.result)
+                else:
+                    digest = future.result()
+                    scans[i] = dataclasses.replace(scans[i], digest=digest, diff_id=digest)
+            elif i in futures:
+                scans[i] = futures[i].result()
+            if options.progress:
+                options.progress(sizes[i])
+        if pool is not None and options.defer:
+            pool.shutdown(wait=False)  # the hashing goes on: each scan's future says when it is done
+            pool = None
+        return [scans[i] for i in range(len(names))]
+    except BaseException:
+        # an error or a Ctrl-C: queued work is dropped and a running hash is not waited for;
+        # the mappings are left to the process's end (closing one under a running hash would
+        # pull the memory from under it)
+        for executor in (pool, side):
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+        pool = side = None
+        hashed.clear()
+        parsed.clear()
+        raise
+    finally:
+        for executor in (pool, side):
+            if executor is not None:
+                executor.shutdown(wait=True)
+        for blob in [*parsed.values(), *hashed.values()]:
+            if blob is not None:
+                blob.close()
+
+
+def _close_blob(blob: Mapped, _future) -> None:
+    blob.close()
+
+
+def _scan_files(names: list[str], sizes: list[int], work: Callable[[str, bool], LayerScan],
+                ranges: Callable[[str], tuple[str, int, int, str]], options: ScanOptions) -> list[LayerScan]:
+    """Scan blobs of files on disk: mapped with the compiled scanner, else as ``_parallel`` does."""
+    if uses_compiled():
+        return _mapped(names, sizes, work, ranges, options)
+    return _parallel(names, sizes, work, ranges, options)
+
+
 class _Indexed:
     """One member of a tar archive on disk, as the store keeps it."""
 
@@ -318,7 +414,7 @@ class TarStore(Store):
             info = self._info(name, "layer")
             return str(self.path), info.offset, info.size, f"{self.where}: layer {name}"
 
-        return _parallel(names, [i.size for i in infos], work, ranges, options)
+        return _scan_files(names, [i.size for i in infos], work, ranges, options)
 
 
 class DirStore(Store):
@@ -394,7 +490,7 @@ class DirStore(Store):
         def ranges(name: str):
             return fulls[name], 0, os.stat(fulls[name]).st_size, f"{self.where}: layer {name}"
 
-        return _parallel(names, [os.stat(fulls[n]).st_size for n in names], work, ranges, options)
+        return _scan_files(names, [os.stat(fulls[n]).st_size for n in names], work, ranges, options)
 
 
 def _looks_like_tar(block: bytes) -> bool:

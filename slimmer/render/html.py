@@ -91,7 +91,7 @@ def explorer_data(a) -> dict:
     owner = {f.path: number[f.package] for f in attr.files if f.package}
     final = [(index[path], v.entry.size if v.entry.kind == FILE else 0,
               letter.get(category(path, v.layer) or "", NO_CATEGORY), v.layer, owner.get(path, -1))
-             for path, v in fs.final.items() if v.entry.kind != DIR]
+             for path, v in fs.files() if v.entry.kind != DIR]
     data["views"].append(_view(final, "pkg"))
     changes = LayerChanges(fs)
     for r in layer_rows:
@@ -108,7 +108,7 @@ def explorer_data(a) -> dict:
 def _tree(data: dict, fs: MergedFS) -> dict[str, int]:
     """Fill ``names`` and ``up`` with every path of ``fs`` (final or shadowed) and the
     directories above them; return each path's node."""
-    paths = set(fs.final)
+    paths = set(fs.refs())
     paths.update(s.path for s in fs.shadowed)
     for path in list(paths):
         up = path.rpartition("/")[0]

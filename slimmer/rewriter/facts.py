@@ -36,6 +36,7 @@ from slimmer.model import Entry
 from slimmer.rewriter import imports
 from slimmer.rewriter.elf import MAGIC, ElfInfo, read_elf
 from slimmer.tar.collect import Facts
+from slimmer.tar.scan import Select
 
 RULE = "rule"  # the index of the first category rule matching the path (-1: none), as the analyzer records it
 ELF = "elf"
@@ -79,6 +80,7 @@ class SlimPolicy:
     """The content policy of ``slimmer slim`` (see the module docstring)."""
 
     spans = True  # where each member lies in the layer's tar: the write pass copies kept runs as they are
+    select: Select | None = None  # every member is shown: which files are probed depends on their mode too
 
     def __init__(self):
         # names what the facts mean: the layer cache keys on it

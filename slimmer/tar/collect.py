@@ -15,9 +15,12 @@ only under the same key. Imports only the model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from typing import Any, Protocol
 
 from slimmer.model import FILE, Entry
+from slimmer.tar.scan import Select
 
 # The fact kind of a layer's member spans (a policy with ``spans = True`` asks for them): one
 # value, under the path "", the bytes of an ``array("q")`` of (start, end) stream offsets per
@@ -32,13 +35,20 @@ class Sink(Protocol):
 
 
 class Facts:
-    """Facts of one layer: ``kinds[kind][path] = value``."""
+    """Facts of one layer: ``kinds[kind][path] = value``. ``later`` runs work that lets go of
+    the GIL (libmagic) on the reader's threads when it has some: its fact is recorded once
+    the work is done (``as_mapping`` waits for it)."""
 
-    __slots__ = ("_paths", "kinds")
+    __slots__ = ("_paths", "kinds", "pool")
 
-    def __init__(self, kinds: dict[str, dict[str, Any]] | None = None):
+    def __init__(self, kinds: dict[str, dict[str, Any]] | None = None, pool: Executor | None = None):
         self.kinds: dict[str, dict[str, Any]] = kinds if kinds is not None else {}
         self._paths: set[str] = set()
+        self.pool = pool
+
+    def later(self, kind: str, path: str, work: Callable[[], Any]) -> None:
+        """Record what ``work()`` returns (nothing for None) as the ``kind`` fact of ``path``."""
+        self.put(kind, path, self.pool.submit(work) if self.pool is not None else work())
 
     def put(self, kind: str, path: str, value: Any) -> None:
         """Record ``value`` as the ``kind`` fact of ``path``."""
@@ -57,9 +67,12 @@ class Facts:
 
 
 class Policy(Protocol):
-    """What to learn from file contents during the scan pass."""
+    """What to learn from file contents during the scan pass. ``select`` names the members
+    whose data it may want (every member the sink could want a look at, and more is fine),
+    so the scanner shows it only those; None shows it every member."""
 
     key: str
+    select: Select | None
 
     def sink(self, entry: Entry, facts: Facts) -> Sink | None:
         """Return a sink for the data of file ``entry`` (which records into ``facts`` at its
@@ -68,11 +81,12 @@ class Policy(Protocol):
 
 
 class Collector:
-    """Runs a policy over one layer: the scanner's ``visit`` callback."""
+    """Runs a policy over one layer: the scanner's ``visit`` callback (with ``select``)."""
 
-    def __init__(self, policy: Policy):
+    def __init__(self, policy: Policy, pool: Executor | None = None):
         self.policy = policy
-        self.facts = Facts()
+        self.facts = Facts(pool=pool)
+        self.select = getattr(policy, "select", None)
 
     def visit(self, index: int, entry: Entry, header) -> Sink | None:
         facts = self.facts
@@ -84,5 +98,15 @@ class Collector:
 
 
 def as_mapping(facts: Facts | None) -> dict[str, dict[str, Any]]:
-    """Return the facts as plain dicts (what the model and the layer cache hold)."""
-    return {} if facts is None else {kind: table for kind, table in facts.kinds.items() if table}
+    """Return the facts as plain dicts (what the model and the layer cache hold), waiting for
+    the work ``Facts.later`` handed out."""
+    if facts is None:
+        return {}
+    out = {}
+    for kind, table in facts.kinds.items():
+        if any(isinstance(value, Future) for value in table.values()):
+            table = {path: value.result() if isinstance(value, Future) else value for path, value in table.items()}
+        table = {path: value for path, value in table.items() if value is not None}
+        if table:
+            out[kind] = table
+    return out

@@ -126,9 +126,9 @@ def restream(layer: Layer, visit: Visit, where: str, detail: bool = True, thread
                 raise TruncatedError(f"{where}: the layer's tar breaks off")
             if scanner.ended:
                 scanner.finish()
-        if len(scanner.entries) != len(entries):
+        if scanner.count != len(entries):
             raise DigestMismatchError(f"{where}: the layer changed since the image was opened: it now has "
-                                      f"{len(scanner.entries)} members, the scan found {len(entries)}")
+                                      f"{scanner.count} members, the scan found {len(entries)}")
         _verify(blob, layer, where)
     finally:
         blob.close()

@@ -11,19 +11,47 @@ A ``visit(index, entry, header)`` callback sees every entry as it is parsed (``h
 ``detail=True``, else None). If it returns a sink, the member's data goes to
 ``sink.write(view)`` in order (slices of the fed chunks, valid only during the call) and
 ``sink.end()`` follows the last byte. The scan pass (reader) collects content facts this way,
-the verified re-stream (``slimmer.tar.restream``) copies members. Imports only the model and
-the errors.
+the verified re-stream (``slimmer.tar.restream``) copies members. With a ``Select`` the visit
+sees only the members it names (files from a size on, paths with given endings or starts,
+files no category rule matches, and any member whose path was visited before), and the
+scanner records the category rule of every file, asking a ``Classifier`` once per directory
+and base name.
+
+The entries land in columns (``slimmer.model.Columns``). The compiled module
+(``slimmer.compiled``: built when a C compiler is there; ``SLIMMER_PURE=1`` turns it off)
+parses the canonical members without a Python call per member, leaving every other header to
+the code here at the block where it starts, so both give the same entries, spans, headers and
+errors. Imports only the model, the errors and ``slimmer.compiled``.
 """
 
 from __future__ import annotations
 
-import array
 import struct
+from array import array
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
+from slimmer.compiled import ctar, uses_compiled
 from slimmer.errors import FormatError, LimitError, TruncatedError
-from slimmer.model import BLOCK, CHAR, DIR, FIFO, FILE, HARDLINK, SYMLINK, Entry, normalize_path
+from slimmer.model import (
+    BLOCK,
+    CHAR,
+    DIR,
+    FIFO,
+    FILE,
+    HARDLINK,
+    KIND_CODES,
+    NO_RULE,
+    SYMLINK,
+    Columns,
+    Entries,
+    Entry,
+    normalize_path,
+)
+
+_STOP, _SKIP, _VISIT = 0, 1, 2
+_LOW, _HIGH = -(1 << 63), (1 << 63) - 1
+_NONE, _ALL, _SELECT = 0, 1, 2
 
 BLOCKSIZE = 512
 _KINDS = {
@@ -65,6 +93,70 @@ class Sink(Protocol):
 
 
 Visit = Callable[[int, Entry, "Header | None"], "Sink | None"]
+
+
+class Classifier(Protocol):
+    """Gives the category rule index of a file from its directory and base name (-1: none)."""
+
+    def group(self, directory: str) -> dict | None:
+        """Return the cache of ``rule`` results shared by every directory whose files' rules
+        depend on their base names alone the way this one's do, or None where a file's
+        rule depends on more than its base name."""
+        ...
+
+    def rule(self, directory: str, base: str) -> int:
+        """Return the rule index of file ``directory/base``."""
+        ...
+
+
+class Select(NamedTuple):
+    """Which members the visit sees (see the module docstring). Endings and starts are ASCII."""
+
+    min_size: int = 1 << 62  # files of this many bytes or more
+    suffixes: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+    unmatched: bool = False  # files no category rule matches
+    classifier: Classifier | None = None
+
+
+class _Builder:
+    """The columns as the pure-Python scanner builds them (the compiled one keeps its own)."""
+
+    def __init__(self, spans: bool) -> None:
+        self.paths: list[str] = []
+        self.links: list[str] = []
+        self.kinds = bytearray()
+        self.sizes, self.modes, self.uids, self.gids = array("q"), array("q"), array("q"), array("q")
+        self.mtimes, self.offsets, self.rules = array("q"), array("q"), array("h")
+        self._spans = array("q") if spans else None
+
+    @property
+    def count(self) -> int:
+        return len(self.paths)
+
+    def append(self, path: str, kind: int, size: int, mode: int, uid: int, gid: int, link: str, mtime: int,
+               offset: int, rule: int, start: int, end: int) -> None:
+        self.paths.append(path)
+        self.links.append(link)
+        self.kinds.append(kind)
+        for column, value in zip((self.sizes, self.modes, self.uids, self.gids, self.mtimes, self.offsets),
+                                 (size, mode, uid, gid, mtime, offset)):
+            column.append(value)
+        self.rules.append(rule)
+        if self._spans is not None:
+            self._spans.append(start)
+            self._spans.append(end)
+
+    def spans(self) -> bytes | None:
+        return self._spans.tobytes() if self._spans is not None else None
+
+    def columns(self) -> tuple:
+        return (self.paths, self.links, bytes(self.kinds), self.sizes.tobytes(), self.modes.tobytes(),
+                self.uids.tobytes(), self.gids.tobytes(), self.mtimes.tobytes(), self.offsets.tobytes(),
+                self.rules.tobytes())
+
+
+KINDS_OF = tuple(KIND_CODES)
 
 
 def _num(field: bytes, what: str) -> int:
@@ -109,16 +201,32 @@ def _text(field: bytes) -> str:
 
 
 class TarScanner:
-    """Parses tar headers from chunks given to ``feed``; the entries land in ``entries``."""
+    """Parses tar headers from chunks given to ``feed``; the entries land in columns
+    (``columns()``, or ``entries`` as records). ``pure`` True runs without the compiled path
+    (None: as ``SLIMMER_PURE`` says)."""
 
     def __init__(self, where: str, max_size: int | None = None, visit: Visit | None = None,
-                 detail: bool = False, spans: bool = False):
+                 detail: bool = False, select: Select | None = None, spans: bool = False,
+                 pure: bool | None = None):
         self.where = where
         self.max_size = max_size  # a sparse member claiming more than this is refused
         self.visit = visit
         self.detail = detail
-        self.entries: list[Entry] = []
-        self._same: dict[int, int] = {}
+        self.select = select
+        self._big: dict[tuple[int, int], int] = {}  # (number column, entry) -> a value past 64 bits
+        self._visited: set[str] = set()  # paths the visit saw (a Select visits their later members too)
+        self._suffixes = select.suffixes if select is not None else ()
+        self._prefixes = select.prefixes if select is not None else ()
+        self._classifier = select.classifier if select is not None else None
+        self._groups: tuple[str, dict | None] | None = None  # the last directory and its rule group
+        mode = _NONE if visit is None else (_ALL if select is None else _SELECT)
+        self._mode = mode
+        use_c = uses_compiled() if pure is None else (not pure and ctar is not None)
+        self._fast = ctar.Fast(detail, mode, select.min_size if select else 0,
+                                tuple(x.encode("ascii") for x in self._suffixes),
+                                tuple(x.encode("ascii") for x in self._prefixes), bool(select and select.unmatched),
+                                self._classifier, self._visited, spans) if use_c else None
+        self._cols = self._fast if self._fast is not None else _Builder(spans)
         self.offset = 0  # stream offset of the next byte fed
         self._skip = 0  # data and padding still to pass over
         self._sink: Sink | None = None
@@ -140,14 +248,47 @@ class TarScanner:
         self._data_at = 0
         self._padding_left = 0  # of _skip, how much is padding after the last member's data
         self.ended = False  # an end-of-archive zero block was seen
-        self.headers = 0
+        self._headers = 0
         self._raw = bytearray()  # detail: the header blocks of the member being read
         self._raw_ok = True
         self._block = b""
-        # with ``spans``: for entry i, spans[2i] is where its first header block starts in the
-        # stream (extended headers included) and spans[2i+1] where its data and padding end
-        self.spans: array.array | None = array.array("q") if spans else None
-        self._member_start = 0
+        self._member_start = 0  # where the member being read starts (its first header block)
+
+    @property
+    def headers(self) -> int:
+        """How many tar headers were parsed."""
+        return self._headers + (self._fast.headers if self._fast is not None else 0)
+
+    @property
+    def count(self) -> int:
+        """How many entries were parsed."""
+        return self._cols.count
+
+    def columns(self) -> Columns:
+        """Return the entries parsed so far as columns (rules included when a Select has a
+        classifier)."""
+        paths, links, kinds, *raw, rules = self._cols.columns()
+        numbers: list[array | list] = [_ints(column) for column in raw]
+        for (i, index), value in self._big.items():
+            if isinstance(numbers[i], array):
+                numbers[i] = list(numbers[i])
+            numbers[i][index] = value
+        sizes, modes, uids, gids, mtimes, offsets = numbers
+        return Columns(paths, kinds, sizes, modes, uids, gids, links, mtimes, offsets,
+                       _ints(rules, "h") if self._classifier is not None else None)
+
+    @property
+    def entries(self) -> Entries:
+        """The entries parsed so far, as records."""
+        return Entries(self.columns())
+
+    @property
+    def spans(self) -> array | None:
+        """With ``spans``: for entry i, ``spans[2i]`` is where its first header block starts in
+        the stream (extended headers included) and ``spans[2i+1]`` where its data and padding
+        end; else None."""
+        raw = self._cols.spans()
+        return None if raw is None else _ints(raw)
 
     def feed(self, chunk) -> None:
         """Consume the next chunk of the stream."""
@@ -156,9 +297,37 @@ class TarScanner:
         pos = 0
         base = self.offset
         self.offset += n
+        fast = self._fast
         while pos < n:
             if self.ended:
                 return
+            if fast is not None and not (self._sink_left or self._skip or self._meta_left or self._map_left
+                                         or self._header or self._sparse_ext or self._pending is not None
+                                         or self._longname is not None or self._longlink is not None or self._pax
+                                         or self._raw) and n - pos >= BLOCKSIZE:
+                pos, code, extra = fast.scan(view, pos, base)
+                if code == _SKIP:
+                    self._skip, self._padding_left = extra
+                    continue
+                if code == _VISIT:
+                    index, fields, data, pad, block, plain = extra
+                    entry = Entry._make(fields)
+                    detail = None
+                    if block is not None:  # detail: the member is this one header block
+                        detail = Header(block[156:157], _text(block[265:297]), _text(block[297:329]),
+                                        _num(block[329:337], self.where), _num(block[337:345], self.where), {}, None,
+                                        data, block if plain else None)
+                    self._visit_member(index, entry, data, pad, detail)
+                    continue
+                if n - pos < BLOCKSIZE:
+                    continue
+                # the block at pos is left to the code below: a member's first header block
+                self._member_start = base + pos
+                self._data_at = base + pos + BLOCKSIZE
+                block = view[pos:pos + BLOCKSIZE].tobytes()
+                pos += BLOCKSIZE
+                self._header_block(block)
+                continue
             if self._sink_left:
                 step = min(self._sink_left, n - pos)
                 self._sink.write(view[pos:pos + step])  # type: ignore[union-attr]
@@ -208,7 +377,7 @@ class TarScanner:
                 self._member_start = self._data_at - BLOCKSIZE  # a member's first header block
             self._header_block(block)
 
-    def finish(self) -> list[Entry]:
+    def finish(self) -> Entries:
         """Check the stream ended on a member boundary and return the entries."""
         if self._skip or self._meta_left or self._header or self._sink_left or self._map_left \
                 or self._sparse_ext or self._pending is not None:
@@ -244,7 +413,7 @@ class TarScanner:
             else:
                 self.ended = True
                 return
-        self.headers += 1
+        self._headers += 1
         size = _num(size_f, self.where)
         if size < 0:
             raise FormatError(f"{self.where}: negative member size in a tar header")
@@ -418,10 +587,7 @@ class TarScanner:
                 _check_sparse(sparse, data, real, f"{where}: sparse member {path!r}")
                 file_size = real  # a sparse file: the size it has once extracted; its data is a map
                 offset = -1
-        same = self._same  # one object per distinct mode and mtime: a layer repeats few of them
         mode = _num(mode_f, where) & 0o7777
-        mode = same.setdefault(mode, mode)
-        mtime = same.setdefault(mtime, mtime)
         pad = -data % BLOCKSIZE
         raw = None
         if self.detail:
@@ -433,20 +599,61 @@ class TarScanner:
             self._skip = data + pad  # the root directory itself: not an entry
             self._padding_left = pad
             return
-        entry = Entry(path, kind, file_size if kind == FILE else 0, mode, uid, gid, link, mtime, offset)
-        self.entries.append(entry)
-        if self.spans is not None:
-            self.spans.append(self._member_start)
-            self.spans.append(self._data_at + data + pad)
-        sink = None
-        if self.visit is not None:
-            detail = None
-            if self.detail:
-                detail = Header(typeflag, _text(uname_f), _text(gname_f), _num(devmaj_f, where),
-                                _num(devmin_f, where), dict(pax), sparse, data, raw)
-                if pax:
-                    detail = detail._replace(uname=pax.get("uname", detail.uname), gname=pax.get("gname", detail.gname))
-            sink = self.visit(len(self.entries) - 1, entry, detail)
+        size = file_size if kind == FILE else 0
+        rule = self._rule(path) if kind == FILE else NO_RULE
+        index = self._cols.count
+        numbers = [size, mode, uid, gid, mtime, offset]
+        for i, value in enumerate(numbers):
+            if not _LOW <= value <= _HIGH:  # kept aside: the columns hold 64-bit numbers
+                self._big[(i, index)] = value
+                numbers[i] = 0
+        self._cols.append(path, KIND_CODES[kind], numbers[0], numbers[1], numbers[2], numbers[3], link, numbers[4],
+                          numbers[5], rule, self._member_start, self._data_at + data + pad)
+        if self.visit is None or (self._mode == _SELECT and not self._selected(path, kind, size, offset, rule)):
+            self._skip = data + pad
+            self._padding_left = pad
+            return
+        entry = Entry(path, kind, size, mode, uid, gid, link, mtime, offset)
+        detail = None
+        if self.detail:
+            detail = Header(typeflag, _text(uname_f), _text(gname_f), _num(devmaj_f, where),
+                            _num(devmin_f, where), dict(pax), sparse, data, raw)
+            if pax:
+                detail = detail._replace(uname=pax.get("uname", detail.uname), gname=pax.get("gname", detail.gname))
+        self._visit_member(index, entry, data, pad, detail)
+
+    def _selected(self, path: str, kind: str, size: int, offset: int, rule: int) -> bool:
+        """Whether the Select names this member (the compiled path decides the same way)."""
+        select = self.select
+        assert select is not None
+        if kind == FILE and size > 0 and offset >= 0 and (
+                size >= select.min_size or path.endswith(self._suffixes) or path.startswith(self._prefixes)
+                or (select.unmatched and rule == -1)):
+            return True
+        return path in self._visited
+
+    def _rule(self, path: str) -> int:
+        """The category rule of file ``path``, asked once per directory and base name."""
+        classifier = self._classifier
+        if classifier is None:
+            return NO_RULE
+        d, _, base = path.rpartition("/")
+        last = self._groups
+        if last is None or last[0] != d:
+            last = self._groups = (d, classifier.group(d))
+        group = last[1]
+        if group is None:
+            return classifier.rule(d, base)
+        rule = group.get(base)
+        if rule is None:
+            rule = group[base] = classifier.rule(d, base)
+        return rule
+
+    def _visit_member(self, index: int, entry: Entry, data: int, pad: int, detail: Header | None) -> None:
+        """Show member ``index`` to the visit; its data goes to the sink it returns."""
+        if self._mode == _SELECT:
+            self._visited.add(entry.path)
+        sink = self.visit(index, entry, detail)  # type: ignore[misc]
         if sink is not None:
             if data:
                 self._sink, self._sink_left, self._sink_pad = sink, data, pad
@@ -473,6 +680,12 @@ class TarScanner:
         elif kind == b"x":
             self._pax.update(pax_records(raw, self.where))
         # b"g" (global PAX header): applies to no entry we model
+
+
+def _ints(raw: bytes, code: str = "q") -> array:
+    out = array(code)
+    out.frombytes(raw)
+    return out
 
 
 def _check_sparse(sparse: tuple[tuple[int, int], ...] | None, stored: int, real: int, what: str) -> None:
