@@ -643,6 +643,19 @@ def write_registry(images: dict[str, ImageSpec | dict[str, ImageSpec]], root: st
     return root
 
 
+def write_many_tags(root: str | os.PathLike, tags: int, files: int = 24) -> Path:
+    """Write a registry storage (``write_registry``) of ``tags`` images "team/appNNN:1" on one
+    base layer, each with a layer of ``files`` small files of its own: many blobs, for tests
+    that need an audit to take a while (a Ctrl-C, the progress display)."""
+    base = layer({"bin/sh": 30_000, "etc/passwd": b"root:x:0:0::/root:/bin/sh\n",
+                  "usr/share/doc/base/README": 5_000}, created_by="ADD rootfs /")
+    return write_registry({f"team/app{k:03d}:1": image(base, layer({f"app/{k}/file{i}": 500 + k + i
+                                                                    for i in range(files)},
+                                                                   created_by=f"COPY app{k} /app"),
+                                                       tag=f"team/app{k:03d}:1")
+                           for k in range(tags)}, root)
+
+
 # ---- checks -----------------------------------------------------------------------------
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")

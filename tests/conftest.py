@@ -41,3 +41,14 @@ def pushed(tmp_path_factory):
     from pushed import push_fleet
 
     return push_fleet(tmp_path_factory.mktemp("pushed"))
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL cluster on 127.0.0.1 for the whole run (``Postgres.database`` makes
+    each test a fresh database on it)."""
+    from servers import Postgres
+
+    pg = Postgres().start()
+    yield pg
+    pg.stop()

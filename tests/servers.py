@@ -181,6 +181,15 @@ class Postgres:
                   "slimmer", "slimmer")
         return self
 
+    def database(self, name: str) -> str:
+        """Return the URL of a new, empty database ``name`` on this cluster (dropped first if it exists)."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
     def stop(self) -> None:
         if self.port:
             subprocess.run([*(["runuser", "-u", self.user, "--"] if self.user else []), self.pg_ctl, "-D",

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 from pushed import blob_digests, db_figures, run_cli
-from servers import BlobOpens, Postgres
+from servers import BlobOpens
 
 from slimmer.audit import db as audit_db
 from slimmer.audit.db import LATEST, Database
@@ -19,24 +19,12 @@ REPORTS = [(), ("--by", "repository"), ("--by", "layer"), ("--package", "libssl3
            ("--category", "docs"), ("--category", "cache"), ("--repo", "team/*")]
 
 
-@pytest.fixture(scope="module")
-def postgres():
-    pg = Postgres().start()
-    yield pg
-    pg.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def target(request, tmp_path):
     """An empty audit database of each kind (PostgreSQL: a fresh database on the private cluster)."""
     if request.param == "sqlite":
         return str(tmp_path / "audit.sqlite")
-    pg = request.getfixturevalue("postgres")
-    name = f"t{abs(hash(request.node.name)) % 10**8}"
-    with __import__("psycopg").connect(pg.url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    return pg.url.rsplit("/", 1)[0] + "/" + name
+    return request.getfixturevalue("postgres").database(f"t{abs(hash(request.node.name)) % 10**8}")
 
 
 def report(target, *args) -> dict:

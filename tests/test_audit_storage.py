@@ -246,32 +246,3 @@ def test_the_directory_audit_still_lists_archives_and_lands_them_in_the_database
     assert code == 0, err
     assert sorted(r["repository"] for r in json.loads(out)["repositories"]) == ["one.tar", "two"]
     assert os.path.exists(tmp_path / "a.sqlite")
-
-
-def test_a_terminal_sees_the_progress_of_the_scans_and_the_analyses(storage, tmp_path):
-    """With stderr on a terminal (a pty), the audit shows how many blobs are scanned and images
-    analyzed, then clears the line; the table still goes to stdout."""
-    import pty
-    import subprocess
-    import sys
-
-    from servers import child_env
-
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "slimmer", "audit", str(storage), "--db", str(tmp_path / "a.sqlite"),
-                             "--jobs", "2"], stdout=subprocess.PIPE, stderr=follower, env=child_env())
-    os.close(follower)
-    out, _ = proc.communicate(timeout=120)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(leader, 1 << 16)
-        except OSError:
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(leader)
-    assert proc.returncode == 0, shown
-    assert b"\rslimmer: scanned 5/5 layer blobs (" in shown and b"\rslimmer: analyzed 3/3 images" in shown
-    assert b"good/one:1" in out and b"scanned" not in out

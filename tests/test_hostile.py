@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import resource
 import shutil
 import subprocess
@@ -40,6 +39,7 @@ from hostile import (
     tree_of_tar,
 )
 from peak import run_slimmer
+from screen import screen_text
 
 
 def _slim_available() -> bool:
@@ -382,37 +382,6 @@ def _explore_on_a_terminal(case: Case, archives, tmp_path: Path, monkeypatch) ->
     written = b"".join(chunks).decode("utf-8", "replace")
     # what stays on the screen: the progress display, drawn and erased, leaves nothing
     return code, screen_text(written)
-
-
-_CONTROL = re.compile(r"\x1b\[(\??)([0-9;]*)([A-Za-z])|[\r\n]|[^\x1b\r\n]+|\x1b")
-
-
-def screen_text(written: str) -> str:
-    """Return what ``written`` leaves on a terminal, line by line: carriage returns, line feeds,
-    erase-line and cursor-up applied, colours and cursor visibility dropped. Any other escape
-    sequence fails the test: nothing else may reach the terminal."""
-    lines, row, col = [""], 0, 0
-    for m in _CONTROL.finditer(written):
-        text = m.group()
-        if text == "\r":
-            col = 0
-        elif text == "\n":
-            row, col = row + 1, 0
-            if row == len(lines):
-                lines.append("")
-        elif m.group(3) == "K":
-            lines[row] = lines[row][:col] if m.group(2) in ("", "0") else ""
-        elif m.group(3) == "A":
-            row = max(0, row - int(m.group(2) or 1))
-        elif m.group(3) == "m" or (m.group(1) == "?" and m.group(2) == "25"):
-            continue
-        elif text.startswith("\x1b"):
-            raise AssertionError(f"an unexpected escape sequence reached the terminal: {text!r}")
-        else:
-            line = lines[row].ljust(col)
-            lines[row] = line[:col] + text + line[col + len(text):]
-            col += len(text)
-    return "\n".join(lines)
 
 
 def _drain(fd: int, chunks: list[bytes]) -> None:

@@ -107,6 +107,7 @@ class Database:
 
     def __init__(self, conn: Any, dialect: str, where: str, errors: tuple[type[BaseException], ...]):
         self.conn, self.dialect, self.where, self._errors = conn, dialect, where, errors
+        self._depth = 0  # transactions open: only the outermost one begins and commits
 
     @classmethod
     def open(cls, target: str | os.PathLike | None = None, upto: int = LATEST) -> Database:
@@ -182,20 +183,27 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Run the block as one transaction (SQLite: taking the write lock at once)."""
-        if self.dialect == "postgresql":
+        """Run the block as one transaction (SQLite: taking the write lock at once); a block
+        inside another is part of it. Whatever ends the block early (an error, a Ctrl-C) rolls
+        it back; should even the rollback fail (a statement cut off mid-way), the transaction
+        was never committed and ends with the connection."""
+        if self._depth:
+            self._depth += 1
             try:
-                with self.conn.transaction():
-                    yield
-            except self._errors as err:
-                raise DatabaseError(f"audit database {self.where}: {_one_line(err)}") from err
+                yield
+            finally:
+                self._depth -= 1
             return
-        self.execute("BEGIN IMMEDIATE")
+        self.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+        self._depth = 1
         try:
             yield
         except BaseException:
-            self.execute("ROLLBACK")
+            with suppress(*self._errors):
+                self.conn.execute("ROLLBACK")
             raise
+        finally:
+            self._depth = 0
         self.execute("COMMIT")
 
     # ---- schema --------------------------------------------------------------------------------

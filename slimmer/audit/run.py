@@ -17,9 +17,9 @@ Parallelism is the caller's (``Settings.jobs``); nothing here forks unless asked
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import fnmatch
-import multiprocessing
 import os
 import time
 from collections.abc import Callable
@@ -41,6 +41,7 @@ from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, LayerScan
 from slimmer.reader.oci_layout import platform_matches
 from slimmer.reader.registry import Planned, Storage, TagRef
 from slimmer.reader.store import ScanOptions
+from slimmer.workers import can_fork, process_pool
 
 CHUNK = 64  # images built and analyzed together: bounds the scans held in memory
 SCAN_BUDGET = 2_000_000  # entries of layer scans kept in memory between images
@@ -48,12 +49,14 @@ SCAN_BUDGET = 2_000_000  # entries of layer scans kept in memory between images
 
 @dataclass(frozen=True)
 class Progress:
-    """How far an audit is: ``stage`` "scan" (blobs) or "analyze" (images)."""
+    """How far an audit is: ``stage`` "scan" (``done`` of ``total`` blobs, ``bytes`` of
+    ``total_bytes`` stored bytes) or "analyze" (``done`` of ``total`` images)."""
 
     stage: str
     done: int
     total: int
     bytes: int = 0
+    total_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -234,21 +237,25 @@ def _scan_layers(storage: Storage, items: list[Planned], scans: ScanTable, polic
                                                                               f"layer {digest}"))
     if not tasks:
         return
-    total, done = len(tasks), [0, 0]
+    total, total_bytes, done = len(tasks), sum(t.size for t in tasks), [0, 0]
 
     def tick(out: work.Outcome) -> None:
         done[0] += 1
         done[1] += out.task.size
         if settings.progress:
-            settings.progress(Progress("scan", done[0], total, done[1]))
+            settings.progress(Progress("scan", done[0], total, done[1], total_bytes))
 
+    if settings.progress:
+        settings.progress(Progress("scan", 0, total, 0, total_bytes))
     options = ScanOptions(settings.max_layer_size, policy, settings.jobs)
     client = work.connect(settings.scheduler) if settings.scheduler else None
     try:
         if client is not None:
             summary.workers = work.workers_of(client)
-        for out in work.scan_all(tasks, options, settings.jobs, client, tick):
-            _take(out, storage, scans, policy, summary, db, audit_id)
+        # closed however the loop ends (a Ctrl-C while a scan is kept): the scans still running end
+        with contextlib.closing(work.scan_all(tasks, options, settings.jobs, client, tick)) as outcomes:
+            for out in outcomes:
+                _take(out, storage, scans, policy, summary, db, audit_id)
     finally:
         if client is not None:
             client.close()
@@ -321,16 +328,17 @@ def _built(item: Planned, options: Options) -> tuple[Planned, Image | None, str]
 
 
 def _analyze_batch(batch: list[tuple[Planned, Image | None, str]], read_content: bool, jobs: int) -> list[ImageRecord]:
-    """Return the records of ``batch``, analyzing in ``jobs`` forked processes (they inherit the
-    images; only the records come back)."""
+    """Return the records of ``batch``, analyzing in ``jobs`` forked processes (``workers``:
+    they inherit the images, only the records come back, a Ctrl-C kills them at once)."""
     analyzable = sum(1 for _item, image, _err in batch if image is not None)
-    if jobs <= 1 or analyzable <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if jobs <= 1 or analyzable <= 1 or not can_fork():
         return [_record(b, read_content) for b in batch]
     _BATCH[:] = batch
     _CONTENT[0] = read_content
     try:
-        with multiprocessing.get_context("fork").Pool(min(jobs, analyzable)) as pool:
-            return pool.map(_record_at, range(len(batch)), chunksize=1)
+        with process_pool(min(jobs, analyzable)) as pool:
+            futures = [pool.submit(_record_at, i) for i in range(len(batch))]
+            return [f.result() for f in futures]
     finally:
         _BATCH.clear()
 
@@ -355,14 +363,16 @@ def _record(built: tuple[Planned, Image | None, str], read_content: bool) -> Ima
 def _keep(db: Database, storage: str, ref: TagRef, items: list[Planned], left_out: list[str],
           records: list[ImageRecord], policy: str, platform: str | None, audit_id: int) -> None:
     """Store the records of one tag, replacing the rows of the images they stand for, and note
-    where the tag pointed (only when every image of it could be read)."""
-    old = db.image_rows(storage, ref.repository, ref.tag)
-    drop = [row_id for row_id, _repo, _tag, _pol, row in old
-            if not platform or not row.platform or platform_matches(row.platform, platform)]
-    db.replace_images(storage, ref.repository, ref.tag, records, policy, audit_id, drop)
+    where the tag pointed (only when every image of it could be read): one transaction, so an
+    audit stopped here leaves the tag as it was or as it is now."""
     readable = (bool(records) and not any(r.row.error for r in records)) or (not records and bool(left_out))
     platforms = sorted({i.platform for i in items} | set(left_out))
-    db.put_tag(storage, ref.repository, ref.tag, ref.digest if readable else "", policy, platforms, audit_id)
+    with db.transaction():
+        old = db.image_rows(storage, ref.repository, ref.tag)
+        drop = [row_id for row_id, _repo, _tag, _pol, row in old
+                if not platform or not row.platform or platform_matches(row.platform, platform)]
+        db.replace_images(storage, ref.repository, ref.tag, records, policy, audit_id, drop)
+        db.put_tag(storage, ref.repository, ref.tag, ref.digest if readable else "", policy, platforms, audit_id)
 
 
 # ---- a directory of archives ----------------------------------------------------------------
@@ -396,8 +406,9 @@ def audit_directory(directory: str | os.PathLike, db: Database, settings: Settin
         name = os.path.relpath(os.path.realpath(source), root)
         present.add((name, ""))
         rec = dataclasses.replace(rec, repository=name)
-        old = [row_id for row_id, *_ in db.image_rows(str(root), name, "")]
-        db.replace_images(str(root), name, "", [rec], policy.key, audit_id, old)
+        with db.transaction():
+            old = [row_id for row_id, *_ in db.image_rows(str(root), name, "")]
+            db.replace_images(str(root), name, "", [rec], policy.key, audit_id, old)
     summary.forgotten = db.forget(str(root), [k for k in db.known_tags(str(root)) if k not in present])
     rows = [r.row for r in records]
     summary.tags = summary.images = len(rows)

@@ -10,18 +10,18 @@ blob (wrong digest, not a tar) is an answer, never retried. Imports no analyzer.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import CancelledError, ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import CancelledError, as_completed
 from dataclasses import dataclass
 
 from slimmer.errors import ClusterError, SlimmerError
 from slimmer.reader import blobs
 from slimmer.reader.blobs import LayerScan
 from slimmer.reader.store import ScanOptions, scan_file_range
+from slimmer.workers import can_fork, process_pool
 
 MAX_ATTEMPTS = 3  # a blob is tried on at most this many workers
 
@@ -84,17 +84,17 @@ Progress = Callable[[Outcome], None]
 
 def run_local(tasks: list[BlobTask], options: ScanOptions, jobs: int,
               done: Progress | None = None) -> Iterator[Outcome]:
-    """Scan ``tasks`` here (``jobs`` 1) or in ``jobs`` forked worker processes, largest first;
-    yield each outcome as it comes."""
+    """Scan ``tasks`` here (``jobs`` 1) or in ``jobs`` forked worker processes (``workers``:
+    a Ctrl-C kills them at once), largest first; yield each outcome as it comes."""
     order = sorted(tasks, key=lambda t: -t.size)
-    if jobs <= 1 or len(order) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if jobs <= 1 or len(order) <= 1 or not can_fork():
         for task in order:
             out = _outcome(task, scan_blob(task, options, threads=jobs > 1))
             if done:
                 done(out)
             yield out
         return
-    with ProcessPoolExecutor(max_workers=min(jobs, len(order)), mp_context=multiprocessing.get_context("fork")) as pool:
+    with process_pool(min(jobs, len(order))) as pool:
         futures = {pool.submit(scan_blob, task, options): task for task in order}
         for future in as_completed(futures):
             out = _outcome(futures[future], future.result())
@@ -170,11 +170,14 @@ def workers_of(client) -> list[str]:
 
 
 def scan_all(tasks: Iterable[BlobTask], options: ScanOptions, jobs: int, client=None,
-             done: Progress | None = None) -> Iterator[Outcome]:
-    """Scan ``tasks`` on ``client``'s Dask cluster if given, else locally with ``jobs``."""
+             done: Progress | None = None) -> Generator[Outcome, None, None]:
+    """Scan ``tasks`` on ``client``'s Dask cluster if given, else locally with ``jobs``. Close
+    the iterator (``contextlib.closing``) when not reading it to the end: that ends the scans
+    still running."""
     tasks = list(tasks)
     if not tasks:
-        return iter(())
+        return
     if client is not None:
-        return run_dask(client, tasks, options, done)
-    return run_local(tasks, options, jobs, done)
+        yield from run_dask(client, tasks, options, done)
+    else:
+        yield from run_local(tasks, options, jobs, done)

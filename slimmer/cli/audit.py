@@ -4,7 +4,6 @@ the audit database; `--report` answers from that database."""
 from __future__ import annotations
 
 import os
-import sys
 
 import click
 
@@ -18,23 +17,14 @@ from slimmer.cli.options import (
     jobs_option,
     output_option,
     show_fleet,
+    show_progress,
+    text_width,
 )
 from slimmer.errors import InputError
 from slimmer.reader.registry import find_root
 from slimmer.render import echo
-from slimmer.render.audit import fleet_table, progress_line, report_json, report_text, summary_lines
+from slimmer.render.audit import fleet_table, progress_to, report_json, report_text, summary_lines
 from slimmer.render.json import dumps, fleet_json
-
-
-def _progress():
-    if not sys.stderr.isatty():
-        return None
-
-    def show(p) -> None:
-        sys.stderr.write(progress_line(p))
-        sys.stderr.flush()
-
-    return show
 
 
 @cli.command()
@@ -87,14 +77,14 @@ def audit(path, output, as_json, jobs, repo_glob, tag_glob, platform, db_target,
     try:
         if as_report:
             return _report(db, path, repo_glob, tag_glob, by, package, category, top, as_json)
-        settings = Settings(repo_glob=repo_glob, tag_glob=tag_glob, platform=platform, read_content=not no_content,
-                            rescan=no_cache, max_layer_size=max_layer_size, jobs=jobs or default_jobs(),
-                            scheduler=scheduler, progress=_progress())
-        result = (audit_registry if is_registry(path) else audit_directory)(path, db, settings)
+        with show_progress(path) as display:
+            settings = Settings(repo_glob=repo_glob, tag_glob=tag_glob, platform=platform,
+                                read_content=not no_content, rescan=no_cache, max_layer_size=max_layer_size,
+                                jobs=jobs or default_jobs(), scheduler=scheduler,
+                                progress=progress_to(display) if display is not None else None)
+            result = (audit_registry if is_registry(path) else audit_directory)(path, db, settings)
     finally:
         db.close()
-    if settings.progress:
-        sys.stderr.write("\r\033[K")
     for line in summary_lines(result.summary):
         echo(line, err=True)
     if not result.rows:
@@ -108,7 +98,7 @@ def _report(db, path, repo_glob, tag_glob, by, package, category, top, as_json) 
     if kind == "images":
         if not items:
             raise InputError(f"the audit database {db.where} holds no image" + (f" of {path}" if path else ""))
-        echo(dumps(fleet_json(items)) if as_json else fleet_table(items))
+        echo(dumps(fleet_json(items)) if as_json else fleet_table(items, text_width()))
     else:
-        echo(report_json(kind, items) if as_json else report_text(kind, items))
+        echo(report_json(kind, items) if as_json else report_text(kind, items, text_width()))
     return 0

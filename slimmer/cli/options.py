@@ -150,10 +150,11 @@ def force_option(f):
     return click.option("--force", is_flag=True, help="Replace an output that exists (refused otherwise).")(f)
 
 
-def show_fleet(rows, as_json: bool, text: Callable | None = None) -> int:
-    """Print fleet rows (as ``text`` renders them for people; the fleet table as wide as the
-    terminal by default); name each unreadable archive on stderr; return 2 if any was, else 0."""
-    echo(dumps(fleet_json(rows)) if as_json else (text(rows) if text is not None else fleet_text(rows, text_width())))
+def show_fleet(rows, as_json: bool, text: Callable = fleet_text) -> int:
+    """Print fleet rows (as ``text(rows, width)`` renders them for people, as wide as the
+    terminal: the fleet table by default); name each unreadable archive on stderr; return 2 if
+    any was, else 0."""
+    echo(dumps(fleet_json(rows)) if as_json else text(rows, text_width()))
     errors = fleet_errors(rows)
     for line in errors:
         echo(line, err=True)

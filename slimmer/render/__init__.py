@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import unicodedata
+from collections.abc import Collection, Sequence
 
 import click
 from tabulate import tabulate
@@ -191,15 +192,27 @@ def clip_left(text: object, width: int) -> str:
 
 
 def table(rows: list[list], headers: list[str], colalign=None, width: int | None = None,
-          flex: int | None = None, left: bool = False) -> str:
+          flex: int | Sequence[int] | None = None, left: bool | Collection[int] = False) -> str:
     """Return ``rows`` as a plain text table under ``headers``; cells are shown as given. With
-    ``width`` and ``flex`` (a column index, the path or command), that column's cells are cut
-    (from the left with ``left``) so that no line is wider than ``width``."""
+    ``width`` and ``flex`` (a column index, the path or command, or several), the cells of the
+    flexible columns are cut so that no line is wider than ``width`` (never narrower than
+    ``MIN_WIDTH``): the room the other columns leave is shared out, each flexible column
+    getting what it needs up to an equal share, the widest ones the rest. ``left`` cuts from
+    the left (the end of a name is what counts): all flexible columns, or those listed."""
     if width is not None and flex is not None and rows:
-        # tabulate makes a column at least its header plus two wide
-        fixed = sum(max([cells(str(headers[i])) + 2] + [cells(str(r[i])) for r in rows])
-                    for i in range(len(headers)) if i != flex)
+        flexible = (flex,) if isinstance(flex, int) else tuple(flex)
+        from_left = set(flexible) if left is True else set(left or ())
+
+        def natural(i: int) -> int:  # tabulate makes a column at least its header plus two wide
+            return max([cells(str(headers[i])) + 2] + [cells(str(r[i])) for r in rows])
+
+        fixed = sum(natural(i) for i in range(len(headers)) if i not in flexible)
         room = max(width, MIN_WIDTH) - fixed - 2 * (len(headers) - 1)
-        room = max(room, cells(str(headers[flex])) + 2, 8)
-        rows = [[_cut(str(c), room, left) if i == flex else c for i, c in enumerate(r)] for r in rows]
+        shares = {}
+        for n, i in enumerate(sorted(flexible, key=natural)):
+            fair = room // (len(flexible) - n)
+            shares[i] = min(natural(i), max(fair, cells(str(headers[i])) + 2, 8))
+            room -= shares[i]
+        rows = [[_cut(str(c), shares[i], i in from_left) if i in shares else c for i, c in enumerate(r)]
+                for r in rows]
     return tabulate(rows, headers=headers, tablefmt="simple", colalign=colalign, disable_numparse=True)

@@ -1,18 +1,22 @@
 """Rendering of audits: the fleet table of a registry (a platform shown where a tag has
-several), what an audit did, its progress line, and the ``--report`` tables and JSON
-documents. Built on the helpers of ``slimmer.render``; knows nothing of storage or databases.
+several), what an audit did, its progress on the shared display (``render.progress``), and
+the ``--report`` tables and JSON documents. Tables fit the width they are given (the
+terminal's: ``render.terminal_width``) as every other table does, and every name from a
+storage or an image goes through ``safe``. Built on the helpers of ``slimmer.render``; knows
+nothing of storage or databases.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Callable
 
-from slimmer.render import clip, clip_left, human, safe, table
+from slimmer.render import WIDTH, clip, human, safe, table
 from slimmer.render.json import dumps
 from slimmer.render.text import fleet_text
 
-__all__ = ["fleet_table", "progress_line", "report_json", "report_text", "summary_lines"]
+__all__ = ["fleet_table", "progress_to", "report_json", "report_text", "summary_lines"]
 
 REPORT_SCHEMAS = {
     "repositories": "slimmer.audit.repositories/1",
@@ -27,12 +31,13 @@ STEPS = {"manifests": "reading tags and manifests", "scans": "scanning layers", 
 shown = safe  # names from images and storage never reach the terminal raw
 
 
-def fleet_table(rows) -> str:
-    """Return the fleet table; a tag that leads to several platforms is shown once per platform."""
+def fleet_table(rows, width: int = WIDTH) -> str:
+    """Return the fleet table, no wider than ``width``; a tag that leads to several platforms
+    is shown once per platform."""
     counts = Counter(", ".join(r.tags) for r in rows)
     shown_rows = [dataclasses.replace(r, tags=tuple(f"{t} ({r.platform})" for t in r.tags))
                   if r.platform and counts[", ".join(r.tags)] > 1 else r for r in rows]
-    return fleet_text(shown_rows)
+    return fleet_text(shown_rows, width)
 
 
 def summary_lines(s) -> list[str]:
@@ -65,11 +70,18 @@ def summary_lines(s) -> list[str]:
     return lines
 
 
-def progress_line(p) -> str:
-    """Return the one-line progress display of an audit (for a terminal)."""
-    if p.stage == "scan":
-        return f"\rslimmer: scanned {p.done}/{p.total} layer blobs ({human(p.bytes)})\033[K"
-    return f"\rslimmer: analyzed {p.done}/{p.total} images\033[K"
+PROGRESS = {"scan": ("scanning layer blobs", "blobs"), "analyze": ("analyzing images", "images")}
+
+
+def progress_to(display) -> Callable:
+    """Return the callback that shows an audit's progress (``audit.run.Progress`` records) on
+    ``display``, the shared progress display: blobs scanned of the total and their bytes,
+    then images analyzed."""
+    def show(p) -> None:
+        stage, unit = PROGRESS[p.stage]
+        display.tally(stage, p.done, p.total, unit, p.bytes, p.total_bytes)
+
+    return show
 
 
 # the keys of each --report document's rows, written out: a field changes only on purpose
@@ -88,26 +100,30 @@ def report_json(kind: str, items) -> str:
     return dumps({"schema": REPORT_SCHEMAS[kind], kind: rows})
 
 
-def report_text(kind: str, items) -> str:
-    """Return one ``--report`` table for people."""
+def report_text(kind: str, items, width: int = WIDTH) -> str:
+    """Return one ``--report`` table for people, no wider than ``width`` (names cut to fit:
+    repositories from the left, so that their last part shows)."""
     items = list(items)
     if kind == "repositories":
-        rows = [[clip_left(shown(f.repository), 40), str(f.images), str(f.failed) if f.failed else "",
+        rows = [[shown(f.repository), str(f.images), str(f.failed) if f.failed else "",
                  human(f.total_bytes), human(f.true_wasted_bytes), human(f.could_save_bytes)] for f in items]
         return table(rows, ["repository", "images", "failed", "size", "wasted", "could save"],
-                     colalign=("left", "right", "right", "right", "right", "right"))
+                     colalign=("left", "right", "right", "right", "right", "right"), width=width, flex=0, left=True)
     if kind == "layers":
-        rows = [[s.diff_id[7:19], str(s.images), str(s.repositories), human(s.size_bytes), human(s.stored_bytes),
-                 clip(shown(s.created_by) or "-", 40)] for s in items]
+        rows = [[shown(s.diff_id[7:19]), str(s.images), str(s.repositories), human(s.size_bytes),
+                 human(s.stored_bytes), clip(s.created_by, width) or "-"] for s in items]
         return table(rows, ["diff_id", "images", "repositories", "size", "stored", "created by"],
-                     colalign=("left", "right", "right", "right", "right", "left"))
+                     colalign=("left", "right", "right", "right", "right", "left"), width=width, flex=5)
     if kind == "packages":
-        rows = [[clip_left(shown(f"{h.repository}:{h.tag}" if h.tag else h.repository), 36), shown(h.platform),
-                 clip(shown(h.name), 24), clip(shown(h.version), 20), shown(h.manager), human(h.size_bytes)]
-                for h in items]
+        rows = [[_image(h), shown(h.platform), clip(h.name, width), clip(h.version, width), shown(h.manager),
+                 human(h.size_bytes)] for h in items]
         return table(rows, ["image", "platform", "package", "version", "manager", "size"],
-                     colalign=("left", "left", "left", "left", "left", "right"))
-    rows = [[clip_left(shown(f"{h.repository}:{h.tag}" if h.tag else h.repository), 36), shown(h.platform),
-             human(h.size_bytes), str(h.files), human(h.wasted_bytes)] for h in items]
-    return table(rows, ["image", "platform", shown(items[0].name) if items else "bytes", "files", "wasted"],
-                 colalign=("left", "left", "right", "right", "right"))
+                     colalign=("left", "left", "left", "left", "left", "right"), width=width, flex=(0, 1, 2, 3),
+                     left={0})
+    rows = [[_image(h), shown(h.platform), human(h.size_bytes), str(h.files), human(h.wasted_bytes)] for h in items]
+    return table(rows, ["image", "platform", clip(items[0].name, 24) if items else "bytes", "files", "wasted"],
+                 colalign=("left", "left", "right", "right", "right"), width=width, flex=(0, 1), left={0})
+
+
+def _image(h) -> str:
+    return shown(f"{h.repository}:{h.tag}" if h.tag else h.repository)

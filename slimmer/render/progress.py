@@ -4,7 +4,8 @@ known; a pipe shows the bytes so far). Drawn by rich, imported only when a displ
 (``slimmer --help`` never loads it), and erased when it stops, also on an error or a Ctrl-C.
 It appears only once a run has taken ``DELAY`` seconds, so a quick run or an early error line
 stands alone. Knows nothing of archives: the reader calls ``expect(total)`` and then the
-display with each chunk of bytes done; the analysis calls ``step(phase)``.
+display with each chunk of bytes done; the analysis calls ``step(phase)``; a run over many
+things (an audit's blobs and images) calls ``tally`` with how many of each stage are done.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Progress:
         self._phases = tuple(phases)
         self._read: Any = None
         self._analysis: Any = None
+        self._stage: tuple[str, Any] | None = None  # the stage ``tally`` shows, and its task
         self._total: int | None = None
         self._done = 0
         self._lock = threading.Lock()
@@ -83,14 +85,37 @@ class Progress:
     def _bytes(self) -> str:
         return f"{human(self._done)} of {human(self._total)}" if self._total else human(self._done)
 
-    def step(self, phase: str) -> None:
-        """The analysis begins ``phase`` (one of the phases given)."""
-        if self._analysis is None:
+    def _end_read(self) -> None:
+        if self._read is not None:
             if self._total:
                 self._live.update(self._read, completed=self._total)
             self._live.remove_task(self._read)
+            self._read = None
+
+    def step(self, phase: str) -> None:
+        """The analysis begins ``phase`` (one of the phases given)."""
+        if self._analysis is None:
+            self._end_read()
             self._analysis = self._live.add_task("analyzing", total=len(self._phases) or None, detail="")
         index = self._phases.index(phase) if phase in self._phases else 0
         self._live.update(self._analysis, completed=index, description=f"analyzing: {phase}",
                           detail=f"step {index + 1} of {len(self._phases)}" if self._phases else "")
+        self._refresh()
+
+    def tally(self, stage: str, done: int, total: int, unit: str, nbytes: int | None = None,
+              total_bytes: int | None = None) -> None:
+        """``done`` of ``total`` ``unit`` of ``stage`` are done (``stage`` such as "scanning
+        layer blobs", ``unit`` such as "blobs"), and ``nbytes`` of ``total_bytes`` bytes when
+        given: the bar then counts bytes. A new stage takes the place of what was shown."""
+        if self._stage is None or self._stage[0] != stage:
+            self._end_read()
+            if self._stage is not None:
+                self._live.remove_task(self._stage[1])
+            self._stage = (stage, self._live.add_task(clip(stage, 40), total=None, detail=""))
+        detail = f"{done} of {total} {unit}"
+        if total_bytes:
+            detail += f", {human(nbytes or 0)} of {human(total_bytes)}"
+            self._live.update(self._stage[1], total=total_bytes, completed=nbytes or 0, detail=detail)
+        else:
+            self._live.update(self._stage[1], total=total or None, completed=done, detail=detail)
         self._refresh()
