@@ -68,7 +68,7 @@ def tools(archive: Path, work: Path, slim: bool) -> dict[str, str]:
     if shutil.which("dive"):
         cmds["dive"] = f"dive --source docker-archive {a} --json {work}/dive.json"
     if slim:
-        cmds["slimmer slim"] = f"{SLIMMER} slim {a} -o {work}/slim.tar"
+        cmds["slimmer slim"] = f"{SLIMMER} slim {a} -o {work}/slim.tar --force"
         cmds["cp"] = f"cp {a} {work}/copy.tar && rm -f {work}/copy.tar"
     return cmds
 

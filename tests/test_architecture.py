@@ -86,3 +86,16 @@ def test_imports_go_down_the_layers(where, banned):
     for path in files:
         for module in _imports(path):
             assert not module.startswith(banned), f"{path.relative_to(ROOT)} imports {module}"
+
+
+def test_the_layers_block_names_every_package_and_module():
+    """Each package and module of slimmer/ has its line in the page's list of layers (a new
+    one cannot arrive without saying where it sits)."""
+    block = TEXT.split("## The layers", 1)[1].split("```")[1]
+    listed = {line.split()[0].rstrip("/") for line in block.splitlines() if line and not line.startswith(" ")}
+    present = {p.name.removesuffix(".py") for p in PACKAGE.iterdir()
+               if (p.is_dir() and any(p.glob("*.py")))
+               or (p.suffix == ".py" and not p.name.startswith("_"))}
+    listed = {name.removesuffix(".py") for name in listed}
+    assert present <= listed, sorted(present - listed)
+    assert listed <= present, sorted(listed - present)

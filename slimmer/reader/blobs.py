@@ -88,20 +88,23 @@ def decode_contents(data: bytes) -> tuple[Entries, dict[str, dict[str, Any]]]:
 
 
 def scan_layer(raw: Stream, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_SIZE,
-               size_hint: int = -1, policy: Policy | None = None, threads: bool = False) -> LayerScan:
+               size_hint: int = -1, policy: Policy | None = None, threads: bool = False,
+               pool: Executor | None = None) -> LayerScan:
     """Read a stored layer blob once; return its digests, sizes, tar entries and the facts
     ``policy`` gathered from its files.
 
     With ``threads``, blobs of BACKGROUND_HASH_MIN bytes or more (or of unknown size,
-    ``size_hint`` < 0) are hashed on threads beside the parsing."""
+    ``size_hint`` < 0) are hashed on threads beside the parsing; ``pool`` runs the policy's
+    work that lets go of the GIL (libmagic) beside both."""
     blob = BlobStream(raw, where, threads and (size_hint < 0 or size_hint >= BACKGROUND_HASH_MIN))
     try:
-        return _scan(blob, where, max_layer_size, policy)
+        return _scan(blob, where, max_layer_size, policy, pool)
     finally:
         blob.close()
 
 
-def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | None) -> LayerScan:
+def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | None,
+          pool: Executor | None = None) -> LayerScan:
     def chunks() -> Iterator:
         for chunk in blob.chunks():
             if blob.uncompressed_size > max_layer_size:
@@ -110,7 +113,7 @@ def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | No
             yield chunk
 
     return _parse(chunks(), lambda: blob.uncompressed_size, blob.compression, where, max_layer_size, policy,
-                  lambda: (blob.digest(), blob.stored_size, blob.diff_id()))
+                  lambda: (blob.digest(), blob.stored_size, blob.diff_id()), pool)
 
 
 def _parse(chunks: Iterator, total_of: Callable[[], int], compression: str, where: str, max_layer_size: int,

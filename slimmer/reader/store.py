@@ -583,7 +583,10 @@ class Prefetcher(io.RawIOBase):
         cur = self._current()
         if cur is None:
             return b""
-        data = cur[:n].tobytes()
+        if self._pos == 0 and n >= len(cur):
+            data = cast(bytes, self._buf.obj)  # the whole chunk as the pipe gave it: no copy
+        else:
+            data = cur[:n].tobytes()
         self._pos += len(data)
         return data
 
@@ -603,6 +606,8 @@ class PipeStore(Store):
         self._names: set[str] = set()
         self._kept = 0
         source: Stream = Prefetcher(stream) if options.jobs > 1 else stream
+        # libmagic beside the parsing and the hashing, as for a file (``_mapped``)
+        self._side = ThreadPoolExecutor(max_workers=1) if options.jobs > 1 else None
         try:
             for info in iter_members(cast(BinaryIO, source), where):
                 name = clean_name(info.name, where).rstrip("/")
@@ -620,12 +625,14 @@ class PipeStore(Store):
         finally:
             if isinstance(source, Prefetcher):
                 source.close()
+            if self._side is not None:
+                self._side.shutdown(wait=False, cancel_futures=True)
 
     def _take(self, name: str, size: int, f: _Prefetched, options: ScanOptions) -> None:
         head = f.peek(512)
         if compression_of(head) != "none" or (size >= 1024 and (_looks_like_tar(head) or head == bytes(512))):
             self.scans[name] = scan_layer(f, f"{self.where}: layer {name}", options.max_layer_size, size,
-                                          options.policy, options.jobs > 1)
+                                          options.policy, options.jobs > 1, self._side)
         elif size <= MAX_JSON and (_looks_like_json(head) or size <= 1024):
             self._kept += size
             if self._kept > MAX_PIPE_JSON:
