@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 from slimmer.compiled import ctar, uses_compiled
 from slimmer.errors import FormatError
-from slimmer.model import DIR, FILE, HARDLINK, KIND_CODES, SYMLINK, Columns, Entry, Image, Layer, columns
+from slimmer.model import DIR, FILE, HARDLINK, KIND_CODES, KINDS, SYMLINK, Columns, Entry, Image, Layer, columns
 
 MAX_LINKS = 40  # Linux MAXSYMLINKS
 
@@ -129,6 +129,29 @@ class MergedFS:
         """Return the final version of ``path``, or None if the merged filesystem lacks it."""
         ref = self._final.get(path)
         return None if ref is None else self._version(ref)
+
+    def final_of(self, path: str) -> tuple[int, str, int] | None:
+        """Return (layer, kind, size) of ``path``'s final version (None if it has none),
+        without making the version's record."""
+        ref = self._final.get(path)
+        if ref is None:
+            return None
+        if ref.__class__ is not int:
+            entry = ref.entry  # type: ignore[union-attr]
+            return ref.layer, entry.kind, entry.size  # type: ignore[union-attr]
+        layer, k = ref >> _SHIFT, ref & _MASK
+        cols = self._cols[layer]
+        return layer, KINDS[cols.kinds[k]], cols.sizes[k]
+
+    def kind(self, path: str) -> str | None:
+        """Return the kind of ``path``'s final version (None if it has none), without making
+        the version's record."""
+        ref = self._final.get(path)
+        if ref is None:
+            return None
+        if ref.__class__ is not int:
+            return ref.entry.kind  # type: ignore[union-attr]
+        return KINDS[self._cols[ref >> _SHIFT].kinds[ref & _MASK]]
 
     def exists(self, path: str) -> bool:
         """Return whether ``path`` exists (as an entry, or as a directory implied by one)."""

@@ -92,21 +92,21 @@ def layout(image: Image, fs: MergedFS, index: MemberIndex, keep: Iterable[str]) 
     by_source: dict[Member, list[tuple[Member, str]]] = {}
     keep = set(keep)
     for path in keep:
-        version = fs.get(path)
-        if version is None:
+        final = fs.final_of(path)  # no record made per kept path: there may be 100,000s
+        if final is None:
             continue  # a directory only implied by deeper entries: the new layer implies it too
-        member = index.final(version)
-        entry = version.entry
-        if entry.kind != HARDLINK:
+        layer, kind, size = final
+        member = index.final_member(layer, path)
+        if kind != HARDLINK:
             out.actions.setdefault(member[0], {})[member[1]] = Action(COPY, path)
-            if entry.kind == FILE:
-                out.file_bytes += entry.size
+            if kind == FILE:
+                out.file_bytes += size
             continue
         source = index.source_of(member)
         source_entry = image.layers[source[0]].entries[source[1]]
         source_path = source_entry.path
-        final = fs.get(source_path)
-        if source_path in keep and final is not None and index.final(final) == source:
+        source_final = fs.get(source_path)
+        if source_path in keep and source_final is not None and index.final(source_final) == source:
             out.actions.setdefault(member[0], {})[member[1]] = Action(LINK, path, target=source_path)
         elif source_entry.kind == SYMLINK:
             out.actions.setdefault(member[0], {})[member[1]] = Action(RELINK, path, target=source_entry.link)

@@ -10,7 +10,7 @@ the index ``slimmer.tar.restream`` hands each member over with.
 from __future__ import annotations
 
 from slimmer.layers import MergedFS, Version, hardlink_sources
-from slimmer.model import HARDLINK, Image, Layer
+from slimmer.model import HARDLINK, Image, Layer, columns
 
 Member = tuple[int, int]  # (layer index, entry index)
 
@@ -28,14 +28,19 @@ class MemberIndex:
         """Return the index of the last entry of ``layer`` named ``path``."""
         table = self._last.get(layer)
         if table is None:
-            table = self._last[layer] = {e.path: i for i, e in enumerate(self.image.layers[layer].entries)}
+            paths = columns(self.image.layers[layer]).paths  # no record made per entry
+            table = self._last[layer] = {path: i for i, path in enumerate(paths)}
         return table.get(path)
 
     def final(self, version: Version) -> Member:
         """Return the member that holds ``version`` (a final version of the merged filesystem)."""
-        index = self.last_index(version.layer, version.entry.path)
+        return self.final_member(version.layer, version.entry.path)
+
+    def final_member(self, layer: int, path: str) -> Member:
+        """Return the member that holds the final version of ``path``, which ``layer`` gives."""
+        index = self.last_index(layer, path)
         assert index is not None
-        return version.layer, index
+        return layer, index
 
     def source_of(self, member: Member) -> Member:
         """Return the member holding the bytes of ``member``: itself, or for a hard link the

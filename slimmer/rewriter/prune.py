@@ -79,12 +79,12 @@ def _dangling(fs: MergedFS, keep: set[str], dropped: set[str]) -> set[str]:
     """Return the kept symlinks that would lead into dropped paths (links to links included)."""
     gone = set(dropped)
     out: set[str] = set()
+    links = sorted(path for path in keep if fs.kind(path) == SYMLINK)
     changed = True
     while changed:
         changed = False
-        for path in keep - out:
-            version = fs.get(path)
-            if version is None or version.entry.kind != SYMLINK:
+        for path in links:
+            if path in out:
                 continue
             hit = resolve(fs, "/" + path)
             if hit is None:
