@@ -183,9 +183,14 @@ def test_names_from_archives_are_escaped_in_every_table(tmp_path, monkeypatch):
 # ---- the progress display ---------------------------------------------------------------------
 
 
+TAGS = 160
+
+
 @pytest.fixture(scope="module")
 def many(tmp_path_factory) -> Path:
-    return write_many_tags(tmp_path_factory.mktemp("many") / "storage", 60)
+    """Enough tags that an audit lasts well past the display's delay even on a fast machine
+    (60 tags took 0.9 s on a quiet one: too close to the 3 x DELAY the tests ask for)."""
+    return write_many_tags(tmp_path_factory.mktemp("many") / "storage", TAGS)
 
 
 def test_a_terminal_sees_the_progress_of_the_scans_and_the_analyses(many, tmp_path):
@@ -196,12 +201,12 @@ def test_a_terminal_sees_the_progress_of_the_scans_and_the_analyses(many, tmp_pa
                                             _env(tmp_path), stdout_tty=False)
     assert code == 0, shown
     text = shown.decode()
-    assert "scanning layer blobs" in text and "of 61 blobs, " in text and " of 61 blobs" in text
-    assert "analyzing images" in text and "of 60 images" in text
+    assert "scanning layer blobs" in text and f"of {TAGS + 1} blobs, " in text
+    assert "analyzing images" in text and f"of {TAGS} images" in text
     assert "\x1b[?25l" in text and text.rfind("\x1b[?25h") > text.rfind("\x1b[?25l")
     left = [line for line in screen_text(text.replace("\r\n", "\n")).split("\n") if line.strip()]
     assert left and all(line.startswith("slimmer: ") for line in left), left
-    assert left[0].startswith("slimmer: audited 60 images of 60 tags")
+    assert left[0].startswith(f"slimmer: audited {TAGS} images of {TAGS} tags")
     assert b"team/app000:1" in out and b"\x1b" not in out and b"scanning layer blobs" not in out
 
 
