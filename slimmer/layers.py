@@ -144,14 +144,9 @@ class MergedFS:
         return layer, KINDS[cols.kinds[k]], cols.sizes[k]
 
     def kind(self, path: str) -> str | None:
-        """Return the kind of ``path``'s final version (None if it has none), without making
-        the version's record."""
-        ref = self._final.get(path)
-        if ref is None:
-            return None
-        if ref.__class__ is not int:
-            return ref.entry.kind  # type: ignore[union-attr]
-        return KINDS[self._cols[ref >> _SHIFT].kinds[ref & _MASK]]
+        """Return the kind of ``path``'s final version (None if it has none)."""
+        final = self.final_of(path)
+        return None if final is None else final[1]
 
     def exists(self, path: str) -> bool:
         """Return whether ``path`` exists (as an entry, or as a directory implied by one)."""

@@ -27,6 +27,8 @@ import os
 import platform as host
 import posixpath
 import re
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -657,6 +659,24 @@ def write_many_tags(root: str | os.PathLike, tags: int, files: int = 24) -> Path
 
 
 # ---- checks -----------------------------------------------------------------------------
+
+def slimmer_run(*args, stdin: bytes | None = None, cache: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``slimmer ARGS`` as a process (``stdin`` fed to it, its layer cache in ``cache``)."""
+    env = dict(os.environ)
+    if cache is not None:
+        env["SLIMMER_CACHE_DIR"] = str(cache)
+    return subprocess.run([sys.executable, "-m", "slimmer", *map(str, args)], input=stdin, capture_output=True,
+                          env=env, check=False)
+
+
+def analysis_of(done: subprocess.CompletedProcess) -> dict:
+    """The `analyze --json` document a successful run printed, without ``image.source`` (the
+    one field by which a pipe's analysis may differ from the file's)."""
+    assert done.returncode == 0, done.stderr.decode()
+    doc = json.loads(done.stdout)
+    doc["image"].pop("source")
+    return doc
+
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 

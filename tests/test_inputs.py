@@ -8,35 +8,22 @@ from __future__ import annotations
 import gzip
 import json
 import lzma
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import zstandard
 
 import hostile
-from builders import File, image, layer, write
+from builders import File, analysis_of, image, layer, slimmer_run, write
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "fixtures" / "single-stage.tar"
 
 
-def _slimmer(*args, stdin: bytes | None = None, cache: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    if cache is not None:
-        env["SLIMMER_CACHE_DIR"] = str(cache)
-    return subprocess.run([sys.executable, "-m", "slimmer", *map(str, args)], input=stdin, capture_output=True,
-                          env=env, check=False)
 
 
-def _json(done: subprocess.CompletedProcess) -> dict:
-    assert done.returncode == 0, done.stderr.decode()
-    doc = json.loads(done.stdout)
-    doc["image"].pop("source")
-    return doc
 
 
 COMPRESSORS = {
@@ -50,11 +37,11 @@ COMPRESSORS = {
 def test_an_archive_compressed_as_a_whole_reads_from_a_file_and_a_pipe(tmp_path, name):
     """`docker save app | gzip > app.tar.gz` (and zstd, xz): the JSON of the plain archive,
     from the file and from a pipe, found by magic bytes whatever the name says."""
-    plain = _json(_slimmer("analyze", FIXTURE, "--json", "--no-cache"))
+    plain = analysis_of(slimmer_run("analyze", FIXTURE, "--json", "--no-cache"))
     packed = tmp_path / "image.bin"
     packed.write_bytes(COMPRESSORS[name](FIXTURE.read_bytes()))
-    assert _json(_slimmer("analyze", packed, "--json", "--no-cache")) == plain
-    assert _json(_slimmer("analyze", "-", "--json", "--no-cache", stdin=packed.read_bytes())) == plain
+    assert analysis_of(slimmer_run("analyze", packed, "--json", "--no-cache")) == plain
+    assert analysis_of(slimmer_run("analyze", "-", "--json", "--no-cache", stdin=packed.read_bytes())) == plain
 
 
 def test_a_compressed_archive_is_exported_and_slimmed_too(tmp_path):
@@ -62,11 +49,11 @@ def test_a_compressed_archive_is_exported_and_slimmed_too(tmp_path):
     packed = tmp_path / "image.tar.gz"
     packed.write_bytes(gzip.compress(FIXTURE.read_bytes(), mtime=0))
     out = tmp_path / "root.tar"
-    assert _slimmer("export", packed, out).returncode == 0
+    assert slimmer_run("export", packed, out).returncode == 0
     direct = tmp_path / "direct.tar"
-    assert _slimmer("export", FIXTURE, direct).returncode == 0
+    assert slimmer_run("export", FIXTURE, direct).returncode == 0
     assert out.read_bytes() == direct.read_bytes()
-    assert _slimmer("slim", packed, "-o", tmp_path / "slim.tar").returncode == 0
+    assert slimmer_run("slim", packed, "-o", tmp_path / "slim.tar").returncode == 0
 
 
 def test_a_truncated_compressed_archive_is_one_error(tmp_path):
@@ -75,7 +62,7 @@ def test_a_truncated_compressed_archive_is_one_error(tmp_path):
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(data[: len(data) // 2])
     for args, stdin in (((cut,), None), (("-",), cut.read_bytes())):
-        done = _slimmer("analyze", *args, stdin=stdin)
+        done = slimmer_run("analyze", *args, stdin=stdin)
         err = done.stderr.decode()
         assert done.returncode == 2 and err.count("\n") == 1 and "truncated" in err, err
 
@@ -83,18 +70,19 @@ def test_a_truncated_compressed_archive_is_one_error(tmp_path):
 def test_transport_names_read_as_skopeo_names_them(tmp_path):
     """docker-archive:FILE, docker-archive:FILE:REF, oci-archive:FILE:TAG and oci:DIR:TAG give
     the analysis of the archive itself; a tag the archive lacks is an error listing none."""
-    plain = _json(_slimmer("analyze", FIXTURE, "--json", "--no-cache"))
+    plain = analysis_of(slimmer_run("analyze", FIXTURE, "--json", "--no-cache"))
     tag = plain["image"]["tags"][0]
     for source in (f"docker-archive:{FIXTURE}", f"docker-archive:{FIXTURE}:{tag}"):
-        assert _json(_slimmer("analyze", source, "--json", "--no-cache")) == plain
+        assert analysis_of(slimmer_run("analyze", source, "--json", "--no-cache")) == plain
     spec = image(layer({"a": 10}), tag="test/app:v1")
     layout = write(spec, tmp_path / "layout", "oci-dir")
     archive = write(spec, tmp_path / "oci.tar", "oci-tar")
-    want = _json(_slimmer("analyze", layout, "--json", "--no-cache"))
-    got = _json(_slimmer("analyze", f"oci:{layout}:v1", "--json", "--no-cache"))
+    want = analysis_of(slimmer_run("analyze", layout, "--json", "--no-cache"))
+    got = analysis_of(slimmer_run("analyze", f"oci:{layout}:v1", "--json", "--no-cache"))
     assert (got["sizes"], got["layers"]) == (want["sizes"], want["layers"])
-    assert _json(_slimmer("analyze", f"oci-archive:{archive}:v1", "--json", "--no-cache"))["sizes"] == want["sizes"]
-    done = _slimmer("analyze", f"oci:{layout}:v2")
+    packed = analysis_of(slimmer_run("analyze", f"oci-archive:{archive}:v1", "--json", "--no-cache"))
+    assert packed["sizes"] == want["sizes"]
+    done = slimmer_run("analyze", f"oci:{layout}:v2")
     assert done.returncode == 2 and b"no image 'v2'" in done.stderr
 
 
@@ -102,7 +90,7 @@ def test_transport_names_read_as_skopeo_names_them(tmp_path):
 def test_a_reference_that_is_no_file_says_how_to_make_an_archive(ref):
     """A registry reference is not read from a registry (slimmer is offline): the one error line
     says how to save it first."""
-    done = _slimmer("analyze", ref)
+    done = slimmer_run("analyze", ref)
     err = done.stderr.decode()
     assert done.returncode == 2 and err.count("\n") == 1
     assert f"docker save -o image.tar {ref}" in err and "skopeo copy" in err
@@ -124,7 +112,7 @@ def test_image_names_are_matched_as_docker_normalises_them(tmp_path, stored, wan
         files.update(one)
     files["manifest.json"] = json.dumps(manifest).encode()
     archive = hostile.write_tar(files, tmp_path / "multi.tar")
-    doc = _json(_slimmer("analyze", archive, "--image", wanted, "--json", "--no-cache"))
+    doc = analysis_of(slimmer_run("analyze", archive, "--image", wanted, "--json", "--no-cache"))
     assert doc["sizes"]["total_bytes"] == 10
 
 
@@ -168,9 +156,9 @@ def test_an_oci_layout_with_artifacts_beside_the_image_reads_the_image(tmp_path)
     """Signatures, attestations and entries of unknown media types are ignored, as the
     image-spec says an unknown entry MUST be; --image naming the image works too."""
     layout = _oci_with_artifacts(tmp_path)
-    doc = _json(_slimmer("analyze", layout, "--json", "--no-cache"))
+    doc = analysis_of(slimmer_run("analyze", layout, "--json", "--no-cache"))
     assert doc["sizes"]["file_count"] == 1
-    assert _json(_slimmer("analyze", layout, "--image", "test/app:v1", "--json", "--no-cache")) == doc
+    assert analysis_of(slimmer_run("analyze", layout, "--image", "test/app:v1", "--json", "--no-cache")) == doc
 
 
 # ---- what umoci 0.4.7 insert writes -------------------------------------------------------------
@@ -186,10 +174,10 @@ def test_a_layer_umoci_insert_wrote_is_read(tmp_path):
     src = tmp_path / "f.txt"
     src.write_bytes(b"abcd")
     subprocess.run(["umoci", "insert", "--image", f"{layout}:t", str(src), "/f.txt"], check=True)
-    done = _slimmer("analyze", layout, "--json", "--no-cache")
-    doc = _json(done)
+    done = slimmer_run("analyze", layout, "--json", "--no-cache")
+    doc = analysis_of(done)
     assert doc["largest_files"][0]["path"] == "/f.txt" and doc["largest_files"][0]["size_bytes"] == 4
-    export = _slimmer("export", layout, tmp_path / "root")
+    export = slimmer_run("export", layout, tmp_path / "root")
     assert export.returncode == 0 and (tmp_path / "root" / "f.txt").read_bytes() == b"abcd"
 
 
@@ -204,10 +192,10 @@ def _layer_ending(tmp_path: Path, cut: int) -> Path:
 def test_a_layer_without_end_blocks_is_read_with_a_note_and_one_cut_inside_data_is_refused(tmp_path):
     """Members complete and the digest matching: read, and the analysis says why it is odd.
     Cut inside the last member's data (digest matching too): refused as truncated."""
-    good = _json(_slimmer("analyze", _layer_ending(tmp_path, 0), "--json", "--no-cache"))
+    good = analysis_of(slimmer_run("analyze", _layer_ending(tmp_path, 0), "--json", "--no-cache"))
     assert good["sizes"]["file_count"] == 2 and any("end-of-archive" in n for n in good["notes"])
     (tmp_path / "image.tar").unlink()
-    done = _slimmer("analyze", _layer_ending(tmp_path, -2), "--no-cache")
+    done = slimmer_run("analyze", _layer_ending(tmp_path, -2), "--no-cache")
     assert done.returncode == 2 and b"truncated" in done.stderr
 
 
@@ -215,7 +203,7 @@ def test_a_warm_cache_never_bypasses_the_layer_size_limit(tmp_path):
     """A layer the cache holds is refused past --max-layer-size exactly as a cold read refuses it."""
     archive = write(image(layer({"big": 3_000_000})), tmp_path / "img.tar", "docker-legacy")
     cache = tmp_path / "cache"
-    assert _slimmer("analyze", archive, cache=cache).returncode == 0
+    assert slimmer_run("analyze", archive, cache=cache).returncode == 0
     for extra in ((), ("--no-cache",)):
-        done = _slimmer("analyze", archive, "--max-layer-size", "1MB", *extra, cache=cache)
+        done = slimmer_run("analyze", archive, "--max-layer-size", "1MB", *extra, cache=cache)
         assert done.returncode == 2 and b"--max-layer-size" in done.stderr, extra

@@ -6,11 +6,8 @@ a lower layer gives the tree umoci's unpack gives, by export and by slim alike."
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -21,7 +18,7 @@ from slimmer.exporter import ExportOptions, export
 from slimmer.reader import open_image
 from slimmer.rewriter.slim import SlimOptions, slim
 
-from builders import File, Hardlink, image, layer, write
+from builders import File, Hardlink, analysis_of, image, layer, slimmer_run, write
 from hostile import tree_of_dir
 from test_realtools import MISSING, run, skopeo_copy, tool_archives
 
@@ -29,30 +26,19 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = sorted((ROOT / "fixtures").glob("*.tar"))
 
 
-def _slimmer(*args: str, stdin: bytes | None = None, cache: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    if cache is not None:
-        env["SLIMMER_CACHE_DIR"] = str(cache)
-    return subprocess.run([sys.executable, "-m", "slimmer", *map(str, args)], input=stdin, capture_output=True,
-                          env=env, check=False)
 
 
-def _analysis(done: subprocess.CompletedProcess) -> dict:
-    assert done.returncode == 0, done.stderr.decode()
-    doc = json.loads(done.stdout)
-    doc["image"].pop("source")
-    return doc
 
 
 def assert_pipe_equals_file(archive: Path, tmp_path: Path) -> dict:
     """``analyze - --json`` from a pipe equals ``analyze FILE --json`` but for image.source,
     cold (--no-cache) and with the file's layers cached; return the analysis."""
-    from_file = _analysis(_slimmer("analyze", archive, "--json", "--no-cache"))
-    piped = _analysis(_slimmer("analyze", "-", "--json", "--no-cache", stdin=archive.read_bytes()))
+    from_file = analysis_of(slimmer_run("analyze", archive, "--json", "--no-cache"))
+    piped = analysis_of(slimmer_run("analyze", "-", "--json", "--no-cache", stdin=archive.read_bytes()))
     assert piped == from_file
     cache = tmp_path / "cache"
-    _slimmer("analyze", archive, "--json", cache=cache)
-    warm = _analysis(_slimmer("analyze", archive, "--json", cache=cache))
+    slimmer_run("analyze", archive, "--json", cache=cache)
+    warm = analysis_of(slimmer_run("analyze", archive, "--json", cache=cache))
     assert warm == from_file
     assert not any("re-read" in note for note in from_file["notes"])
     return from_file
@@ -175,7 +161,7 @@ def test_a_blob_that_no_longer_matches_is_a_digest_error_naming_the_layer(tmp_pa
     out.mkdir()
     args = {"diff": ("diff", good, bad), "slim": ("slim", bad, "-o", out / "s.tar"),
             "export": ("export", bad, out / "root"), "analyze": ("analyze", bad)}[command]
-    done = _slimmer(*args, "--no-cache")
+    done = slimmer_run(*args, "--no-cache")
     err = done.stderr.decode()
     assert done.returncode == 2 and err.count("\n") == 1 and err.startswith("slimmer: error: ")
     assert "layer 1" in err and "diff_id" in err

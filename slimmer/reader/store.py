@@ -14,6 +14,7 @@ everything runs in the calling thread.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -197,9 +198,6 @@ def _parallel(names: list[str], sizes: list[int], work: Callable[[str, bool], La
     """Scan ``names`` as ``options.jobs`` allows: in this thread, on threads, or (large
     archives) in forked processes, the largest blob first."""
     progress = options.progress
-    expect = getattr(progress, "expect", None)  # a display that can show a total
-    if expect is not None:
-        expect(sum(sizes))
     workers = min(options.jobs, len(names))
     if workers <= 1:
         out = []
@@ -237,9 +235,6 @@ def _mapped(names: list[str], sizes: list[int], work: Callable[[str, bool], Laye
     streaming scan on those threads. Nothing is hashed twice, nothing not needed is read.
     With ``options.defer`` the scans come back as soon as the parsing is done, each with the
     digest it waits for (``LayerScan.pending``)."""
-    expect = getattr(options.progress, "expect", None)  # a display that can show a total
-    if expect is not None:
-        expect(sum(sizes))
     order = sorted(range(len(names)), key=lambda i: -sizes[i])
     where = {i: ranges(names[i]) for i in order}
     threads = options.jobs > 1
@@ -315,7 +310,11 @@ def _close_blob(blob: Mapped, _future) -> None:
 
 def _scan_files(names: list[str], sizes: list[int], work: Callable[[str, bool], LayerScan],
                 ranges: Callable[[str], tuple[str, int, int, str]], options: ScanOptions) -> list[LayerScan]:
-    """Scan blobs of files on disk: mapped with the compiled scanner, else as ``_parallel`` does."""
+    """Scan blobs of files on disk: mapped with the compiled scanner, else as ``_parallel`` does
+    (a progress display that can show a total is told it first)."""
+    expect = getattr(options.progress, "expect", None)
+    if expect is not None:
+        expect(sum(sizes))
     if uses_compiled():
         return _mapped(names, sizes, work, ranges, options)
     return _parallel(names, sizes, work, ranges, options)
@@ -606,8 +605,12 @@ class PipeStore(Store):
         self._names: set[str] = set()
         self._kept = 0
         source: Stream = Prefetcher(stream) if options.jobs > 1 else stream
-        # libmagic beside the parsing and the hashing, as for a file (``_mapped``)
-        self._side = ThreadPoolExecutor(max_workers=1) if options.jobs > 1 else None
+        with contextlib.ExitStack() as stack:
+            # libmagic beside the parsing and the hashing, as for a file (``_mapped``)
+            self._side = stack.enter_context(thread_pool(1)) if options.jobs > 1 else None
+            self._read(source, where, options)
+
+    def _read(self, source: Stream, where: str, options: ScanOptions) -> None:
         try:
             for info in iter_members(cast(BinaryIO, source), where):
                 name = clean_name(info.name, where).rstrip("/")
@@ -625,8 +628,6 @@ class PipeStore(Store):
         finally:
             if isinstance(source, Prefetcher):
                 source.close()
-            if self._side is not None:
-                self._side.shutdown(wait=False, cancel_futures=True)
 
     def _take(self, name: str, size: int, f: _Prefetched, options: ScanOptions) -> None:
         head = f.peek(512)

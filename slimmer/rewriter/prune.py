@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from slimmer.analyzer import categories
 from slimmer.layers import MergedFS
 from slimmer.model import FILE, SYMLINK, Entry
-from slimmer.rewriter.closure import Closure, Reason
+from slimmer.rewriter.closure import Closure, Reason, tree_holding
 from slimmer.rewriter.lookup import resolve
 from slimmer.rewriter.plan import (
     PRUNE,
@@ -89,17 +89,8 @@ def _dangling(fs: MergedFS, keep: set[str], dropped: set[str]) -> set[str]:
             hit = resolve(fs, "/" + path)
             if hit is None:
                 continue  # dangling already: not ours to judge
-            if hit.path in gone or any(link in gone for link in hit.links) or _under(hit.path, gone):
+            if hit.path in gone or any(link in gone for link in hit.links) or tree_holding(hit.path, gone) is not None:
                 out.add(path)
                 gone.add(path)
                 changed = True
     return out
-
-
-def _under(path: str, gone: set[str]) -> bool:
-    parent = path.rpartition("/")[0]
-    while parent:
-        if parent in gone:
-            return True
-        parent = parent.rpartition("/")[0]
-    return False
