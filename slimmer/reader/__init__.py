@@ -159,6 +159,11 @@ class _Peekable(io.RawIOBase):
             self._head += more
         return self._head
 
+    def detach_head(self) -> bytes:
+        """Return the bytes peeked at and forget them: the descriptor is read from here on."""
+        head, self._head = self._head, b""
+        return head
+
     def fileno(self) -> int:
         if self._head:
             raise io.UnsupportedOperation("bytes already taken from the descriptor")

@@ -34,7 +34,7 @@ from slimmer.compiled import uses_compiled
 from slimmer.errors import FormatError, InputError, LimitError, TruncatedError
 from slimmer.model import Stream, normalize_path
 from slimmer.reader import blobs
-from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, Mapped, scan_layer, scan_mapped
+from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, Mapped, scan_layer, scan_mapped, settled
 from slimmer.tar.codec import CHUNK, compression_of, open_outer
 from slimmer.tar.collect import Policy
 from slimmer.tar.outer import Member, iter_members
@@ -261,13 +261,15 @@ def _mapped(names: list[str], sizes: list[int], work: Callable[[str, bool], Laye
                 if pool is None:
                     scans[i] = work(names[i], False)
                 continue
-            scans[i] = scan_mapped(blob, where[i][3], options.max_layer_size, options.policy, side)
+            scans[i] = scan_mapped(blob, where[i][3], options.max_layer_size, options.policy, side, settle_later=True)
             if pool is None:
                 digest = blob.digest()
                 scans[i] = dataclasses.replace(scans[i], digest=digest, diff_id=digest)
             blob.close()
             parsed[i] = None
         for i in order:
+            if i in scans:
+                scans[i] = settled(scans[i])  # libmagic's work, waited for once every layer is parsed
             if i in hashed:
                 future = futures[i]
                 if options.defer:
@@ -524,20 +526,43 @@ class Prefetcher(io.RawIOBase):
         self._thread.start()
 
     def _pump(self, raw: Stream) -> None:
+        # the bytes a caller peeked at go first; then nothing is buffered: read the descriptor
+        detach = getattr(raw, "detach_head", None)  # reader._Peekable
+        head: bytes = detach() if detach is not None else b""
         try:
-            # nothing has been read from it yet, so its buffer is empty: read the descriptor
             fd: int | None = raw.fileno()  # type: ignore[attr-defined]
         except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
             fd = None
         try:
             while not self._stop:
-                data = os.read(fd, CHUNK) if fd is not None else raw.read(CHUNK)
+                data = self._fill(raw, fd, head)
+                head = b""
                 self._put(data)
                 if not data:
                     return
         except BaseException as err:  # noqa: BLE001 -- handed to the reading thread, raised there
             self._error = err
             self._put(b"")
+
+    @staticmethod
+    def _fill(raw: Stream, fd: int | None, head: bytes) -> bytes:
+        """Read a whole CHUNK (less only at the end): a pipe gives what its writer wrote last
+        (``cat`` writes 128 KiB at a time), and each chunk handed on costs the readers the same
+        whatever its size. The bytes are read into the chunk where it lies, not copied again."""
+        if fd is None:
+            return head + raw.read(CHUNK) if head else raw.read(CHUNK)
+        buf = bytearray(CHUNK)
+        got = len(head)
+        buf[:got] = head
+        with memoryview(buf) as view:
+            while got < CHUNK:
+                n = os.readv(fd, [view[got:]])
+                if not n:
+                    break
+                got += n
+        if got < CHUNK:
+            del buf[got:]
+        return cast(bytes, buf)  # a bytearray: read like bytes by everything downstream
 
     def _put(self, data: bytes) -> None:
         while not self._stop:
@@ -609,6 +634,9 @@ class PipeStore(Store):
             # libmagic beside the parsing and the hashing, as for a file (``_mapped``)
             self._side = stack.enter_context(thread_pool(1)) if options.jobs > 1 else None
             self._read(source, where, options)
+            # the libmagic work of each layer is waited for once the whole archive is read, so
+            # reading (and hashing) the next layer never waited for it
+            self.scans = {name: settled(scan) for name, scan in self.scans.items()}
 
     def _read(self, source: Stream, where: str, options: ScanOptions) -> None:
         try:
@@ -633,7 +661,7 @@ class PipeStore(Store):
         head = f.peek(512)
         if compression_of(head) != "none" or (size >= 1024 and (_looks_like_tar(head) or head == bytes(512))):
             self.scans[name] = scan_layer(f, f"{self.where}: layer {name}", options.max_layer_size, size,
-                                          options.policy, options.jobs > 1, self._side)
+                                          options.policy, options.jobs > 1, self._side, settle_later=True)
         elif size <= MAX_JSON and (_looks_like_json(head) or size <= 1024):
             self._kept += size
             if self._kept > MAX_PIPE_JSON:
