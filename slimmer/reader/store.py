@@ -37,7 +37,7 @@ from slimmer.reader import blobs
 from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, Mapped, scan_layer, scan_mapped, settled
 from slimmer.tar.codec import CHUNK, compression_of, open_outer
 from slimmer.tar.collect import Policy
-from slimmer.tar.outer import Member, iter_members
+from slimmer.tar.outer import Member, MemberReader, iter_members
 from slimmer.workers import can_fork, process_pool, thread_pool
 
 MAX_PIPE_JSON = 256 << 20  # JSON-looking small members a piped archive may hold, in all
@@ -754,38 +754,9 @@ class CompressedStore(PipeStore):
                     stream.close()
                     raise TruncatedError(f"{where}: the archive ends before the layer")
                 left -= skipped
-            return _Bounded(stream, size, where)
+            return MemberReader(stream, size, where, owned=True)
 
         return open_blob
-
-
-class _Bounded(io.RawIOBase):
-    """The next ``size`` bytes of a stream, which it closes with itself."""
-
-    def __init__(self, stream: Stream, size: int, where: str):
-        self._stream, self._left, self._where = stream, size, where
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int | None = -1) -> bytes:
-        n = self._left if n is None or n < 0 else min(n, self._left)
-        if n <= 0:
-            return b""
-        data = self._stream.read(n)
-        if not data:
-            raise TruncatedError(f"{self._where}: archive ends inside a member")
-        self._left -= len(data)
-        return data
-
-    def readinto(self, buf) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._stream.close()
-        super().close()
 
 
 class _Prefetched:

@@ -43,13 +43,15 @@ class Member(NamedTuple):
 
 
 class MemberReader:
-    """Reads at most ``size`` bytes of the stream: one member's data."""
+    """Reads at most ``size`` bytes of the stream: one member's data. With ``owned`` it is the
+    stream's only reader and closes it with itself (a layer re-read from a compressed archive)."""
 
-    def __init__(self, stream: BinaryIO, size: int, where: str, end: int | None = None):
+    def __init__(self, stream: BinaryIO, size: int, where: str, end: int | None = None, owned: bool = False):
         self._stream = stream
         self.left = size
         self._where = where
         self._end = end  # the archive's size when it is a file: data is skipped by seeking
+        self._owned = owned
 
     def read(self, n: int = -1) -> bytes:
         """Return up to ``n`` bytes (fewer at a chunk boundary); all that is left if ``n`` < 0."""
@@ -65,6 +67,18 @@ class MemberReader:
             raise TruncatedError(f"{self._where}: archive is truncated")
         self.left -= len(data)
         return data
+
+    def readinto(self, buf) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self._owned:
+            self._stream.close()
 
     def skip(self) -> None:
         if self._end is not None and self.left:
