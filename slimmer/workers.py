@@ -192,9 +192,10 @@ def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
 
 
 @contextlib.contextmanager
-def thread_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
+def thread_pool(workers: int, wait: bool = True) -> Iterator[ThreadPoolExecutor]:
     """Yield a pool of ``workers`` threads whose queued work is dropped, not waited for, when
-    the block raises."""
+    the block raises. When it ends, the work still running is waited for, unless ``wait`` is
+    false: then it goes on, and its futures say when it is done."""
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(max_workers=workers)
@@ -203,4 +204,4 @@ def thread_pool(workers: int) -> Iterator[ThreadPoolExecutor]:
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
-    pool.shutdown(wait=True)
+    pool.shutdown(wait=wait)

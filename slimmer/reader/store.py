@@ -26,7 +26,6 @@ import stat
 import tarfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -240,67 +239,60 @@ def _mapped(names: list[str], sizes: list[int], work: Callable[[str, bool], Laye
     threads = options.jobs > 1
     parsed: dict[int, Mapped | None] = {}
     hashed: dict[int, Mapped] = {}  # a mapping of its own for each hashing thread: a shared one is slower
-    pool = ThreadPoolExecutor(max_workers=options.jobs) if threads else None
-    side = ThreadPoolExecutor(max_workers=1) if threads else None  # libmagic, beside the hashing
     futures: dict = {}  # i -> the future of its digest (mapped) or of its whole scan (streamed)
     try:
-        for i in order:
-            path, offset, size, _where = where[i]
-            parsed[i] = Mapped.open(path, offset, size)
-            if pool is not None:
-                other = Mapped.open(path, offset, size) if parsed[i] is not None else None
-                if other is not None:
-                    hashed[i] = other
-                    futures[i] = pool.submit(other.digest)
-                else:
-                    futures[i] = pool.submit(work, names[i], True)
-        scans: dict[int, LayerScan] = {}
-        for i in order:
-            blob = parsed[i]
-            if blob is None:
+        with contextlib.ExitStack() as stack:
+            # with ``defer`` the hashing goes on after the parsing: each scan's future says when
+            pool = stack.enter_context(thread_pool(options.jobs, wait=not options.defer)) if threads else None
+            side = stack.enter_context(thread_pool(1)) if threads else None  # libmagic, beside the hashing
+            for i in order:
+                path, offset, size, _where = where[i]
+                parsed[i] = Mapped.open(path, offset, size)
+                if pool is not None:
+                    other = Mapped.open(path, offset, size) if parsed[i] is not None else None
+                    if other is not None:
+                        hashed[i] = other
+                        futures[i] = pool.submit(other.digest)
+                    else:
+                        futures[i] = pool.submit(work, names[i], True)
+            scans: dict[int, LayerScan] = {}
+            for i in order:
+                blob = parsed[i]
+                if blob is None:
+                    if pool is None:
+                        scans[i] = work(names[i], False)
+                    continue
+                scans[i] = scan_mapped(blob, where[i][3], options.max_layer_size, options.policy, side,
+                                       settle_later=True)
                 if pool is None:
-                    scans[i] = work(names[i], False)
-                continue
-            scans[i] = scan_mapped(blob, where[i][3], options.max_layer_size, options.policy, side, settle_later=True)
-            if pool is None:
-                digest = blob.digest()
-                scans[i] = dataclasses.replace(scans[i], digest=digest, diff_id=digest)
-            blob.close()
-            parsed[i] = None
-        for i in order:
-            if i in scans:
-                scans[i] = settled(scans[i])  # libmagic's work, waited for once every layer is parsed
-            if i in hashed:
-                future = futures[i]
-                if options.defer:
-                    future.add_done_callback(functools.partial(_close_blob, hashed.pop(i)))
-                    scans[i] = dataclasses.replace(scans[i], pending=future.result)
-                else:
-                    digest = future.result()
+                    digest = blob.digest()
                     scans[i] = dataclasses.replace(scans[i], digest=digest, diff_id=digest)
-            elif i in futures:
-                scans[i] = futures[i].result()
-            if options.progress:
-                options.progress(sizes[i])
-        if pool is not None and options.defer:
-            pool.shutdown(wait=False)  # the hashing goes on: each scan's future says when it is done
-            pool = None
+                blob.close()
+                parsed[i] = None
+            for i in order:
+                if i in scans:
+                    scans[i] = settled(scans[i])  # libmagic's work, waited for once every layer is parsed
+                if i in hashed:
+                    future = futures[i]
+                    if options.defer:
+                        future.add_done_callback(functools.partial(_close_blob, hashed.pop(i)))
+                        scans[i] = dataclasses.replace(scans[i], pending=future.result)
+                    else:
+                        digest = future.result()
+                        scans[i] = dataclasses.replace(scans[i], digest=digest, diff_id=digest)
+                elif i in futures:
+                    scans[i] = futures[i].result()
+                if options.progress:
+                    options.progress(sizes[i])
         return [scans[i] for i in range(len(names))]
     except BaseException:
-        # an error or a Ctrl-C: queued work is dropped and a running hash is not waited for;
-        # the mappings are left to the process's end (closing one under a running hash would
-        # pull the memory from under it)
-        for executor in (pool, side):
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
-        pool = side = None
+        # an error or a Ctrl-C: the pools dropped their queued work and did not wait for a
+        # running hash; the mappings are left to the process's end (closing one under a
+        # running hash would pull the memory from under it)
         hashed.clear()
         parsed.clear()
         raise
     finally:
-        for executor in (pool, side):
-            if executor is not None:
-                executor.shutdown(wait=True)
         for blob in [*parsed.values(), *hashed.values()]:
             if blob is not None:
                 blob.close()
