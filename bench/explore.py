@@ -36,6 +36,8 @@ sys.path.insert(0, str(HERE))
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 POLL = 0.01
 
+import timing
+
 
 class Window:
     """An 80x24 window of a private tmux server."""
@@ -75,14 +77,7 @@ class Window:
 def timed_analyze(archive: Path, cache: bool) -> tuple[float, int]:
     """Return (wall seconds, peak RSS in KiB) of `slimmer analyze --json`."""
     flag = "" if cache else "--no-cache"
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
-        cmd = f"{sys.executable} -m slimmer analyze {flag} {archive} --json > /dev/null"
-        proc = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tf.name, "bash", "-c", cmd], env=ENV,
-                              stderr=subprocess.PIPE, text=True, check=False)
-        if proc.returncode != 0:
-            raise SystemExit(f"analyze failed: {proc.stderr[-2000:]}")
-        wall, rss = tf.read().split()[-2:]
-    return float(wall), int(rss)
+    return timing.timed(f"{sys.executable} -m slimmer analyze {flag} {archive} --json > /dev/null", ENV)
 
 
 def layers_of(archive: Path) -> dict:

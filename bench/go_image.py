@@ -20,16 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from slim_go import (
-    BASE_EXTRA,
-    BASE_PACKAGES,
-    GO_PACKAGES,
-    LayerWriter,
-    build_go,
-    model_layer,
-    package_files,
-    write_image,
-)
+from slim_go import build_go, single_stage_layers, write_image
 
 OUT = HERE / "out"
 FLAGS = ((), ("-gcflags=all=-N -l",), ("-trimpath",))
@@ -50,24 +41,8 @@ def build(out: Path) -> Path:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     src, _small = build_go(work)
-    cache = build_cache(work)
-    base = LayerWriter(work / "l0-base.tar")
-    for path in package_files(BASE_PACKAGES) + list(BASE_EXTRA):
-        if os.path.lexists(path):
-            base.add_host(path)
-    base.close()
-    toolchain = LayerWriter(work / "l1-go.tar")
-    for path in package_files(GO_PACKAGES):
-        toolchain.add_host(path)
-    toolchain.close()
-    app = LayerWriter(work / "l2-app.tar")
-    app.add_tree(str(src), "src")
-    app.add_tree(str(cache), "root/.cache/go-build")
-    app.add_host(str(work / "hello"), "app/hello")
-    app.close()
-    layers = [model_layer(work / "l0-base.tar", "ADD debian-base.tar /"),
-              model_layer(work / "l1-go.tar", "RUN apt-get install -y golang-go"),
-              model_layer(work / "l2-app.tar", "COPY . /src && RUN go build ./... && go build -o /app/hello")]
+    layers = single_stage_layers(work, src, build_cache(work),
+                                 "COPY . /src && RUN go build ./... && go build -o /app/hello", tmp=False)
     write_image(layers, out, "bench/hello:single-large", "/src")
     shutil.rmtree(work, ignore_errors=True)
     return out

@@ -23,6 +23,7 @@ import base64
 import gzip
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -40,18 +41,14 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 SEARCHES = ("m00946", "*.go", "*.js", "node_modules/")  # one file, thousands, most of the image
 
+import timing
+
 from slimmer.render.html import DATA_ID, decode_data
 
 
 def timed(args: list[str]) -> tuple[float, int]:
     """Run slimmer with ``args``; return (wall seconds, peak RSS in KiB)."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
-        proc = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tf.name, sys.executable, "-m", "slimmer", *args],
-                              env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
-        if proc.returncode != 0:
-            raise SystemExit(f"slimmer {' '.join(args)} failed: {proc.stderr[-2000:]}")
-        wall, rss = tf.read().split()[-2:]
-    return float(wall), int(rss)
+    return timing.timed(shlex.join([sys.executable, "-m", "slimmer", *args]), ENV)
 
 
 MARKS = "() => Object.fromEntries(performance.getEntriesByType('mark').map(m => [m.name, m.startTime]))"

@@ -35,6 +35,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 sys.path.insert(0, str(HERE))
+from timing import timed
+
 SLIMMER = f"PYTHONPATH={HERE.parent} {sys.executable} -m slimmer"
 
 # issue 15's targets: (ratio name, kind of archive, the most it may be)
@@ -44,17 +46,6 @@ TARGETS = (
     ("slimmer cold/dive time", "few", 0.9), ("slimmer/dive peak RSS", "few", 1.0),
     ("slimmer warm/dive time", "many", 0.3), ("slimmer warm/dive time", "few", 0.3),
 )
-
-
-def timed(cmd: str) -> tuple[float, int]:
-    """Run ``cmd`` in a shell; return (wall seconds, peak RSS in KiB)."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
-        proc = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tf.name, "bash", "-c", cmd],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"benchmark command failed ({proc.returncode}): {cmd}\n{proc.stderr[-2000:]}")
-        wall, rss = tf.read().split()[-2:]
-    return float(wall), int(rss)
 
 
 def tools(archive: Path, work: Path, slim: bool) -> dict[str, str]:

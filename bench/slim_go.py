@@ -176,13 +176,16 @@ def build_go(work: Path) -> tuple[Path, Path]:
     return src, cache
 
 
-def build_images(work: Path) -> dict[str, Path]:
-    src, cache = build_go(work)
+def single_stage_layers(work: Path, src: Path, cache: Path, build_step: str, tmp: bool = True) -> list[Layer]:
+    """The three layers of a single-stage Go build: a small Debian base (with /tmp when
+    ``tmp``), the Go toolchain (every file of the golang packages), and the sources, the build
+    cache ``cache`` as /root/.cache/go-build and the built work/hello as /app/hello."""
     base = LayerWriter(work / "l0-base.tar")
     for path in package_files(BASE_PACKAGES) + list(BASE_EXTRA):
         if os.path.lexists(path):
             base.add_host(path)
-    base.add_host("/tmp", "tmp")
+    if tmp:
+        base.add_host("/tmp", "tmp")
     base.close()
     toolchain = LayerWriter(work / "l1-go.tar")
     for path in package_files(GO_PACKAGES):
@@ -193,9 +196,14 @@ def build_images(work: Path) -> dict[str, Path]:
     app.add_tree(str(cache), "root/.cache/go-build")
     app.add_host(str(work / "hello"), "app/hello")
     app.close()
-    single = [model_layer(work / "l0-base.tar", "ADD debian-base.tar /"),
-              model_layer(work / "l1-go.tar", "RUN apt-get install -y golang-go"),
-              model_layer(work / "l2-app.tar", "COPY . /src && RUN go build -o /app/hello")]
+    return [model_layer(work / "l0-base.tar", "ADD debian-base.tar /"),
+            model_layer(work / "l1-go.tar", "RUN apt-get install -y golang-go"),
+            model_layer(work / "l2-app.tar", build_step)]
+
+
+def build_images(work: Path) -> dict[str, Path]:
+    src, cache = build_go(work)
+    single = single_stage_layers(work, src, cache, "COPY . /src && RUN go build -o /app/hello")
     binary = LayerWriter(work / "m-bin.tar")
     binary.add_host(str(work / "hello"), "app/hello")
     binary.close()
