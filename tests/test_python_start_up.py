@@ -275,3 +275,16 @@ def test_frozen_modules_are_followed_but_not_kept(version, files, argv, env, gon
 def test_frozen_modules_option(options, expected):
     """-X frozen_modules is read as CPython reads it."""
     assert frozen_modules_option(options) is expected
+
+
+def test_empty_modules_are_not_read_again():
+    """An empty ``__init__.py`` (the scan probes no empty file) imports and names nothing: the
+    closure learns that without streaming its layer a second time."""
+    spec = built({"app/main.py": b"import pkg.sub\n", "app/pkg/__init__.py": b"", "app/pkg/sub.py": b"import json\n"},
+                 ["python3", "/app/main.py"])
+    img = to_model(spec)
+    fs = merge(img)
+    contents = Contents(img, fs, Path(tempfile.mkdtemp()))
+    closure = entrypoint_closure(img, fs, contents)
+    assert closure.covers("app/pkg/sub.py") and closure.covers(f"{STD}/json/decoder.py")
+    assert contents.layer_passes == 1  # the facts of the one layer, gathered once

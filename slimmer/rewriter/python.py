@@ -251,10 +251,11 @@ class PythonClosure:
                 hit = resolve(self.fs, "/" + posixpath.join(d, "os.py"))
                 if hit is not None:  # and its prefix by this file, whether os is frozen or not
                     self.w.keep(hit, "the landmark of the interpreter's prefix (lib/pythonX.Y/os.py)")
-        for name in START_UP:
-            self.module(name, "imported by the interpreter at start-up")
+        self.module("encodings", "imported by the interpreter at start-up")  # first, as the interpreter does
         for name, why in self._start_up_codecs():
             self._codec(name, why)
+        for name in START_UP:
+            self.module(name, "imported by the interpreter at start-up")
 
     def _start_up_codecs(self) -> list[tuple[str, str]]:
         """Return the codecs start-up looks up: UTF-8 (the file system encoding of the C and
