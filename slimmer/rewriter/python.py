@@ -198,8 +198,8 @@ class PythonClosure:
     def frozen(self) -> frozenset[str]:
         """Return the modules the interpreter runs frozen, so never reads from files."""
         m = re.fullmatch(r"(\d+)\.(\d+)", self.version)
-        if m is None:
-            return frozenset()
+        if m is None or posixpath.basename(self.real).startswith("pypy"):
+            return frozenset()  # the tables are CPython's
         version = (int(m.group(1)), int(m.group(2)))
         names = {name for major, minor, name in FROZEN_BOOTSTRAP if version >= (major, minor)}
         major, minor, stdlib = FROZEN_STDLIB
