@@ -156,7 +156,7 @@ def test_interpreted_runtimes_keep_modules_with_reasons(tmp_path):
     assert "app" in closure.trees and "usr/lib/python3.11" not in closure.trees
     why = {r.path: r.why for r in closure.reasons}
     assert why["usr/lib/python3.11/ssl.py"] == "imported by /app/helper.py"
-    assert why["usr/lib/python3.11/os.py"] == "imported by the interpreter at start-up"
+    assert why["usr/lib/python3.11/os.py"] == "the landmark of the interpreter's prefix (lib/pythonX.Y/os.py)"
     assert why["app/"] == "the application directory of the python program"
     assert closure.interpreted
 

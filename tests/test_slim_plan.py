@@ -108,10 +108,11 @@ def test_an_existing_nonroot_user_is_left_alone():
 def test_distroless_drops_removable_files_inside_kept_trees():
     """A runtime tree kept whole still loses its tests and caches."""
     files = {"usr/bin/python3.11": ELF, "usr/lib/python3.11/os.py": 100, "usr/lib/python3.11/test/test_os.py": 9_000,
-             "usr/lib/python3.11/__pycache__/os.cpython-311.pyc": 300, "app/main.py": b"print(1)\n"}
+             "usr/lib/python3.11/sitecustomize.py": b"",
+             "usr/lib/python3.11/__pycache__/sitecustomize.cpython-311.pyc": 300, "app/main.py": b"print(1)\n"}
     result = plan(files, mode="distroless", entrypoint=("python3.11", "/app/main.py"))
-    assert {"usr/lib/python3.11/os.py", "usr/lib/python3.11/__pycache__/os.cpython-311.pyc", "app/main.py"} <= \
-        result.plan.keep
+    assert {"usr/lib/python3.11/os.py", "usr/lib/python3.11/__pycache__/sitecustomize.cpython-311.pyc",
+            "app/main.py"} <= result.plan.keep
     assert "usr/lib/python3.11/test/test_os.py" not in result.plan.keep
 
 

@@ -19,6 +19,7 @@ the model, ``slimmer.layers`` and rewriter modules only.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
@@ -256,7 +257,7 @@ class _Walker:
                     self.look(hit.path, "script-of:" + kind)
                     if runtime:
                         self.app_dir(posixpath.dirname(hit.path), runtime.name)
-                        self.program_of(runtime.name, called, found.path, "script", hit.path)
+                        self.program_of(runtime.name, called, found.path, "script", hit.path, args[:i])
                 else:
                     self.keep(hit, f"a file named on the command line ({arg})")
             if not arg.startswith("-") and "/" not in arg and not runtime:
@@ -266,16 +267,19 @@ class _Walker:
                 if flag in args and args.index(flag) + 1 < len(args):
                     if flag == "-m":
                         self.app_dir(self.cwd, runtime.name)
-                    self.program_of("python", called, found.path, how, args[args.index(flag) + 1])
+                    self.program_of("python", called, found.path, how, args[args.index(flag) + 1],
+                                    args[:args.index(flag)])
                     break
 
-    def program_of(self, runtime: str, called: str, real: str, how: str, what: str) -> None:
-        """Queue a program for the import closure of its interpreter."""
+    def program_of(self, runtime: str, called: str, real: str, how: str, what: str,
+                   options: Sequence[str] = ()) -> None:
+        """Queue a program for the import closure of its interpreter (run with ``options``)."""
         closure: object
         if runtime == "python":
             if real not in self.pythons:
                 self.pythons[real] = PythonClosure(self, called, real)
             closure = self.pythons[real]
+            self.pythons[real].options(options)
         elif runtime == "node":
             if real not in self.nodes:
                 self.nodes[real] = NodeClosure(self, called, real)
@@ -390,7 +394,7 @@ class _Walker:
             if runtime:
                 self.runtime(called, hit[1].path, runtime)
                 self.app_dir(posixpath.dirname(path), runtime.name)
-                self.program_of(runtime.name, called, hit[1].path, "script", path)
+                self.program_of(runtime.name, called, hit[1].path, "script", path, words[1:])
             elif shell.is_shell(called) or shell.is_shell(hit[1].path):
                 self.script_text(self.contents.text(path), "/" + path)
             return

@@ -159,6 +159,29 @@ class Contents:
         """Return the import facts of Python file ``path`` (``slimmer.rewriter.imports``)."""
         return self._source(path, kinds.PY)
 
+    def codecs(self, path: str) -> imports.Codecs:
+        """Return (the codec names Python file ``path`` gives with literals, whether it
+        computes one)."""
+        value = self.fact(path, kinds.CODECS)
+        if isinstance(value, (tuple, list)):
+            return value[0], value[1]
+        if value is None and isinstance(self.fact(path, kinds.PY), (tuple, list)):
+            return (), False  # probed, and it names none (the policy records no empty fact)
+        if not self.has(path) or not 0 < self.size(path) <= kinds.SOURCE_BYTES:
+            return (), False
+        with self._open(path) as f:
+            return imports.codec_names(f.read())
+
+    def aliases(self, path: str) -> dict[str, str]:
+        """Return the ``aliases`` dict of an ``encodings/aliases.py`` ({} if it has none)."""
+        value = self.fact(path, kinds.ALIASES)
+        if not isinstance(value, (tuple, list)):
+            if not self.has(path) or not 0 < self.size(path) <= kinds.SOURCE_BYTES:
+                return {}
+            with self._open(path) as f:
+                value = imports.codec_aliases(f.read())
+        return dict(value)
+
     def javascript(self, path: str):
         """Return the require facts of JavaScript file ``path``."""
         return self._source(path, kinds.JS)
@@ -180,8 +203,8 @@ class Contents:
         if value is None and kind == kinds.JS and path.endswith(kinds.JS_SUFFIXES) and self._scanned(path) \
                 and self.size(path) <= kinds.SOURCE_BYTES:
             return (), False  # probed, and it names nothing (the policy records no empty fact)
-        if not self.has(path) or self.size(path) > kinds.SOURCE_BYTES:
-            return (), False
+        if not self.has(path) or not 0 < self.size(path) <= kinds.SOURCE_BYTES:
+            return (), False  # an empty file (the policy probes none: an __init__.py) imports nothing
         with self._open(path) as f:
             data = f.read()
         return imports.python_imports(data) if kind == kinds.PY else imports.js_requires(data)

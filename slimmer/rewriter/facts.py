@@ -13,6 +13,9 @@ Per regular file, by kind (``slimmer.tar.collect``):
   and group, ``.pth`` files, shell scripts, ``*.dist-info`` RECORD, top_level.txt and
   entry_points.txt, at most TEXT_BYTES;
 - ``PY``: the imports of a Python source or script (``slimmer.rewriter.imports``);
+- ``CODECS``: the codec names it gives with literals, and whether it computes one (only for a
+  file that names some or computes one: no fact is none);
+- ``ALIASES``: the ``aliases`` dict of ``encodings/aliases.py``, as pairs;
 - ``JS``: the ``require``/``import`` specifiers of a JavaScript file;
 - ``JSON``: the fields of a ``package.json`` that Node's resolution reads.
 
@@ -45,10 +48,13 @@ ELF_FAR = "elf-far"
 HEAD = "head"
 TEXT = "text"
 PY = "py"
+CODECS = "codecs"
+ALIASES = "aliases"
+ALIASES_FILE = "/encodings/aliases.py"
 JS = "js"
 JSON = "json"
 
-VERSION = 3  # bump when a fact's meaning changes
+VERSION = 4  # bump when a fact's meaning changes
 ELF_PREFIX = 16 << 20  # an ELF object's head is buffered up to its dynamic segment, at most this far
 TEXT_BYTES = 1 << 20  # small files kept as text
 SOURCE_BYTES = 4 << 20  # Python and JavaScript sources parsed for imports, at most this large
@@ -190,6 +196,11 @@ class _Probe:
             facts.put(TEXT, path, data.decode("utf-8", "surrogateescape"))
         if self.need & _PY or (self.need & _SCRIPT and _is_python_script(data)):
             facts.put(PY, path, imports.python_imports(data))
+            named = imports.codec_names(data)
+            if named[0] or named[1]:
+                facts.put(CODECS, path, named)
+            if path.endswith(ALIASES_FILE):
+                facts.put(ALIASES, path, imports.codec_aliases(data))
         elif self.need & _JS or (self.need & _SCRIPT and _is_node_script(data)):
             found = imports.js_requires(data)
             if found[0] or found[1]:  # most files of a node_modules tree name nothing: no fact is none

@@ -15,6 +15,15 @@ a ``from`` import (``("*",)`` for a star), ``()`` for a plain ``import``, and ``
 on import), LAZY (in a function body), MAIN (in an ``if __name__ == "__main__":`` block) or
 OTHER_OS (in a block that runs only on another platform than Linux).
 
+Python codecs: the names a source gives as an encoding with a literal (``codec_names``):
+``.encode("x")``/``.decode("x")``, ``encoding="x"`` (a keyword argument, a default or an
+attribute), ``codecs.lookup("x")`` and its siblings, ``codecs.open(f, m, "x")``,
+``codecs.encode(obj, "x")``, ``str(b, "x")``, ``bytes(s, "x")``, ``TextIOWrapper(b, "x")``,
+and the source's own ``coding:`` declaration (PEP 263); an error handler is not a codec. A name
+computed at run time (``.decode(charset)``, ``encoding=enc``) is flagged. ``codec_aliases``
+reads the ``aliases`` dict of ``encodings/aliases.py``, ``codec_modules`` resolves a name
+through it as ``encodings.search_function`` does.
+
 JavaScript: literal specifiers of ``require("x")``, ``import ... from "x"``, ``import "x"``,
 ``import("x")`` and ``export ... from "x"``, with comments removed; ``(specifiers,
 computed)``. Imports nothing of slimmer.
@@ -22,10 +31,11 @@ computed)``. Imports nothing of slimmer.
 
 from __future__ import annotations
 
+import ast
 import bisect
 import re
 
-VERSION = 3
+VERSION = 4
 
 # An import statement starts a line (or follows ``;`` or a one-line ``try:``/``if ...:``);
 # a parenthesised name list may span lines, a backslash continues one.
@@ -156,6 +166,116 @@ class _Blocks:
 
 TOP, LAZY, MAIN, OTHER_OS = 0, 1, 2, 3
 
+
+
+# ---- Python codecs --------------------------------------------------------------------------
+
+_CODEC = r"""(?:(['"])(?P<name>[\w.+ -]{1,40})\1|(?P<var>(?!None\b|True\b|False\b)[A-Za-z_][\w.]*))"""
+# Each pattern starts with a literal, which the regular expression engine finds fast; what may
+# not come before it is checked apart. ``.encode(x)``/``.decode(x)``: a literal, or a variable
+# whose name says it holds an encoding (``.decode(charset)``; ``JSONEncoder().encode(obj)`` is
+# no codec look-up). ``encoding=x``: a keyword argument, a default or an attribute, never
+# ``encoding == x``.
+_METHOD = re.compile(r"\.(?:en|de)code\(\s*(?:encoding\s*=\s*)?" + _CODEC, re.ASCII)
+_KEYWORD = re.compile(r"encoding(?<!\wencoding)\s*(?::[^=\n()]{1,40})?=\s*" + _CODEC, re.ASCII)
+_LOOKUP = re.compile(r"codecs\.(?:lookup|getencoder|getdecoder|getincrementalencoder|getincrementaldecoder"
+                     r"|getreader|getwriter)\(\s*" + _CODEC, re.ASCII)
+# calls that take the encoding as a positional argument, with the index of that argument
+_ARGS = r"\((?P<args>[^()\n]*)\)"
+_POSITIONAL = (
+    ("codecs.", re.compile(r"codecs\.(?P<call>open|encode|decode|iterencode|iterdecode|EncodedFile)" + _ARGS)),
+    ("str(", re.compile(r"(?P<call>str)" + _ARGS)),
+    ("byte", re.compile(r"(?P<call>byte(?:s|array))" + _ARGS)),
+    ("TextIOWrapper(", re.compile(r"(?P<call>TextIOWrapper)" + _ARGS)),
+)
+_AT = {"open": (2,), "EncodedFile": (1, 2)}
+_ARG = re.compile(r"\s*" + _CODEC + r"\s*\Z", re.ASCII)
+_COOKIE = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.ASCII)  # PEP 263
+_HOLDS_CODEC = re.compile(r"enc|charset|codec", re.IGNORECASE)
+
+Codecs = tuple[tuple[str, ...], bool]
+
+
+def codec_names(source: bytes) -> Codecs:
+    """Return (the codec names ``source`` gives with literals, whether it names one computed
+    at run time). Measured on 186 MB of Python sources: 1.5 s, a tenth of ``python_imports``."""
+    text = source.decode("utf-8", "surrogateescape")
+    names: list[str] = []
+    computed = False
+    for line in text.split("\n", 2)[:2]:
+        m = _COOKIE.match(line)
+        if m:
+            names.append(m.group(1))
+            break
+    for needle, regex in ((".encode(", _METHOD), (".decode(", _METHOD), ("encoding", _KEYWORD), ("codecs.", _LOOKUP)):
+        if needle not in text or (regex is _METHOD and needle == ".decode(" and ".encode(" in text):
+            continue  # _METHOD finds both methods: run it once
+        for m in regex.finditer(text):
+            var = m.group("var")
+            if var is None:
+                names.append(m.group("name"))
+            elif regex is not _METHOD or _HOLDS_CODEC.search(var):
+                computed = True
+    for needle, regex in _POSITIONAL:
+        if needle not in text:
+            continue
+        for m in regex.finditer(text):
+            before = text[m.start() - 1:m.start()]
+            if before and (before.isalnum() or (before in "_." and needle != "codecs.")):
+                continue  # mystr(...), obj.str(...)
+            args = m.group("args").split(",")
+            for at in _AT.get(m.group("call"), (1,)):
+                arg = _ARG.match(args[at]) if at < len(args) else None
+                if arg is None:
+                    continue
+                if arg.group("var") is None:
+                    names.append(arg.group("name"))
+                elif _HOLDS_CODEC.search(arg.group("var")):
+                    computed = True
+    return tuple(dict.fromkeys(names)), computed
+
+
+def codec_aliases(source: bytes) -> tuple[tuple[str, str], ...]:
+    """Return the pairs of the ``aliases = {...}`` dict of an ``encodings/aliases.py``
+    (() when it has none a literal can give)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return ()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict) and \
+                any(isinstance(t, ast.Name) and t.id == "aliases" for t in node.targets):
+            try:
+                value = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, RecursionError):
+                return ()
+            return tuple((k, v) for k, v in value.items() if isinstance(k, str) and isinstance(v, str))
+    return ()
+
+
+def normalize_encoding(name: str) -> str:
+    """Return ``name`` as ``codecs.lookup`` hands it to the search function of ``encodings``:
+    lower case, every run of characters other than ASCII letters, digits and ``.`` one ``_``,
+    none at either end (CPython's ``_Py_normalize_encoding``, then ``normalize_encoding``)."""
+    out: list[str] = []
+    punct = False
+    for c in name.lower():
+        if c.isascii() and (c.isalnum() or c == "."):
+            if punct and out:
+                out.append("_")
+            out.append(c)
+            punct = False
+        else:
+            punct = True
+    return "".join(out)
+
+
+def codec_modules(name: str, aliases: dict[str, str]) -> tuple[str, ...]:
+    """Return the modules of ``encodings`` that ``encodings.search_function`` tries for codec
+    ``name``, in its order: the alias's module, then the normalized name itself."""
+    norm = normalize_encoding(name)
+    aliased = aliases.get(norm) or aliases.get(norm.replace(".", "_"))
+    return tuple(m for m in dict.fromkeys([aliased, norm] if aliased else [norm]) if m and "." not in m)
 
 # ---- JavaScript -----------------------------------------------------------------------------
 

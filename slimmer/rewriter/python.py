@@ -8,15 +8,36 @@ working directory for ``-m`` and ``-c``), ``PYTHONPATH``, the standard library
 the user site) with the directories their ``.pth`` files add.
 
 From the program and what the interpreter imports at start-up (``site``, ``sitecustomize``,
-the ``encodings`` package: codecs are looked up by name at run time), every module is followed
-through its imports (``slimmer.rewriter.imports``): packages and their ``__init__``, submodules
-named by ``from x import y``, relative imports, namespace packages (every portion), extension
-modules (kept, and their ELF needs followed by the closure). A module of a third-party
-distribution keeps the whole distribution (its ``RECORD``, or its top-level directories when it
-has none) with its ``*.dist-info``, and every module in it is followed in turn. ``__pycache__``
-files follow their module. A ``.pth`` file that runs code at start-up is kept when what it
-imports is kept anyway or is part of the standard library; one that only hooks a distribution
-the program never imports (setuptools' ``distutils-precedence.pth``) goes with it.
+the ``encodings`` package), every module is followed through its imports
+(``slimmer.rewriter.imports``): packages and their ``__init__``, submodules named by ``from x
+import y``, relative imports, namespace packages (every portion), extension modules (kept, and
+their ELF needs followed by the closure). A module of a third-party distribution keeps the
+whole distribution (its ``RECORD``, or its top-level directories when it has none) with its
+``*.dist-info``, and every module in it is followed in turn. ``__pycache__`` files follow their
+module. A ``.pth`` file that runs code at start-up is kept when what it imports is kept anyway
+or is part of the standard library; one that only hooks a distribution the program never
+imports (setuptools' ``distutils-precedence.pth``) goes with it.
+
+Codecs in use, not the whole ``encodings`` package: codecs are modules of ``encodings`` looked
+up by name at run time, so the closure keeps the ones start-up looks up (UTF-8, the codeset of
+the image's locale, ``PYTHONIOENCODING``) and every codec a followed module names with a
+literal (``.decode("latin-1")``, ``encoding="cp932"``: ``slimmer.rewriter.imports.codec_names``),
+resolved through the image's own ``encodings/aliases.py`` as ``encodings.search_function``
+resolves it; a kept codec's imports are followed as usual (a CJK codec pulls its extension
+module). The rest is left out, and a blind spot says how much and how to keep it (a program
+that decodes with a charset it reads at run time needs ``--keep`` or ``--probe``).
+
+Frozen modules are not read from files: CPython freezes the import system into the interpreter
+(``importlib._bootstrap`` since 3.3, ``importlib._bootstrap_external`` since 3.5, ``zipimport``
+since 3.8: always used), and from 3.11 on the modules of start-up and of ``-m`` (``abc``,
+``codecs``, ``io``, ``_collections_abc``, ``_sitebuiltins``, ``genericpath``, ``ntpath``,
+``posixpath``, ``os``, ``site``, ``stat``, ``importlib.util``, ``importlib.machinery``,
+``runpy``: Python/frozen.c), whose code objects name ``<frozen os>``, so not even a traceback
+reads the sources. Their imports are followed, their files not kept, unless the interpreter
+would not use the frozen stdlib modules: ``-X frozen_modules=off`` among its options,
+``PYTHON_FROZEN_MODULES=off`` in the image's Env (3.13+), a build-tree interpreter
+(``pybuilddir.txt`` beside it) or a debug build (``python3.11d``). ``os.py`` stays as the
+landmark by which the interpreter finds its prefix.
 
 Imports the rewriter's lookup only; the closure passes itself in as ``walker``.
 """
@@ -30,12 +51,19 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from slimmer.rewriter.imports import LAZY, MAIN, OTHER_OS, python_imports
+from slimmer.rewriter.imports import LAZY, MAIN, OTHER_OS, codec_modules, codec_names, python_imports
 from slimmer.rewriter.lookup import resolve
 
 START_UP = ("site", "sitecustomize", "usercustomize", "encodings", "codecs", "io", "abc", "os", "stat",
             "posixpath", "genericpath", "_collections_abc", "_sitebuiltins")
-WHOLE_PACKAGES = ("encodings",)  # looked up by name at run time
+# Modules frozen into the interpreter (Python/frozen.c; Tools/build/freeze_modules.py), from
+# the version on: the import system's are always used, the standard library's only while
+# frozen modules are on (the default of an installed, non-debug build).
+FROZEN_BOOTSTRAP = ((3, 3, "importlib._bootstrap"), (3, 5, "importlib._bootstrap_external"), (3, 8, "zipimport"))
+FROZEN_STDLIB = (3, 11, frozenset("""
+abc codecs io _collections_abc _sitebuiltins genericpath ntpath posixpath os site stat
+importlib.util importlib.machinery runpy
+""".split()))  # noqa: SIM905 -- the names read as a table
 # Standard-library modules for developing, testing and interactive use: an import of one in a
 # function body (``def _test(): import doctest``, site's ``register_readline``) is not
 # followed, since nothing a program runs calls those functions. An import at module level is.
@@ -55,6 +83,7 @@ COMPANIONS = {
     # the import system's own lazy imports, run whenever a package's resources are read
     "importlib.resources": ("importlib.readers", "importlib.resources.readers"),
     "importlib.metadata": ("importlib.readers",),
+    "_socket": ("encodings.idna",),  # encodes a host name that is not ASCII with the idna codec, from C
 }
 _EXT = re.compile(r"^(?P<name>[A-Za-z_]\w*)(?:\.(?:cpython-\d+[\w-]*|abi3|pypy[\w-]*))?\.so$")
 
@@ -77,6 +106,7 @@ class PythonClosure:
     def __init__(self, walker, called: str, real: str):
         self.w = walker
         self.fs = walker.fs
+        self.real = real
         m = re.match(r"(?:python|pypy)(\d+\.\d+)", posixpath.basename(real)) or \
             re.match(r"(?:python|pypy)(\d+\.\d+)", posixpath.basename(called))
         self.version = m.group(1) if m else self._guess_version(real)
@@ -90,6 +120,11 @@ class PythonClosure:
         self.pth: list[tuple[str, str]] = []  # (pth path, code line)
         self.computed: list[str] = []
         self.path: list[str] = []
+        self.frozen_off = False  # a program runs the interpreter with -X frozen_modules=off
+        self.frozen_left: set[str] = set()  # frozen modules whose files were not kept
+        self.codecs_done: set[str] = set()
+        self.codec_computers: list[str] = []  # files that look codecs up by computed names
+        self._alias_table: dict[str, str] | None = None
         self._paths()
 
     # -- sys.path ----------------------------------------------------------------------------
@@ -155,6 +190,35 @@ class PythonClosure:
         head = [first] if first is not None else []
         return list(dict.fromkeys(head + self.pythonpath + self.stdlib + self.site))
 
+    def options(self, options) -> None:
+        """Take note of the interpreter options a program runs it with (``-X frozen_modules``)."""
+        if frozen_modules_option(options) is False:
+            self.frozen_off = True
+
+    def frozen(self) -> frozenset[str]:
+        """Return the modules the interpreter runs frozen, so never reads from files."""
+        m = re.fullmatch(r"(\d+)\.(\d+)", self.version)
+        if m is None or posixpath.basename(self.real).startswith("pypy"):
+            return frozenset()  # the tables are CPython's
+        version = (int(m.group(1)), int(m.group(2)))
+        names = {name for major, minor, name in FROZEN_BOOTSTRAP if version >= (major, minor)}
+        major, minor, stdlib = FROZEN_STDLIB
+        if version >= (major, minor) and self._frozen_stdlib(version):
+            names |= stdlib
+        return frozenset(names)
+
+    def _frozen_stdlib(self, version: tuple[int, int]) -> bool:
+        """Return whether the interpreter uses its frozen standard-library modules: the default
+        of an installed build, not of a debug build or one run from its build tree; then
+        ``PYTHON_FROZEN_MODULES`` (3.13+), then ``-X frozen_modules``."""
+        base = posixpath.basename(self.real)
+        use = not (re.fullmatch(r"python\d+\.\d+d", base) or
+                   self.fs.exists(posixpath.join(posixpath.dirname(self.real), "pybuilddir.txt")))
+        env = self.w.env.get("PYTHON_FROZEN_MODULES")
+        if version >= (3, 13) and env in ("on", "off"):
+            use = env == "on"
+        return use and not self.frozen_off
+
     # -- following ---------------------------------------------------------------------------
 
     def run_script(self, script: str) -> None:
@@ -172,8 +236,10 @@ class PythonClosure:
     def run_code(self, code: str) -> None:
         """Follow ``python -c code``."""
         self._start(self.w.cwd)
-        found, computed = python_imports(code.encode("utf-8", "surrogateescape"))
+        source = code.encode("utf-8", "surrogateescape")
+        found, computed = python_imports(source)
         self._imports(found, "", False, "the code of python -c", computed)
+        self._codecs(codec_names(source), "the code of python -c")
 
     def _start(self, first: str) -> None:
         self.path = self.search_path(first)
@@ -181,17 +247,59 @@ class PythonClosure:
             if d.endswith("/lib-dynload"):
                 # the interpreter finds its exec_prefix by this directory (getpath's landmark)
                 self.w.keep(resolve(self.fs, "/" + d), "the landmark of the interpreter's exec_prefix")
+            elif not d.endswith(".zip"):
+                hit = resolve(self.fs, "/" + posixpath.join(d, "os.py"))
+                if hit is not None:  # and its prefix by this file, whether os is frozen or not
+                    self.w.keep(hit, "the landmark of the interpreter's prefix (lib/pythonX.Y/os.py)")
+        self.module("encodings", "imported by the interpreter at start-up")  # first, as the interpreter does
+        for name, why in self._start_up_codecs():
+            self._codec(name, why)
         for name in START_UP:
             self.module(name, "imported by the interpreter at start-up")
-        for name in WHOLE_PACKAGES:
-            for d in self._package_dirs(name):
-                if self._is_stdlib(d):
-                    self.w.keep_tree(d, f"the {name} package (codecs are looked up by name at run time)")
-                    for path, _version in self.w.tree_files(d):
-                        if path.endswith(".py"):
-                            self.follow_file(path, name, True, "")
-                        elif path.endswith(".so"):
-                            self.w.look(path)
+
+    def _start_up_codecs(self) -> list[tuple[str, str]]:
+        """Return the codecs start-up looks up: UTF-8 (the file system encoding of the C and
+        UTF-8 locales and of UTF-8 mode), the codeset of the image's locale and the encoding
+        of PYTHONIOENCODING."""
+        env = self.w.env
+        out = [("utf-8", "the UTF-8 codec, looked up at start-up")]
+        var = next((k for k in ("LC_ALL", "LC_CTYPE", "LANG") if env.get(k)), None)
+        if var is not None:
+            codeset = env[var].partition(".")[2].partition("@")[0]
+            if codeset:
+                out.append((codeset, f"the codec of the image's locale ({var}={env[var]}), looked up at start-up"))
+        stdio = env.get("PYTHONIOENCODING", "").partition(":")[0]
+        if stdio:
+            out.append((stdio, f"the codec of PYTHONIOENCODING={env['PYTHONIOENCODING']}"))
+        return out
+
+    def _codecs(self, named: tuple, where: str) -> None:
+        """Keep the codecs a source names with literals; note one that computes names."""
+        names, computes = named
+        if computes and where not in self.codec_computers:
+            self.codec_computers.append(where)
+        for name in names:
+            self._codec(name, f"the codec {name!r} named by {where}")
+
+    def _codec(self, name: str, why: str) -> None:
+        """Follow the module of ``encodings`` that a look-up of codec ``name`` imports."""
+        if name in self.codecs_done:
+            return
+        self.codecs_done.add(name)
+        for module in codec_modules(name, self._aliases()):
+            if self.module(f"encodings.{module}", why):
+                return
+
+    def _aliases(self) -> dict[str, str]:
+        """Return the alias table of the image's ``encodings`` package."""
+        if self._alias_table is None:
+            self._alias_table = {}
+            for d in self._package_dirs("encodings"):
+                hit = resolve(self.fs, "/" + posixpath.join(d, "aliases.py"))
+                if hit is not None and hit.is_file:
+                    self._alias_table = self.w.contents.aliases(hit.path)
+                    break
+        return self._alias_table
 
     def finish(self) -> None:
         """Decide the .pth files that run code, now that the program's own imports are known."""
@@ -208,6 +316,53 @@ class PythonClosure:
             self.w.keep(resolve(self.fs, "/" + path), "a .pth file: site runs its code at start-up")
             for top in sorted(tops):
                 self.module(top, f"imported by /{path} at start-up")
+        self._say_frozen()
+        self._say_codecs_left_out()
+
+    def _say_frozen(self) -> None:
+        if not self.frozen_left:
+            return
+        names = sorted(self.frozen_left)
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        stdlib = FROZEN_STDLIB[2] & self.frozen_left
+        self.w.note(f"python: {shown} are frozen into /{self.real}, which runs their frozen code and never reads "
+                    f"their files: they are not kept" +
+                    (" (with -X frozen_modules=off they would be)" if stdlib else ""))
+
+    def _say_codecs_left_out(self) -> None:
+        """Say which codec modules of the standard library's ``encodings`` were left out, with
+        the extension modules only they import, and how to keep them."""
+        for d in self._package_dirs("encodings"):
+            if not self._is_stdlib(d):
+                continue
+            modules, size, extensions = 0, 0, {}
+            for path, version in self.w.tree_files(d):
+                if self.w.covers(path):
+                    continue
+                size += version.entry.size
+                if not path.endswith(".py") or "/__pycache__/" in path:
+                    continue
+                modules += 1
+                found, _ = self.w.contents.python(path)
+                for level, module, _names, _when in found:
+                    spot = self._find(module.split(".")[0], self.stdlib) if not level and module else None
+                    if spot and spot[0] == "module" and spot[1][0].endswith(".so") and \
+                            not self.w.covers(spot[1][0]) and spot[1][0] not in extensions:
+                        hit = resolve(self.fs, "/" + spot[1][0])
+                        extensions[spot[1][0]] = hit.version.entry.size if hit is not None and hit.version else 0
+            if not modules:
+                continue
+            size += sum(extensions.values())
+            keeps = [f"/{d}/**"] + _globs(sorted(extensions))
+            also = f" and the {len(extensions)} extension modules only they import" if extensions else ""
+            users = ""
+            if self.codec_computers:
+                shown = ", ".join(self.codec_computers[:3]) + (
+                    f" and {len(self.codec_computers) - 3} more" if len(self.codec_computers) > 3 else "")
+                users = f"; {shown} look codecs up by names computed at run time"
+            self.w.blind(f"python: {modules} codec modules of /{d}{also} ({size:,} bytes with their byte code) were "
+                         f"left out: no module of the program names them with a literal{users}; add "
+                         + " ".join(f"--keep '{k}'" for k in keeps) + " for them, or use --probe")
 
     def module(self, name: str, why: str) -> bool:
         """Follow module ``name`` (dotted, absolute) and its parents; return whether found."""
@@ -283,6 +438,10 @@ class PythonClosure:
         hit = resolve(self.fs, "/" + path)
         if hit is None:
             return
+        if dotted in self.frozen() and hit.path.endswith(".py") and self._is_stdlib(hit.path):
+            self.frozen_left.add(dotted)  # its imports are followed, its files not kept
+            self.follow_file(hit.path, dotted, is_package, "")
+            return
         dist = self._dist_of(hit.path)
         if dist is not None:
             self._keep_dist(dist, dotted)
@@ -312,6 +471,7 @@ class PythonClosure:
         self.files.add(path)
         found, computed = self.w.contents.python(path)
         self._imports(found, dotted, is_package, f"/{path}", computed, path)
+        self._codecs(self.w.contents.codecs(path), f"/{path}")
 
     def _imports(self, found, dotted: str, is_package: bool, where: str, computed: bool, path: str = "") -> None:
         """Follow imports ``found`` in module ``dotted`` (of file ``path``). An import in a
@@ -438,6 +598,30 @@ class PythonClosure:
 
     def _is_stdlib(self, path: str) -> bool:
         return any(path == s or path.startswith(s + "/") for s in self.stdlib)
+
+
+def frozen_modules_option(options) -> bool | None:
+    """Return what ``-X frozen_modules`` among interpreter ``options`` says: True (on), False
+    (off) or None (not given; the last one given counts, a bare one means on)."""
+    setting = None
+    items = list(options)
+    for i, opt in enumerate(items):
+        value = items[i + 1] if opt == "-X" and i + 1 < len(items) else opt[2:] if opt.startswith("-X") else None
+        if value is not None and (value == "frozen_modules" or value.startswith("frozen_modules=")):
+            setting = value.partition("=")[2] != "off"
+    return setting
+
+
+def _globs(paths: list[str]) -> list[str]:
+    """Return --keep globs for extension module files: one per directory for the codecs' own
+    (``_codecs_jp``, ``_multibytecodec``), one per file for others."""
+    out: list[str] = []
+    for d in dict.fromkeys(posixpath.dirname(p) for p in paths):
+        names = [posixpath.basename(p) for p in paths if posixpath.dirname(p) == d]
+        if any(fnmatch.fnmatchcase(n, "_*codec*") for n in names):
+            out.append(f"/{d}/_*codec*")
+        out += [f"/{d}/{n}" for n in names if not fnmatch.fnmatchcase(n, "_*codec*")]
+    return out
 
 
 def _prefix(path: str) -> str:
