@@ -39,7 +39,8 @@ from runtime_images import APPS, OUT, build
 from slimmer import sandbox
 from slimmer.layers import merge, resolve
 from slimmer.reader import open_image
-from slimmer.rewriter.distroless import CA_BUNDLES, SYSTEM_FILES, TZ_FILES, TZ_TREE
+from slimmer.rewriter.closure import image_env
+from slimmer.rewriter.distroless import base_set
 
 JDK_ONLY = ("jmods", "include", "lib/src.zip", "lib/ct.sym", "bin/javac", "bin/jar", "bin/jlink", "bin/jshell",
             "bin/javadoc", "bin/jdb", "demo")
@@ -115,10 +116,8 @@ def traced_floor(original: Path, packages: bool) -> tuple[int, list[tuple[str, i
             add(rel, "shared libraries it maps (libnode, ICU, OpenSSL, libc, ...)")
         else:
             add(rel, "the interpreter, its modules, the app and other files it opens")
-    for path in list(CA_BUNDLES) + list(TZ_FILES) + list(SYSTEM_FILES):
+    for path in sorted(base_set(fs, True, image_env(img))[0]):  # what slim keeps of it, the locale included
         add(path, "the distroless base set")
-    for p, _v in _tree(fs, TZ_TREE):
-        add(p, "the distroless base set")
     return sum(parts.values()), sorted(parts.items(), key=lambda x: -x[1])
 
 
@@ -138,7 +137,7 @@ def _tree(fs, top: str):
 def report(name: str) -> dict:
     original = build(name)
     out = OUT / f"{name}-slim.tar"
-    summary, seconds = slimmer("slim", str(original), "-o", str(out), "--mode", "distroless", "--no-cache")
+    summary, seconds = slimmer("slim", str(original), "-o", str(out), "--mode", "distroless", "--no-cache", "--force")
     before, after = summary["sizes"]["before_bytes"], summary["sizes"]["after_bytes"]
     analysis, _ = slimmer("analyze", str(out), "--no-cache")
     cats = {c["category"]: c["final_bytes"] for c in analysis["categories"]}

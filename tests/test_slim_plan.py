@@ -198,3 +198,32 @@ def test_dirs_only_implied_are_kept_implied():
     files = {"opt/tool/bin/tool": ELF, "opt/tool": Dir(mode=0o700)}
     result = plan(files, mode="distroless", entrypoint=("/opt/tool/bin/tool",))
     assert {"opt/tool", "opt/tool/bin/tool"} <= result.plan.keep
+
+
+LOCALE = {"usr/lib/locale/C.utf8/LC_CTYPE": 3_000, "usr/lib/locale/C.utf8/LC_MESSAGES/SYS_LC_MESSAGES": 50,
+          "usr/lib/locale/C.utf8/LC_TIME": 300}
+
+
+@pytest.mark.parametrize("env, kept", [
+    pytest.param(["LANG=C.UTF-8"], True, id="LANG=C.UTF-8 finds C.utf8"),
+    pytest.param(["LC_ALL=C.utf8"], True, id="LC_ALL spelled as the directory"),
+    pytest.param(["LANG=C"], False, id="C is built in"),
+    pytest.param([], False, id="no locale set"),
+])
+def test_distroless_keeps_the_locale_the_environment_selects(env, kept):
+    """As gcr.io/distroless/base holds C.utf8: the locale LANG or LC_* names stays (glibc's
+    spelling of the codeset found), and none stays when the environment names none."""
+    spec = image(layer({**SYSTEM, **LOCALE}, auto_dirs=True), entrypoint=["/app/server"], env=env)
+    keep = plan_slim(to_model(spec), SlimOptions(mode="distroless")).plan.keep
+    assert (set(LOCALE) <= keep) is kept
+
+
+def test_a_locale_the_image_lacks_is_named_and_an_archive_serves():
+    """A selected locale the image has no directory for comes from locale-archive when there
+    is one; with neither, a note says so."""
+    files = {**SYSTEM, "usr/lib/locale/locale-archive": 9_000}
+    spec = image(layer(files, auto_dirs=True), entrypoint=["/app/server"], env=["LANG=de_DE.UTF-8"])
+    assert "usr/lib/locale/locale-archive" in plan_slim(to_model(spec), SlimOptions(mode="distroless")).plan.keep
+    spec = image(layer(SYSTEM, auto_dirs=True), entrypoint=["/app/server"], env=["LANG=de_DE.UTF-8"])
+    notes = plan_slim(to_model(spec), SlimOptions(mode="distroless")).plan.notes
+    assert any("selects the locale de_DE.UTF-8, which the image does not have" in n for n in notes)

@@ -3,7 +3,9 @@
 The base set (what gcr.io/distroless/static holds): /etc/passwd and /etc/group with a
 ``nonroot`` user (65532), /etc/nsswitch.conf, the CA certificate bundle, the time zone
 database (unless ``--no-tzdata``), /etc/os-release, the loader's cache and configuration, and
-/tmp with mode 1777. Trees the closure keeps whole lose their removable files (tests, caches,
+/tmp with mode 1777; and, as gcr.io/distroless/base holds C.utf8, the locales the image's
+environment selects (``LC_ALL``, ``LC_*``, ``LANG``: without them ``setlocale(LC_ALL, "")``
+fails and a program runs in the C locale). Trees the closure keeps whole lose their removable files (tests, caches,
 docs). ``--keep`` adds, ``--drop`` takes away. Imports ``slimmer.layers``, the model and
 rewriter modules.
 """
@@ -23,10 +25,39 @@ CA_BUNDLES = ("etc/ssl/certs/ca-certificates.crt", "etc/pki/tls/certs/ca-bundle.
 TZ_FILES = ("etc/localtime", "etc/timezone")
 TZ_TREE = "usr/share/zoneinfo"
 SYSTEM_FILES = ("etc/os-release", "etc/ld.so.cache", "etc/nsswitch.conf", "etc/passwd", "etc/group")
+LOCALES = "usr/lib/locale"
+LOCALE_VARS = ("LC_ALL", "LC_CTYPE", "LC_COLLATE", "LC_MESSAGES", "LC_MONETARY", "LC_NUMERIC", "LC_TIME",
+               "LC_ADDRESS", "LC_IDENTIFICATION", "LC_MEASUREMENT", "LC_NAME", "LC_PAPER", "LC_TELEPHONE", "LANG")
 
 
-def base_set(fs: MergedFS, tzdata: bool) -> tuple[set[str], list[Reason], list[str]]:
-    """Return (paths, reasons, notes) of the base set that the image holds."""
+def locale_names(env: dict[str, str]) -> list[str]:
+    """Return the locales ``env`` selects, once each, but C and POSIX (built into glibc) and
+    paths."""
+    names: list[str] = []
+    for var in LOCALE_VARS:
+        value = env.get(var, "")
+        if value and value not in ("C", "POSIX") and "/" not in value and value not in names:
+            names.append(value)
+    return names
+
+
+def locale_spellings(name: str) -> list[str]:
+    """Return the directory names glibc looks ``name`` up by: as given, then with the codeset
+    normalised (lower-case letters and digits only, "iso" before digits alone: C.UTF-8 is
+    C.utf8, de_DE.ISO-8859-1 de_DE.iso88591)."""
+    language, dot, rest = name.partition(".")
+    if not dot:
+        return [name]
+    codeset, at, modifier = rest.partition("@")
+    normal = "".join(c for c in codeset.lower() if c.isalnum())
+    if normal.isdigit():
+        normal = "iso" + normal
+    return list(dict.fromkeys([name, f"{language}.{normal}{at}{modifier}"]))
+
+
+def base_set(fs: MergedFS, tzdata: bool, env: dict[str, str] | None = None) -> tuple[set[str], list[Reason], list[str]]:
+    """Return (paths, reasons, notes) of the base set that the image holds (``env``: the
+    image's environment, for its locales)."""
     keep: set[str] = set()
     reasons: list[Reason] = []
     notes: list[str] = []
@@ -51,6 +82,11 @@ def base_set(fs: MergedFS, tzdata: bool) -> tuple[set[str], list[Reason], list[s
     for path in SYSTEM_FILES:
         if fs.exists(path):
             add(path, "distroless base set")
+    for name in locale_names(env or {}):
+        why = f"the locale {name} the image's environment selects"
+        if not any(add(f"{LOCALES}/{spelling}", why) for spelling in locale_spellings(name)) and \
+                not add(f"{LOCALES}/locale-archive", why):
+            notes.append(f"the image's environment selects the locale {name}, which the image does not have")
     return keep, reasons, notes
 
 
@@ -63,9 +99,10 @@ def base_synthetic(fs: MergedFS, mtime: int) -> list[Synthetic]:
     return out
 
 
-def plan_distroless(fs: MergedFS, closure: Closure, globs: Globs, synthetic: list[Synthetic], tzdata: bool) -> Plan:
-    """Return the distroless plan for the merged filesystem ``fs``."""
-    keep, reasons, notes = base_set(fs, tzdata)
+def plan_distroless(fs: MergedFS, closure: Closure, globs: Globs, synthetic: list[Synthetic], tzdata: bool,
+                    env: dict[str, str] | None = None) -> Plan:
+    """Return the distroless plan for the merged filesystem ``fs`` (``env``: the image's)."""
+    keep, reasons, notes = base_set(fs, tzdata, env)
     keep |= closure.paths
     left = [r.path for r in closure.left_out]
     for tree in closure.trees:

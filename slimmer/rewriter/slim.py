@@ -25,7 +25,7 @@ from slimmer.errors import OutputError, SlimError
 from slimmer.layers import merge
 from slimmer.model import DIR, FILE, HistoryStep, Image, runtime_config, total_size
 from slimmer.rewriter import flatten, users
-from slimmer.rewriter.closure import Closure, Reason, entrypoint_closure
+from slimmer.rewriter.closure import Closure, Reason, entrypoint_closure, image_env
 from slimmer.rewriter.contents import Contents
 from slimmer.rewriter.distroless import base_synthetic, plan_distroless
 from slimmer.rewriter.lookup import resolve
@@ -195,7 +195,7 @@ class _Session:
             synthetic += users.account_files(self.fs, self.contents, mtime)
         if options.mode == DISTROLESS:
             synthetic += base_synthetic(self.fs, mtime)
-            return plan_distroless(self.fs, closure, globs, synthetic, options.tzdata)
+            return plan_distroless(self.fs, closure, globs, synthetic, options.tzdata, image_env(self.image))
         return plan_prune(self.fs, closure, globs, synthetic, self.contents.rules())
 
 
