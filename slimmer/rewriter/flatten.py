@@ -329,14 +329,13 @@ def _copy_layer(image: Image, layer: int, plan_layout: Layout, out: _Out, spoole
             dest = scratch / f".slim-link-{layer}-{index}"
             spooled[(layer, index)] = dest
             spool_sink = FileSink(dest)
+        copy_sink = None
         if action is not None:
-            copy_sink = _write(out, action, entry, header, spooled)
+            _write(out, action, entry, header, spooled)
         elif index in copies:
             copy_sink = _copy(out, entry, header)
         elif spool_sink is None:
             return None
-        else:
-            copy_sink = None
         seen.add(index)
         if spool_sink is None:
             return copy_sink
