@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from slimmer import atomic
 from slimmer.atomic import (
     TEMP_PREFIX,
     atomic_dir,
@@ -92,6 +93,27 @@ def test_the_file_and_its_directory_are_fsynced(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", fsync)
     write_bytes(dest, b"data")
     assert synced == [("staged", False), ("renamed", True)]
+
+
+def test_a_file_written_past_the_write_out_window_holds_exactly_its_bytes(tmp_path, monkeypatch):
+    """Every WRITEBACK bytes the staged file goes to the kernel and its pages are handed to the
+    disk while the block still runs; small writes, a seek back to patch the start (as the
+    in-place archive writer does) and the bytes after it all land as written."""
+    monkeypatch.setattr(atomic, "WRITEBACK", 4096)
+    dest = tmp_path / "out.bin"
+    pieces = [bytes([i % 251]) * (100 + i) for i in range(200)]
+    with atomic_file(dest, buffering=1 << 16) as out:  # a buffer larger than all the bytes
+        out.write(bytes(512))
+        for piece in pieces:
+            out.write(piece)
+        (staged,) = temps(tmp_path)
+        assert os.path.getsize(tmp_path / staged) > 512 + sum(map(len, pieces)) - 4096  # not held in the buffer
+        out.seek(0)
+        out.write(b"head")
+    assert dest.read_bytes() == b"head" + bytes(508) + b"".join(pieces)
+    if sys.platform.startswith("linux"):  # the write-out call is there and takes a staged file
+        with open(dest, "r+b") as f:
+            assert atomic._sync_file_range()(f.fileno(), 0, 0, 2) == 0
 
 
 def test_temp_names_are_unique_per_process_and_per_call(tmp_path):
