@@ -48,7 +48,7 @@ from slimmer.rewriter.members import Member, MemberIndex, where
 from slimmer.rewriter.plan import Synthetic
 from slimmer.tar.codec import Hasher
 from slimmer.tar.collect import SPANS
-from slimmer.tar.restream import restream, restream_spans
+from slimmer.tar.restream import SpanReader, restream, restream_spans
 from slimmer.tar.scan import Header, Sink, TarScanner
 from slimmer.tar.writer import TarWriter, member_info
 
@@ -292,17 +292,22 @@ def _write_layer(image: Image, plan_layout: Layout, synthetic: Iterable[Syntheti
 
 
 def write_layer_into(image: Image, plan_layout: Layout, synthetic: Iterable[Synthetic], stream,
-                     scratch: Path, history: HistoryStep | None = None, threads: bool = False) -> Layer:
+                     scratch: Path, history: HistoryStep | None = None, jobs: int = 1) -> Layer:
     """Write the new layer's tar to ``stream`` (anything with ``write``: a file, or the
-    archive writer's in-place member) and return it as a model Layer without an opener.
-    Spooled hard-link sources go to ``scratch``. With ``threads``, the input layers and the
-    output are hashed on threads beside the copying."""
+    archive writer's in-place member) and return it as a model Layer without an opener, once
+    every layer read is verified to its end. Spooled hard-link sources go to ``scratch``. With
+    ``jobs`` above 1, the input layers and the output are hashed on threads beside the
+    copying, and up to ``jobs`` layers are read ahead, each on a thread of its own
+    (``restream.SpanReader``): what the new layer does not take of them is read and hashed
+    while an earlier layer is still being copied."""
+    threads = jobs > 1
     writer = _HashingWriter(stream, threads)
     out = _Out(TarWriter(writer))
     spooled: dict[Member, Path] = {}
     try:
-        for layer in plan_layout.layers:
-            _copy_layer(image, layer, plan_layout, out, spooled, scratch, threads)
+        with _Ahead(image, plan_layout, jobs if threads else 0) as ahead:
+            for layer in plan_layout.layers:
+                _copy_layer(image, layer, plan_layout, out, spooled, scratch, threads, ahead)
         for item in sorted(synthetic, key=lambda s: s.path):
             _add_synthetic(out, item)
         out.tar.close()
@@ -315,8 +320,55 @@ def write_layer_into(image: Image, plan_layout: Layout, synthetic: Iterable[Synt
                  uncompressed_size=writer.size, media_type=LAYER_TYPE, compression="none", history=history)
 
 
+Run = tuple[bool, int, int, list[int]]  # copied as it is?, start and end in the layer's tar, its members
+
+
+class _Ahead:
+    """The layers to copy, with the runs of each (``_runs``) and, for up to ``depth`` layers
+    from the one being copied on, a ``SpanReader`` reading it ahead (none with depth 0)."""
+
+    def __init__(self, image: Image, plan_layout: Layout, depth: int):
+        self.image, self.plan_layout, self.depth = image, plan_layout, depth
+        self._runs: dict[int, list[Run] | None] = {}
+        self._readers: dict[int, SpanReader] = {}
+
+    def runs(self, layer: int) -> list[Run] | None:
+        """The runs of ``layer``, None where the scan did not record where its members lie."""
+        if layer not in self._runs:
+            spans = _spans_of(self.image.layers[layer])
+            self._runs[layer] = None if spans is None else _runs(self.image, layer, spans, self.plan_layout)
+        return self._runs[layer]
+
+    def reader(self, layer: int) -> SpanReader | None:
+        """The reader of ``layer`` (the one now copied), the next ones started up to the depth."""
+        if not self.depth:
+            return None
+        order = self.plan_layout.layers
+        for later in order[order.index(layer):]:
+            if len(self._readers) >= self.depth:
+                break
+            runs = self.runs(later)
+            if runs is not None and later not in self._readers:
+                self._readers[later] = SpanReader(self.image.layers[later], where(self.image, later),
+                                                  [(start, end) for _fast, start, end, _members in runs], True).start()
+        return self._readers.get(layer)
+
+    def done(self, layer: int) -> None:
+        reader = self._readers.pop(layer, None)
+        if reader is not None:
+            reader.close()
+
+    def __enter__(self) -> _Ahead:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
+
+
 def _copy_layer(image: Image, layer: int, plan_layout: Layout, out: _Out, spooled: dict[Member, Path],
-                scratch: Path, threads: bool = False) -> None:
+                scratch: Path, threads: bool, ahead: _Ahead) -> None:
     copies = plan_layout.copies.get(layer, set())
     actions = plan_layout.actions.get(layer, {})
     spool = plan_layout.spool.get(layer, set())
@@ -342,15 +394,24 @@ def _copy_layer(image: Image, layer: int, plan_layout: Layout, out: _Out, spoole
         return _Tee(spool_sink, copy_sink)
 
     lay = image.layers[layer]
-    spans = _spans_of(lay)
-    if spans is None:
-        restream(lay, visit, where(image, layer), threads=threads)
+    place = where(image, layer)
+    runs = ahead.runs(layer)
+    reader = ahead.reader(layer)
+    if runs is None:
+        restream(lay, visit, place, threads=threads)
     else:
-        restream_spans(lay, where(image, layer), _span_plan(image, layer, spans, plan_layout, visit, out, seen),
-                       threads)
+        cols = columns(lay)
+        sinks: list[Sink] = [_Verbatim(out, cols, members, seen) if fast else
+                             _Reparse(place, lay.entries, members, visit) for fast, _start, _end, members in runs]
+        if reader is not None:
+            reader.deliver(sinks)
+            ahead.done(layer)
+        else:
+            restream_spans(lay, place, [(start, end, sink) for (_f, start, end, _m), sink in zip(runs, sinks)],
+                           threads)
     pending = set(plan_layout.members(layer)) - seen
     if pending:
-        raise FormatError(f"{where(image, layer)}: the tar stream ended before member {min(pending)}")
+        raise FormatError(f"{place}: the tar stream ended before member {min(pending)}")
 
 
 def _spans_of(layer: Layer) -> array.array | None:
@@ -363,14 +424,12 @@ def _spans_of(layer: Layer) -> array.array | None:
     return spans if len(spans) == 2 * len(layer.entries) else None
 
 
-def _span_plan(image: Image, layer: int, spans: array.array, plan_layout: Layout, visit, out: _Out,
-               seen: set[int]) -> list[tuple[int, int, Sink]]:
-    """Return the byte ranges of the layer's tar the new layer takes, each with its sink: a run
-    of members copied as they are goes to the output as it is (header blocks, data, padding);
-    members written anew (links, spooled sources, sparse files) are parsed again from their
-    own bytes, one run at a time."""
-    lay = image.layers[layer]
-    cols = columns(lay)
+def _runs(image: Image, layer: int, spans: array.array, plan_layout: Layout) -> list[Run]:
+    """Return the byte ranges of the layer's tar the new layer takes: a run of members copied
+    as they are goes to the output as it is (header blocks, data, padding); members written
+    anew (links, spooled sources, sparse files) are parsed again from their own bytes, one run
+    at a time."""
+    cols = columns(image.layers[layer])
     kinds, offsets = cols.kinds, cols.offsets
     copies = plan_layout.copies.get(layer, set())
     spool = plan_layout.spool.get(layer, set())
@@ -384,9 +443,7 @@ def _span_plan(image: Image, layer: int, spans: array.array, plan_layout: Layout
             runs[-1][3].append(i)
         else:
             runs.append([fast, start, end, [i]])
-    place = where(image, layer)
-    return [(start, end, _Verbatim(out, cols, members, seen) if fast else _Reparse(place, lay.entries, members, visit))
-            for fast, start, end, members in runs]
+    return [(fast, start, end, members) for fast, start, end, members in runs]
 
 
 class _Verbatim:
