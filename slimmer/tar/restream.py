@@ -226,7 +226,7 @@ class SpanReader:
     Bytes that no range needs are read and hashed without waiting for the caller: the layers
     after the one being copied are hashed meanwhile. ``close`` stops the thread."""
 
-    BUDGET = 16 << 20
+    BUDGET = 8 << 20
 
     def __init__(self, layer: Layer, where: str, ranges: list[tuple[int, int]], threads: bool = False):
         self.layer, self.where, self.ranges, self.threads = layer, where, ranges, threads
