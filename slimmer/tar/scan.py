@@ -607,8 +607,11 @@ class TarScanner:
             if not _LOW <= value <= _HIGH:  # kept aside: the columns hold 64-bit numbers
                 self._big[(i, index)] = value
                 numbers[i] = 0
+        # a member whose data would end past 64 bits ends no real stream (the scan stops at the
+        # stream's end, truncated): its span's end is kept at the largest offset the column holds
+        end = min(self._data_at + data + pad, _HIGH)
         self._cols.append(path, KIND_CODES[kind], numbers[0], numbers[1], numbers[2], numbers[3], link, numbers[4],
-                          numbers[5], rule, self._member_start, self._data_at + data + pad)
+                          numbers[5], rule, self._member_start, end)
         if self.visit is None or (self._mode == _SELECT and not self._selected(path, kind, size, offset, rule)):
             self._skip = data + pad
             self._padding_left = pad
