@@ -11,11 +11,11 @@ category rules, ``slimmer.layers`` and rewriter modules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from slimmer.analyzer import categories
 from slimmer.layers import Finals, MergedFS
-from slimmer.model import FILE, KIND_CODES, SYMLINK, Entry
+from slimmer.model import KIND_CODES, NO_RULE, SYMLINK, Entry
 from slimmer.rewriter.closure import Closure, Reason, tree_holding
 from slimmer.rewriter.lookup import resolve
 from slimmer.rewriter.plan import (
@@ -39,9 +39,9 @@ def is_removable(category: str, build_only_too: bool) -> bool:
 
 
 def plan_prune(fs: MergedFS, closure: Closure, globs: Globs, synthetic: list[Synthetic],
-               rules: Sequence[Mapping[str, int]] | None = None) -> Plan:
-    """Return the prune plan for the merged filesystem ``fs``. ``rules`` (per layer, {path:
-    rule index}, as the scan pass records them) saves matching the rules again. The final
+               rules: Sequence[Sequence[int]] | None = None) -> Plan:
+    """Return the prune plan for the merged filesystem ``fs``. ``rules`` (per layer, the rule
+    index of each entry, as the scan pass records them) saves matching the rules again. The final
     versions are read from the columns of ``fs.table()``: no record is made per path."""
     notes = list(closure.notes)
     reasons = list(closure.reasons)
@@ -77,16 +77,15 @@ def plan_prune(fs: MergedFS, closure: Closure, globs: Globs, synthetic: list[Syn
                 tuple(reasons), tuple(notes), closure.argv)
 
 
-def _categories(table: Finals, rules: Sequence[Mapping[str, int]] | None) -> list[str]:
+def _categories(table: Finals, rules: Sequence[Sequence[int]] | None) -> list[str]:
     """Return the category of each final version of ``table``: a file's from the rule index
-    the scan recorded (``rules``, per layer), else matched on its path."""
+    the scan recorded (``rules``: per layer, the ``Columns.rules`` of its entries), else
+    matched on its path."""
     if rules is None:
         return [category_of(path) for path in table.paths]
     names = [rule.category for rule in categories.RULES] + [categories.OTHER]  # index -1: no rule matched
-    gets = [layer_rules.get for layer_rules in rules]
-    file_code = KIND_CODES[FILE]
-    return [names[i] if kind == file_code and (i := gets[layer](path)) is not None else category_of(path)
-            for path, layer, kind in zip(table.paths, table.layers, table.kinds)]
+    return [names[i] if k >= 0 and (i := rules[layer][k]) != NO_RULE else category_of(path)
+            for path, layer, k in zip(table.paths, table.layers, table.indexes)]
 
 
 def _dangling(fs: MergedFS, keep: set[str], dropped: set[str]) -> set[str]:
