@@ -349,8 +349,9 @@ class _Ahead:
                 break
             runs = self.runs(later)
             if runs is not None and later not in self._readers:
+                # the reader hashes on its own thread: the readers side by side are the parallelism
                 self._readers[later] = SpanReader(self.image.layers[later], where(self.image, later),
-                                                  [(start, end) for _fast, start, end, _members in runs], True).start()
+                                                  [(start, end) for _fast, start, end, _members in runs]).start()
         return self._readers.get(layer)
 
     def done(self, layer: int) -> None:
