@@ -4,15 +4,18 @@ killed run (its pid gone) are removed while a live run's are not."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
+from slimmer import atomic
 from slimmer.atomic import (
     TEMP_PREFIX,
     atomic_dir,
@@ -92,6 +95,49 @@ def test_the_file_and_its_directory_are_fsynced(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", fsync)
     write_bytes(dest, b"data")
     assert synced == [("staged", False), ("renamed", True)]
+
+
+def test_a_file_written_past_the_write_out_window_holds_exactly_its_bytes(tmp_path, monkeypatch):
+    """Every WRITEBACK bytes the staged file goes to the kernel and a thread of its own flushes
+    it to disk while the block still runs; small writes, a seek back to patch the start (as the
+    in-place archive writer does) and the bytes after it all land as written, and the thread
+    is gone once the file is committed."""
+    monkeypatch.setattr(atomic, "WRITEBACK", 4096)
+    dest = tmp_path / "out.bin"
+    pieces = [bytes([i % 251]) * (100 + i) for i in range(200)]
+    with atomic_file(dest, buffering=1 << 16) as out:  # a buffer larger than all the bytes
+        out.write(bytes(512))
+        for piece in pieces:
+            out.write(piece)
+        (staged,) = temps(tmp_path)
+        assert os.path.getsize(tmp_path / staged) > 512 + sum(map(len, pieces)) - 4096  # not held in the buffer
+        assert "slimmer-datasync" in {t.name for t in threading.enumerate()}
+        out.seek(0)
+        out.write(b"head")
+    assert dest.read_bytes() == b"head" + bytes(508) + b"".join(pieces)
+    assert "slimmer-datasync" not in {t.name for t in threading.enumerate()}
+
+
+def test_a_flush_that_fails_while_the_file_grows_fails_the_commit(tmp_path, monkeypatch):
+    """The kernel reports a failed write-back to one flush only: when the syncing thread's
+    fdatasync fails (EIO, injected here: no disk can be made to fail on cue), the commit is an
+    OutputError naming the destination, which keeps its old bytes, and no temp is left."""
+    monkeypatch.setattr(atomic, "WRITEBACK", 4096)
+
+    called = threading.Event()
+
+    def failing(fd: int) -> None:
+        called.set()
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(atomic, "_datasync", failing)
+    dest = tmp_path / "out.bin"
+    dest.write_bytes(b"old")
+    with pytest.raises(OutputError, match=f"cannot write {dest}: Input/output error"), atomic_file(dest) as out:
+        out.write(bytes(10_000))
+        assert called.wait(10)
+    assert dest.read_bytes() == b"old"
+    assert temps(tmp_path) == []
 
 
 def test_temp_names_are_unique_per_process_and_per_call(tmp_path):

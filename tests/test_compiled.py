@@ -188,6 +188,17 @@ def test_both_scanners_agree_on_random_tars(members, cuts, flips, end):
     _both(bytes(data), [c for c in cuts if c <= len(data)])
 
 
+def test_a_member_whose_data_would_end_past_64_bits_is_a_truncated_layer_both_ways():
+    """A PAX size of 40 digits (found by the test above): the member's span cannot be held in
+    a 64-bit column, yet the scan gives the same result both ways, an error rather than an
+    OverflowError (the stream ends long before such a member)."""
+    data = raw_tar([M("0", b"", pax={"path": "0", "size": "9" * 40})], end=False)
+    if COMPILED:
+        _both(data)
+    out = _scan(data, [], True, True, None)
+    assert out["complete"] is False and out["spans"] == [0, (1 << 63) - 1]
+
+
 @needs_compiled
 @settings(max_examples=60, deadline=None)
 @given(names=st.lists(st.text(min_size=1, max_size=200), min_size=1, max_size=8),

@@ -474,3 +474,68 @@ def test_a_layer_changed_after_the_scan_fails_the_span_copy_and_writes_nothing(t
     with pytest.raises(DigestMismatchError, match=r"layer 0 .*changed since the image was opened"):
         slim(img, SlimOptions(mode="prune"), tmp_path / "out.tar")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tar"]
+
+
+def _spread_image(tmp_path: Path) -> Path:
+    """An archive of four layers whose kept members lie between dropped ones, before and after
+    them (documentation, caches), with hard links within and across layers and files of
+    several megabytes: what the read-ahead copy hands over in pieces and in whole chunks."""
+    big = bytes(range(256)) * (5 << 12)  # 5 MiB, no two chunks alike
+    spec = image(
+        layer({f"usr/share/doc/pkg{i}/README": 3000 + i for i in range(40)}
+              | {f"usr/lib/lib{i}.so": bytes([i]) * (700 + i) for i in range(40)}
+              | {"usr/bin/app": File(b"#!/bin/sh\necho hi\n", mode=0o755)}, auto_dirs=True),
+        layer({"usr/share/doc/huge/manual.pdf": 3 << 20, "usr/lib/late.so": b"late" * 100,
+               "var/cache/apt/pkg.deb": 2 << 20, "usr/lib/last.so": b"last" * 10}, auto_dirs=True),
+        layer({"opt/data/model.bin": big, "opt/data/model.link": Hardlink("opt/data/model.bin"),
+               "usr/lib/lib3.link": Hardlink("usr/lib/lib3.so"), "usr/share/man/man1/app.1": 9000,
+               "opt/data/tail.txt": b"tail"}, auto_dirs=True),
+        layer({"etc/app.conf": b"x=1\n", "usr/share/doc/pkg0/README": 10}, auto_dirs=True),
+        config={"config": {"Entrypoint": ["/usr/bin/app"]}})
+    return write(spec, tmp_path / "spread.tar", "docker-legacy")
+
+
+@pytest.mark.parametrize("budget", [None, 4096], ids=["default budget", "a 4 KiB budget"])
+def test_reading_layers_ahead_writes_the_archive_reading_them_in_turn_writes(tmp_path, monkeypatch, budget):
+    """With jobs, layers are read ahead on threads of their own (``SpanReader``), each holding
+    the bytes it found for the copy until the copy gets there (at most its budget: a small one
+    makes the readers wait); the archive is byte for byte the one a single thread writes."""
+    from slimmer.reader import Options
+    from slimmer.rewriter.facts import SlimPolicy
+    from slimmer.tar.restream import SpanReader
+
+    if budget is not None:
+        monkeypatch.setattr(SpanReader, "BUDGET", budget)
+    img = open_image(_spread_image(tmp_path), Options(policy=SlimPolicy()))
+    assert all(lay.facts and "spans" in lay.facts for lay in img.layers)
+    for jobs in (1, 2, 4):
+        slim(img, SlimOptions(mode="prune", epoch=0, jobs=jobs), tmp_path / f"jobs{jobs}.tar")
+    serial = (tmp_path / "jobs1.tar").read_bytes()
+    assert (tmp_path / "jobs2.tar").read_bytes() == serial
+    assert (tmp_path / "jobs4.tar").read_bytes() == serial
+    kept = _tree(tmp_path / "jobs1.tar")
+    assert {"usr/lib/late.so", "usr/lib/last.so", "opt/data/model.bin", "opt/data/tail.txt"} <= set(kept)
+    assert not any(p.startswith(("usr/share/doc/", "var/cache/")) and fields[1] == "file" for p, fields in kept.items())
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.parametrize("where", ["before", "after"], ids=["among the copied members", "after the last one"])
+def test_a_later_layer_changed_after_the_scan_fails_the_copy_and_writes_nothing(tmp_path, jobs, where):
+    """A layer read ahead while an earlier one is copied, edited after the scan (same size)
+    in bytes the copy takes or in bytes it only hashes: a DigestMismatchError naming that
+    layer, and no output, not even a temp file."""
+    from slimmer.errors import DigestMismatchError
+    from slimmer.reader import Options
+    from slimmer.rewriter.facts import SlimPolicy
+
+    archive = _spread_image(tmp_path)
+    img = open_image(archive, Options(policy=SlimPolicy()))
+    data = bytearray(archive.read_bytes())
+    marker = b"late" * 100 if where == "before" else b"last" * 10
+    at = data.find(marker)
+    assert at > 0
+    data[at:at + 4] = b"EVIL"
+    archive.write_bytes(bytes(data))
+    with pytest.raises(DigestMismatchError, match=r"layer 1 .*changed since the image was opened"):
+        slim(img, SlimOptions(mode="prune", jobs=jobs), tmp_path / "slim.tar")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spread.tar"]

@@ -13,7 +13,6 @@ import click
 from click.core import ParameterSource
 
 from slimmer import reader
-from slimmer.analyzer.report import PHASES
 from slimmer.cli.group import GC_TUNED, run_gc  # noqa: F401  (run_gc: where commands find it)
 from slimmer.errors import ConfigError
 from slimmer.reader.cache import LayerCache
@@ -63,6 +62,7 @@ def show_progress(what: str = "the image") -> Iterator:
     if ci_mode() or not _isatty(sys.stderr) or os.environ.get("TERM") == "dumb":
         yield None
         return
+    from slimmer.analyzer.report import PHASES  # here: slim, export and the rest need no analyzer to start
     from slimmer.render.progress import Progress
 
     with Progress(sys.stderr, what, PHASES) as progress:

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from slimmer.errors import ElfError, FormatError, OutputError
 from slimmer.layers import MergedFS
-from slimmer.model import FILE, HARDLINK, Image
+from slimmer.model import FILE, HARDLINK, Image, columns
 from slimmer.rewriter import facts as kinds
 from slimmer.rewriter import imports
 from slimmer.rewriter.elf import ElfInfo, read_elf
@@ -107,12 +107,14 @@ class Contents:
         return table
 
     def rules(self) -> list | None:
-        """Return, per layer, the category rule index of each file the scan recorded; None
-        unless every layer was scanned with the policy (then prune matches the rules itself)."""
+        """Return, per layer, the category rule index of each entry as the scan recorded it
+        (``Columns.rules``); None unless every layer was scanned with the policy (then prune
+        matches the rules itself)."""
         layers = self.image.layers
         if not all(lay.facts is not None and lay.facts_policy == self.policy.key for lay in layers):
             return None
-        return [lay.facts.get(kinds.RULE, {}) for lay in layers]  # type: ignore[union-attr]
+        found = [columns(lay).rules for lay in layers]
+        return None if any(rules is None for rules in found) else found
 
     # -- what the closure asks ---------------------------------------------------------------
 

@@ -113,9 +113,8 @@ def plan_distroless(fs: MergedFS, closure: Closure, globs: Globs, synthetic: lis
     reasons = list(closure.reasons) + [r for r in reasons if r.path not in rewritten]
     notes = list(closure.notes) + list(closure.blind_spots) + notes
     notes += [f"left out /{r.path}: {r.why}" for r in closure.left_out if r.path not in closure.paths]
-    for path, _version in fs.files():
-        if globs.kept(path):
-            keep.add(path)
+    if globs.keep:
+        keep.update(path for path in fs.refs() if globs.kept(path))
     keep = {p for p in keep if not globs.dropped(p)}
     keep = with_ancestors(fs, keep)
     keep -= {s.path for s in synthetic}

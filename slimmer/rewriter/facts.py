@@ -1,8 +1,9 @@
 """What ``slimmer slim`` learns from file contents in the scan pass, so the entrypoint closure
 never reads a layer again: the policy (``SlimPolicy``) and the probes it runs.
 
-Per regular file, by kind (``slimmer.tar.collect``):
-- ``RULE``: the index of its category rule (``slimmer.analyzer.categories``), for prune;
+The scanner records the category rule of every file (``slimmer.analyzer.categories``, in
+the layer's columns: ``Columns.rules``), for prune. Per regular file, by kind
+(``slimmer.tar.collect``):
 - ``ELF``: the loader facts of an ELF object (``slimmer.rewriter.elf.read_elf`` run over the
   bounded byte ranges it needs, buffered as they stream by: the head up to the dynamic
   segment, at most ELF_PREFIX bytes, and the dynamic segment itself); ``ELF_ERROR`` for a
@@ -41,7 +42,6 @@ from slimmer.rewriter.elf import MAGIC, ElfInfo, read_elf
 from slimmer.tar.collect import Facts
 from slimmer.tar.scan import Select
 
-RULE = "rule"  # the index of the first category rule matching the path (-1: none), as the analyzer records it
 ELF = "elf"
 ELF_ERROR = "elf-error"
 ELF_FAR = "elf-far"
@@ -86,7 +86,9 @@ class SlimPolicy:
     """The content policy of ``slimmer slim`` (see the module docstring)."""
 
     spans = True  # where each member lies in the layer's tar: the write pass copies kept runs as they are
-    select: Select | None = None  # every member is shown: which files are probed depends on their mode too
+    # every member is shown (which files are probed depends on their mode too), and the scanner
+    # records each file's category rule, once per directory and base name
+    select: Select | None = Select(classifier=cats.CLASSIFIER, every=True)
 
     def __init__(self):
         # names what the facts mean: the layer cache keys on it
@@ -94,7 +96,6 @@ class SlimPolicy:
 
     def sink(self, entry: Entry, facts: Facts):
         path = entry.path
-        facts.put(RULE, path, cats.rule_index(path))  # prune's category of each file, found in the workers
         size = entry.size
         if not size or entry.offset < 0:
             return None  # empty, or sparse: its stream holds a map, not the file

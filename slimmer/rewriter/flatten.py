@@ -33,18 +33,22 @@ from slimmer.model import (
     FIFO,
     FILE,
     HARDLINK,
+    KIND_CODES,
     SYMLINK,
+    Columns,
+    Entries,
     Entry,
     HistoryStep,
     Image,
     Layer,
+    columns,
 )
 from slimmer.rewriter.contents import FileSink
 from slimmer.rewriter.members import Member, MemberIndex, where
 from slimmer.rewriter.plan import Synthetic
 from slimmer.tar.codec import Hasher
 from slimmer.tar.collect import SPANS
-from slimmer.tar.restream import restream, restream_spans
+from slimmer.tar.restream import SpanReader, restream, restream_spans
 from slimmer.tar.scan import Header, Sink, TarScanner
 from slimmer.tar.writer import TarWriter, member_info
 
@@ -52,7 +56,6 @@ LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
 _KINDS = {tarfile.DIRTYPE: DIR, tarfile.SYMTYPE: SYMLINK, tarfile.LNKTYPE: HARDLINK, tarfile.CHRTYPE: CHAR,
           tarfile.BLKTYPE: BLOCK, tarfile.FIFOTYPE: FIFO}
 
-COPY = "copy"
 LINK = "link"  # a hard link to a path written earlier
 MATERIALIZE = "materialize"  # a hard link written as a regular file with its source's bytes
 RELINK = "relink"  # a hard link to a symlink (GNU tar makes these) written as that symlink
@@ -62,8 +65,9 @@ _RAW_TYPES = frozenset({b"0", b"\0", b"5", b"2", b"3", b"4", b"6", b"7"})
 
 @dataclass(frozen=True)
 class Action:
-    """What to write for one member: ``COPY`` it, a ``LINK`` to ``target``, or its bytes from
-    the spooled ``source`` member (``MATERIALIZE``)."""
+    """What to write anew for one hard-link member: a ``LINK`` to ``target``, the symlink it
+    names (``RELINK``), or its bytes from the spooled ``source`` member (``MATERIALIZE``).
+    Members copied as they are need no record: ``Layout.copies`` lists them."""
 
     kind: str
     path: str
@@ -73,8 +77,10 @@ class Action:
 
 @dataclass
 class Layout:
-    """The members the new layer is made of, by layer and entry index."""
+    """The members the new layer is made of, by layer and entry index: ``copies`` are copied
+    as they are, ``actions`` written anew (links, and hard links made into files)."""
 
+    copies: dict[int, set[int]] = field(default_factory=dict)
     actions: dict[int, dict[int, Action]] = field(default_factory=dict)
     spool: dict[int, set[int]] = field(default_factory=dict)
     file_bytes: int = 0  # bytes of regular files copied as they are
@@ -83,38 +89,51 @@ class Layout:
     @property
     def layers(self) -> list[int]:
         """The layers that must be streamed, in order."""
-        return sorted(set(self.actions) | set(self.spool))
+        return sorted(set(self.copies) | set(self.actions) | set(self.spool))
+
+    def members(self, layer: int) -> list[int]:
+        """The members of ``layer`` the new layer needs (copied, written anew or spooled), in order."""
+        return sorted(self.copies.get(layer, set()).union(self.actions.get(layer, ()), self.spool.get(layer, ())))
 
 
 def layout(image: Image, fs: MergedFS, index: MemberIndex, keep: Iterable[str]) -> Layout:
-    """Return how the kept paths of ``fs`` are copied."""
+    """Return how the kept paths of ``fs`` are copied. The final versions are read from the
+    columns of ``fs.table()``: no record is made per kept path (there may be 100,000s)."""
     out = Layout()
     by_source: dict[Member, list[tuple[Member, str]]] = {}
-    keep = set(keep)
-    for path in keep:
-        final = fs.final_of(path)  # no record made per kept path: there may be 100,000s
-        if final is None:
-            continue  # a directory only implied by deeper entries: the new layer implies it too
-        layer, kind, size = final
-        member = index.final_member(layer, path)
-        if kind != HARDLINK:
-            out.actions.setdefault(member[0], {})[member[1]] = Action(COPY, path)
-            if kind == FILE:
-                out.file_bytes += size
+    keep = keep if isinstance(keep, (set, frozenset)) else set(keep)
+    table = fs.table()
+    file_code, link_code = KIND_CODES[FILE], KIND_CODES[HARDLINK]
+    copies: dict[int, set[int]] = {}
+    file_bytes = 0
+    for path, layer, k, kind, size in zip(table.paths, table.layers, table.indexes, table.kinds, table.sizes):
+        if path not in keep:
             continue
+        if k < 0:  # a version added without its position
+            k = index.final_member(layer, path)[1]
+        if kind != link_code:
+            members = copies.get(layer)
+            if members is None:
+                members = copies[layer] = set()
+            members.add(k)
+            if kind == file_code:
+                file_bytes += size
+            continue
+        member = (layer, k)
         source = index.source_of(member)
         source_entry = image.layers[source[0]].entries[source[1]]
         source_path = source_entry.path
         source_final = fs.get(source_path)
         if source_path in keep and source_final is not None and index.final(source_final) == source:
-            out.actions.setdefault(member[0], {})[member[1]] = Action(LINK, path, target=source_path)
+            out.actions.setdefault(layer, {})[k] = Action(LINK, path, target=source_path)
         elif source_entry.kind == SYMLINK:
-            out.actions.setdefault(member[0], {})[member[1]] = Action(RELINK, path, target=source_entry.link)
+            out.actions.setdefault(layer, {})[k] = Action(RELINK, path, target=source_entry.link)
         elif source_entry.kind != FILE:
-            raise FormatError(f"{where(image, member[0])}: hard link {path!r} names {source_path!r}, "
+            raise FormatError(f"{where(image, layer)}: hard link {path!r} names {source_path!r}, "
                               f"a {source_entry.kind}, not a file")
         else:
             by_source.setdefault(source, []).append((member, path))
+    out.copies, out.file_bytes = copies, file_bytes
     for source, links in by_source.items():
         links.sort()
         (first_member, first_path), rest = links[0], links[1:]
@@ -144,10 +163,12 @@ class _HashingWriter:
 
     def write(self, data) -> int:
         n = len(data)
+        if not _immutable(data):
+            data = bytes(data)  # kept until written and hashed: the caller may reuse its buffer
         if n >= self.BATCH and not self._parts:
-            self._emit(bytes(data))
+            self._emit(data)
         else:
-            self._parts.append(bytes(data))
+            self._parts.append(data)
             self._pending += n
             if self._pending >= self.BATCH:
                 self.flush()
@@ -169,6 +190,11 @@ class _HashingWriter:
         return self.sha.hexdigest()
 
 
+def _immutable(data) -> bool:
+    """Whether ``data`` is bytes, or a view of bytes: what may be queued without a copy."""
+    return data.__class__ is bytes or (data.__class__ is memoryview and data.obj.__class__ is bytes)
+
+
 def _entry(info: tarfile.TarInfo) -> Entry:
     kind = _KINDS.get(info.type, FILE)
     link = info.linkname if kind in (SYMLINK, HARDLINK) else ""
@@ -177,26 +203,59 @@ def _entry(info: tarfile.TarInfo) -> Entry:
 
 
 class _Out:
-    """The new layer's tar being written, and the entries it holds so far."""
+    """The new layer's tar being written, and the entries it holds so far, as columns (a run
+    of members copied as they are adds its rows from the input layer's columns: no record)."""
 
     def __init__(self, tar: TarWriter):
         self.tar = tar
-        self.entries: list[Entry] = []
+        self._paths: list[str] = []
+        self._kinds = bytearray()
+        self._numbers: tuple[list[int], ...] = ([], [], [], [], [])  # sizes, modes, uids, gids, mtimes
+        self._links: list[str] = []
+
+    def _append(self, entry: Entry) -> None:
+        self._paths.append(entry.path)
+        self._kinds.append(KIND_CODES[entry.kind])
+        for column, value in zip(self._numbers, (entry.size, entry.mode, entry.uid, entry.gid, entry.mtime)):
+            column.append(value)
+        self._links.append(entry.link)
+
+    def copied(self, cols: Columns, members: list[int]) -> None:
+        """Record the members ``members`` of a layer whose columns are ``cols``, copied as they are."""
+        self._paths += [cols.paths[i] for i in members]
+        self._kinds += bytes([cols.kinds[i] for i in members])
+        for column, source in zip(self._numbers, (cols.sizes, cols.modes, cols.uids, cols.gids, cols.mtimes)):
+            column += [source[i] for i in members]
+        self._links += [cols.links[i] for i in members]
+
+    def entries(self) -> Entries:
+        """The entries written so far (offsets unknown: -1)."""
+        sizes, modes, uids, gids, mtimes = (_numbers(column) for column in self._numbers)
+        return Entries(Columns(list(self._paths), bytes(self._kinds), sizes, modes, uids, gids, list(self._links),
+                               mtimes, array.array("q", [-1]) * len(self._paths)))
 
     def add(self, info: tarfile.TarInfo) -> None:
         self.tar.add(info)
-        self.entries.append(_entry(info))
+        self._append(_entry(info))
 
     def begin(self, info: tarfile.TarInfo, sparse=None) -> TarWriter:
         self.tar.begin(info, sparse)
-        self.entries.append(_entry(info))
+        self._append(_entry(info))
         return self.tar
 
     def raw(self, blocks: bytes, entry: Entry, data: int) -> TarWriter | None:
         """Copy a member's header blocks as they are; return the writer for its ``data`` bytes."""
         self.tar.raw(blocks, data)
-        self.entries.append(entry._replace(offset=-1))
+        self._append(entry)
         return self.tar if data else None
+
+
+def _numbers(values: list[int]) -> array.array | list[int]:
+    """A number column: 64-bit where every value fits (``slimmer.model.Columns``)."""
+    try:
+        return array.array("q", values)
+    except OverflowError:
+        return list(values)
 
 
 class _Tee:
@@ -233,17 +292,22 @@ def _write_layer(image: Image, plan_layout: Layout, synthetic: Iterable[Syntheti
 
 
 def write_layer_into(image: Image, plan_layout: Layout, synthetic: Iterable[Synthetic], stream,
-                     scratch: Path, history: HistoryStep | None = None, threads: bool = False) -> Layer:
+                     scratch: Path, history: HistoryStep | None = None, jobs: int = 1) -> Layer:
     """Write the new layer's tar to ``stream`` (anything with ``write``: a file, or the
-    archive writer's in-place member) and return it as a model Layer without an opener.
-    Spooled hard-link sources go to ``scratch``. With ``threads``, the input layers and the
-    output are hashed on threads beside the copying."""
+    archive writer's in-place member) and return it as a model Layer without an opener, once
+    every layer read is verified to its end. Spooled hard-link sources go to ``scratch``. With
+    ``jobs`` above 1, the input layers and the output are hashed on threads beside the
+    copying, and up to ``jobs`` layers are read ahead, each on a thread of its own
+    (``restream.SpanReader``): what the new layer does not take of them is read and hashed
+    while an earlier layer is still being copied."""
+    threads = jobs > 1
     writer = _HashingWriter(stream, threads)
     out = _Out(TarWriter(writer))
     spooled: dict[Member, Path] = {}
     try:
-        for layer in plan_layout.layers:
-            _copy_layer(image, layer, plan_layout, out, spooled, scratch, threads)
+        with _Ahead(image, plan_layout, jobs if threads else 0) as ahead:
+            for layer in plan_layout.layers:
+                _copy_layer(image, layer, plan_layout, out, spooled, scratch, threads, ahead)
         for item in sorted(synthetic, key=lambda s: s.path):
             _add_synthetic(out, item)
         out.tar.close()
@@ -252,12 +316,61 @@ def write_layer_into(image: Image, plan_layout: Layout, synthetic: Iterable[Synt
         writer.sha.close()
         for path in spooled.values():
             path.unlink(missing_ok=True)
-    return Layer(diff_id=digest, digest=digest, stored_size=writer.size, entries=tuple(out.entries),
+    return Layer(diff_id=digest, digest=digest, stored_size=writer.size, entries=out.entries(),
                  uncompressed_size=writer.size, media_type=LAYER_TYPE, compression="none", history=history)
 
 
+Run = tuple[bool, int, int, list[int]]  # copied as it is?, start and end in the layer's tar, its members
+
+
+class _Ahead:
+    """The layers to copy, with the runs of each (``_runs``) and, for up to ``depth`` layers
+    from the one being copied on, a ``SpanReader`` reading it ahead (none with depth 0)."""
+
+    def __init__(self, image: Image, plan_layout: Layout, depth: int):
+        self.image, self.plan_layout, self.depth = image, plan_layout, depth
+        self._runs: dict[int, list[Run] | None] = {}
+        self._readers: dict[int, SpanReader] = {}
+
+    def runs(self, layer: int) -> list[Run] | None:
+        """The runs of ``layer``, None where the scan did not record where its members lie."""
+        if layer not in self._runs:
+            spans = _spans_of(self.image.layers[layer])
+            self._runs[layer] = None if spans is None else _runs(self.image, layer, spans, self.plan_layout)
+        return self._runs[layer]
+
+    def reader(self, layer: int) -> SpanReader | None:
+        """The reader of ``layer`` (the one now copied), the next ones started up to the depth."""
+        if not self.depth:
+            return None
+        order = self.plan_layout.layers
+        for later in order[order.index(layer):]:
+            if len(self._readers) >= self.depth:
+                break
+            runs = self.runs(later)
+            if runs is not None and later not in self._readers:
+                # the reader hashes on its own thread: the readers side by side are the parallelism
+                self._readers[later] = SpanReader(self.image.layers[later], where(self.image, later),
+                                                  [(start, end) for _fast, start, end, _members in runs]).start()
+        return self._readers.get(layer)
+
+    def done(self, layer: int) -> None:
+        reader = self._readers.pop(layer, None)
+        if reader is not None:
+            reader.close()
+
+    def __enter__(self) -> _Ahead:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
+
+
 def _copy_layer(image: Image, layer: int, plan_layout: Layout, out: _Out, spooled: dict[Member, Path],
-                scratch: Path, threads: bool = False) -> None:
+                scratch: Path, threads: bool, ahead: _Ahead) -> None:
+    copies = plan_layout.copies.get(layer, set())
     actions = plan_layout.actions.get(layer, {})
     spool = plan_layout.spool.get(layer, set())
     seen: set[int] = set()
@@ -269,24 +382,37 @@ def _copy_layer(image: Image, layer: int, plan_layout: Layout, out: _Out, spoole
             dest = scratch / f".slim-link-{layer}-{index}"
             spooled[(layer, index)] = dest
             spool_sink = FileSink(dest)
-        if action is None and spool_sink is None:
+        copy_sink = None
+        if action is not None:
+            _write(out, action, entry, header, spooled)
+        elif index in copies:
+            copy_sink = _copy(out, entry, header)
+        elif spool_sink is None:
             return None
         seen.add(index)
-        copy_sink = _write(out, action, entry, header, spooled) if action is not None else None
         if spool_sink is None:
             return copy_sink
         return _Tee(spool_sink, copy_sink)
 
     lay = image.layers[layer]
-    spans = _spans_of(lay)
-    if spans is None:
-        restream(lay, visit, where(image, layer), threads=threads)
+    place = where(image, layer)
+    runs = ahead.runs(layer)
+    reader = ahead.reader(layer)
+    if runs is None:
+        restream(lay, visit, place, threads=threads)
     else:
-        restream_spans(lay, where(image, layer), _span_plan(image, layer, spans, actions, spool, visit, out, seen),
-                       threads)
-    pending = (set(actions) | spool) - seen
+        cols = columns(lay)
+        sinks: list[Sink] = [_Verbatim(out, cols, members, seen) if fast else
+                             _Reparse(place, lay.entries, members, visit) for fast, _start, _end, members in runs]
+        if reader is not None:
+            reader.deliver(sinks)
+            ahead.done(layer)
+        else:
+            restream_spans(lay, place, [(start, end, sink) for (_f, start, end, _m), sink in zip(runs, sinks)],
+                           threads)
+    pending = set(plan_layout.members(layer)) - seen
     if pending:
-        raise FormatError(f"{where(image, layer)}: the tar stream ended before member {min(pending)}")
+        raise FormatError(f"{place}: the tar stream ended before member {min(pending)}")
 
 
 def _spans_of(layer: Layer) -> array.array | None:
@@ -299,40 +425,39 @@ def _spans_of(layer: Layer) -> array.array | None:
     return spans if len(spans) == 2 * len(layer.entries) else None
 
 
-def _span_plan(image: Image, layer: int, spans: array.array, actions: dict[int, Action], spool: set[int], visit,
-               out: _Out, seen: set[int]) -> list[tuple[int, int, Sink]]:
-    """Return the byte ranges of the layer's tar the new layer takes, each with its sink: a run
-    of members copied as they are goes to the output as it is (header blocks, data, padding);
-    members written anew (links, spooled sources, sparse files) are parsed again from their
-    own bytes, one run at a time."""
-    entries = image.layers[layer].entries
+def _runs(image: Image, layer: int, spans: array.array, plan_layout: Layout) -> list[Run]:
+    """Return the byte ranges of the layer's tar the new layer takes: a run of members copied
+    as they are goes to the output as it is (header blocks, data, padding); members written
+    anew (links, spooled sources, sparse files) are parsed again from their own bytes, one run
+    at a time."""
+    cols = columns(image.layers[layer])
+    kinds, offsets = cols.kinds, cols.offsets
+    copies = plan_layout.copies.get(layer, set())
+    spool = plan_layout.spool.get(layer, set())
+    link_code = KIND_CODES[HARDLINK]
     runs: list[list] = []
-    for i in sorted(set(actions) | spool):
-        entry, action = entries[i], actions.get(i)
-        fast = (action is not None and action.kind == COPY and i not in spool and entry.kind != HARDLINK
-                and entry.offset >= 0 and action.path == entry.path)
+    for i in plan_layout.members(layer):
+        fast = i in copies and i not in spool and kinds[i] != link_code and offsets[i] >= 0
         start, end = spans[2 * i], spans[2 * i + 1]
         if runs and runs[-1][0] == fast and runs[-1][2] == start:
             runs[-1][2] = end
             runs[-1][3].append(i)
         else:
             runs.append([fast, start, end, [i]])
-    place = where(image, layer)
-    return [(start, end, _Verbatim(out, [entries[i] for i in members], members, seen) if fast
-             else _Reparse(place, entries, members, visit)) for fast, start, end, members in runs]
+    return [(fast, start, end, members) for fast, start, end, members in runs]
 
 
 class _Verbatim:
     """Sink of a run of members copied as they are: their bytes go to the output unchanged."""
 
-    def __init__(self, out: _Out, entries: list[Entry], members: list[int], seen: set[int]):
-        self.out, self.entries, self.members, self.seen = out, entries, members, seen
+    def __init__(self, out: _Out, cols: Columns, members: list[int], seen: set[int]):
+        self.out, self.cols, self.members, self.seen = out, cols, members, seen
         self.started = False
 
     def write(self, data) -> None:
         if not self.started:
             self.started = True
-            self.out.entries.extend(e._replace(offset=-1) for e in self.entries)
+            self.out.copied(self.cols, self.members)
             self.seen.update(self.members)
         self.out.tar.passthrough(data)
 
@@ -365,13 +490,24 @@ class _Reparse:
                                       f"{self.members[0]}..{self.members[-1]} are not where the scan found them")
 
 
-def _write(out: _Out, action: Action, entry: Entry, header: Header | None, spooled: dict[Member, Path]):
-    """Write the member ``action`` says; return the sink for its data, if it copies any. A
-    member copied as it is keeps its header blocks unchanged when the scanner handed them over
-    (a plain member: no sparse map, its name already a model path)."""
-    if action.kind == COPY and header is not None and header.raw is not None and entry.path == action.path \
-            and header.typeflag in _RAW_TYPES:
+def _copy(out: _Out, entry: Entry, header: Header | None):
+    """Copy a member as it is; return the sink for its data, if it has any. Its header blocks
+    stay unchanged when the scanner handed them over (a plain member: no sparse map, its name
+    already a model path)."""
+    if header is not None and header.raw is not None and header.typeflag in _RAW_TYPES:
         return out.raw(header.raw, entry, header.stored if entry.kind == FILE else 0)
+    info = member_info(entry, header)
+    if info.type == tarfile.REGTYPE:
+        sparse = header.sparse if header is not None else None
+        if sparse is None and entry.offset < 0:
+            raise FormatError(f"{entry.path!r}: a sparse file whose map could not be read")
+        return out.begin(info, sparse)
+    out.add(info)
+    return None
+
+
+def _write(out: _Out, action: Action, entry: Entry, header: Header | None, spooled: dict[Member, Path]) -> None:
+    """Write the member ``action`` says: a link, or a hard link's bytes as a file."""
     info = member_info(entry, header, action.path)
     if action.kind == LINK:
         info.type, info.linkname, info.size = tarfile.LNKTYPE, action.target, 0
@@ -379,20 +515,12 @@ def _write(out: _Out, action: Action, entry: Entry, header: Header | None, spool
     elif action.kind == RELINK:
         info.type, info.linkname, info.size = tarfile.SYMTYPE, action.target, 0
         out.add(info)
-    elif action.kind == MATERIALIZE:
-        assert action.source is not None  # a MATERIALIZE action always names its source
+    else:
+        assert action.kind == MATERIALIZE and action.source is not None  # it always names its source
         source = spooled[action.source]
         info.type, info.linkname, info.size = tarfile.REGTYPE, "", source.stat().st_size
         with open(source, "rb") as f:
             out.begin(info).copy_from(f)
-    elif info.type == tarfile.REGTYPE:
-        sparse = header.sparse if header is not None else None
-        if sparse is None and entry.offset < 0:
-            raise FormatError(f"{action.path!r}: a sparse file whose map could not be read")
-        return out.begin(info, sparse)
-    else:
-        out.add(info)
-    return None
 
 
 def _add_synthetic(out: _Out, item: Synthetic) -> None:

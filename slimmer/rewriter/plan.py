@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from slimmer.analyzer.categories import glob_regex
 from slimmer.errors import SlimError
 from slimmer.layers import MergedFS
-from slimmer.model import DIR, Entry
+from slimmer.model import DIR, KINDS
 from slimmer.rewriter.closure import Reason
 
 PRUNE = "prune"
@@ -40,9 +41,9 @@ class Synthetic:
     why: str = ""
 
 
-@dataclass(frozen=True)
-class Removed:
-    """A path of the merged filesystem the new image leaves out."""
+class Removed(NamedTuple):
+    """A path of the merged filesystem the new image leaves out (a tuple: a plan may remove
+    100,000s)."""
 
     path: str
     kind: str
@@ -110,25 +111,25 @@ def _compile(patterns: Sequence[str]) -> re.Pattern | None:
 def with_ancestors(fs: MergedFS, paths: Iterable[str]) -> set[str]:
     """Return ``paths`` plus every ancestor directory the merged filesystem lists as an entry."""
     out = set(paths)
-    for path in list(out):
-        parent = path.rpartition("/")[0]  # model paths: no leading or trailing slash
-        while parent and parent not in out:
-            if fs.get(parent) is not None:
-                out.add(parent)
-            parent = parent.rpartition("/")[0]
+    listed = fs.refs()
+    # one level of parents at a time, for all paths at once (directories only implied by
+    # deeper entries are passed through, never added)
+    level = {path.rpartition("/")[0] for path in out}.difference(out)  # model paths: no leading slash
+    while level:
+        level.discard("")
+        out.update(path for path in level if path in listed)
+        level = {path.rpartition("/")[0] for path in level}.difference(out)
     return out
 
 
 def removed_list(fs: MergedFS, keep: set[str] | frozenset[str], category_of,
                  synthetic: Sequence[Synthetic] = ()) -> list[Removed]:
-    """Return every final path of ``fs`` not in ``keep``, with its category (``REPLACED`` for
-    the paths ``synthetic`` entries take over)."""
+    """Return every final path of ``fs`` not in ``keep``, with its category (``category_of(path)``;
+    ``REPLACED`` for the paths ``synthetic`` entries take over). Records are made for the
+    removed paths only, from the columns of ``fs.table()``."""
     replaced = {s.path for s in synthetic}
-    out = []
-    for path, version in fs.files():
-        if path in keep:
-            continue
-        entry: Entry = version.entry
-        category = REPLACED if path in replaced else category_of(path, entry)
-        out.append(Removed(path, entry.kind, entry.size if entry.kind != DIR else 0, category))
-    return out
+    table = fs.table()
+    gone = [(path, KINDS[kind], size) for path, kind, size in zip(table.paths, table.kinds, table.sizes)
+            if path not in keep]
+    return [Removed(path, kind, size if kind != DIR else 0, REPLACED if path in replaced else category_of(path))
+            for path, kind, size in gone]

@@ -11,11 +11,11 @@ category rules, ``slimmer.layers`` and rewriter modules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from slimmer.analyzer import categories
-from slimmer.layers import MergedFS
-from slimmer.model import FILE, SYMLINK, Entry
+from slimmer.layers import Finals, MergedFS
+from slimmer.model import KIND_CODES, NO_RULE, SYMLINK, Entry
 from slimmer.rewriter.closure import Closure, Reason, tree_holding
 from slimmer.rewriter.lookup import resolve
 from slimmer.rewriter.plan import (
@@ -39,47 +39,62 @@ def is_removable(category: str, build_only_too: bool) -> bool:
 
 
 def plan_prune(fs: MergedFS, closure: Closure, globs: Globs, synthetic: list[Synthetic],
-               rules: Sequence[Mapping[str, int]] | None = None) -> Plan:
-    """Return the prune plan for the merged filesystem ``fs``. ``rules`` (per layer, {path:
-    rule index}, as the scan pass records them) saves matching the rules again."""
+               rules: Sequence[Sequence[int]] | None = None) -> Plan:
+    """Return the prune plan for the merged filesystem ``fs``. ``rules`` (per layer, the rule
+    index of each entry, as the scan pass records them) saves matching the rules again. The final
+    versions are read from the columns of ``fs.table()``: no record is made per path."""
     notes = list(closure.notes)
     reasons = list(closure.reasons)
     compilers = sorted(p for p in closure.paths if category_of(p) == categories.TOOLCHAIN)
     if compilers:
         notes.append(f"the entrypoint runs a toolchain (/{compilers[0]}): build-only files were kept")
-    keep: set[str] = set()
-    dropped: set[str] = set()
-    seen: dict[str, str] = {}  # the category of each path, asked once (removed_list asks again)
-    for path, version in fs.files():
-        entry = version.entry
-        if globs.kept(path) or path in closure.paths:
-            keep.add(path)
-        elif globs.dropped(path):
-            dropped.add(path)
-        else:
-            index = rules[version.layer].get(path) if rules is not None and entry.kind == FILE else None
-            category = seen[path] = category_of(path, entry) if index is None else \
-                (categories.RULES[index].category if index >= 0 else categories.OTHER)
-            if is_removable(category, not compilers and not closure.covers(path)):
-                dropped.add(path)
-            else:
-                keep.add(path)
+    table = fs.table()
+    paths = table.paths
+    categories_of = _categories(table, rules)
+    removable = categories.REMOVABLE
+    droppable = removable | (categories.BUILD_ONLY if not compilers else frozenset())
+    in_closure = closure.paths
+    dropped: dict[str, str] = {}  # dropped path -> its category
+    if globs.drop:
+        dropped.update((path, category) for path, category in zip(paths, categories_of)
+                       if path not in in_closure and globs.dropped(path))
+    for path, category in zip(paths, categories_of):
+        if category not in droppable or path in in_closure or path in dropped or globs.kept(path):
+            continue
+        # build-only files go unless the entrypoint runs a toolchain or the closure needs them
+        if category in removable or not closure.covers(path):
+            dropped[path] = category
+    keep = set(paths).difference(dropped)
     keep = with_ancestors(fs, keep)
-    keep -= _dangling(fs, keep, dropped - keep)
+    keep -= _dangling(fs, keep, set(dropped).difference(keep))
     keep -= {s.path for s in synthetic}
     reasons += [Reason(s.path, s.why) for s in synthetic]
-    def known(path: str, entry: Entry | None = None) -> str:
-        return seen.get(path) or category_of(path, entry)
+
+    def known(path: str) -> str:
+        return dropped.get(path) or category_of(path)
 
     return Plan(PRUNE, frozenset(keep), tuple(synthetic), tuple(removed_list(fs, keep, known, synthetic)),
                 tuple(reasons), tuple(notes), closure.argv)
+
+
+def _categories(table: Finals, rules: Sequence[Sequence[int]] | None) -> list[str]:
+    """Return the category of each final version of ``table``: a file's from the rule index
+    the scan recorded (``rules``: per layer, the ``Columns.rules`` of its entries), else
+    matched on its path."""
+    if rules is None:
+        return [category_of(path) for path in table.paths]
+    names = [rule.category for rule in categories.RULES] + [categories.OTHER]  # index -1: no rule matched
+    return [names[i] if k >= 0 and (i := rules[layer][k]) != NO_RULE else category_of(path)
+            for path, layer, k in zip(table.paths, table.layers, table.indexes)]
 
 
 def _dangling(fs: MergedFS, keep: set[str], dropped: set[str]) -> set[str]:
     """Return the kept symlinks that would lead into dropped paths (links to links included)."""
     gone = set(dropped)
     out: set[str] = set()
-    links = sorted(path for path in keep if fs.kind(path) == SYMLINK)
+    table = fs.table()
+    code = KIND_CODES[SYMLINK]
+    links = sorted(path for path, kind in zip(table.paths, table.kinds) if kind == code and path in keep)
     changed = True
     while changed:
         changed = False

@@ -54,7 +54,7 @@ class SlimOptions:
     user: str | None = None
     tzdata: bool = True
     epoch: int | None = None
-    jobs: int = 1  # more than 1: hash on threads beside the copying
+    jobs: int = 1  # more than 1: hash on threads beside the copying, read layers' ends on as many
     probe: bool = False  # run the entrypoint (or probe_cmd) in the sandbox and keep what it opens
     probe_cmd: tuple[str, ...] = ()
     verify: bool = False  # run the original and the slim image alike and compare them
@@ -292,7 +292,7 @@ def slim(image: Image, options: SlimOptions, out_path: str | os.PathLike, fmt: s
 
         def produce(stream):
             return flatten.write_layer_into(image, lay, plan.synthetic, stream, scratch, history[-1],
-                                            threads=options.jobs > 1)
+                                            jobs=options.jobs)
 
         # the new layer streams straight into the staged archive as the input layers are read
         written, new = write_streamed(bare, out, produce, fmt, compression, refs)

@@ -17,9 +17,11 @@ OutputError, never FormatError. Imports the model, the errors and ``slimmer.tar`
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Generator, Iterator
 
 from slimmer.errors import DigestMismatchError, FormatError, InputError, SlimmerError, TruncatedError
 from slimmer.model import Entry, Layer, Stream
@@ -140,29 +142,46 @@ def restream_spans(layer: Layer, where: str, spans: list[tuple[int, int, Sink]],
     sink)``, sorted, not overlapping, offsets of the uncompressed tar) the bytes of its range,
     then ``end()``; nothing is parsed. The same checks as ``restream`` at the end: the layer
     must be as long as it was and hash to its digest and diff_id, so bytes handed out that no
-    longer match are caught before the caller commits them."""
+    longer match are caught before the caller commits them. ``SpanReader`` is the same pass
+    on a thread of its own, ahead of the sinks."""
+    sinks = [sink for _start, _end, sink in spans]
+    ranges = [(start, end) for start, end, _sink in spans]
+    with contextlib.closing(_span_pieces(layer, where, ranges, threads)) as items:
+        for chunk, pieces in items:
+            _deliver(chunk, pieces, sinks)
+
+
+# a piece of a range in one chunk: (range number, first byte, end byte in the chunk, whether the range ends there)
+Piece = tuple[int, int, int, bool]
+
+
+def _span_pieces(layer: Layer, where: str, ranges: list[tuple[int, int]], threads: bool,
+                 stopped=lambda: False) -> Generator[tuple[bytes, list[Piece]], None, None]:
+    """Yield each chunk of ``layer``'s tar that holds bytes of ``ranges``, with those pieces;
+    read to the end and checked (length, digest, diff_id) before the generator ends. Stops
+    early, unchecked, when ``stopped()`` says so."""
     raw = _open(layer, where)
     blob = BlobStream(raw, where, threads)
-    todo = iter(spans)
-    current = next(todo, None)
-    pos = 0
+    k, n, pos = 0, len(ranges), 0
     try:
-        for chunk in _bounded(blob, layer, where):
-            view = memoryview(chunk)
-            stop = pos + len(chunk)
-            while current is not None and current[0] < stop:
-                start, end, sink = current
-                lo, hi = max(start, pos), min(end, stop)
-                if lo < hi:
-                    sink.write(view[lo - pos:hi - pos])
-                if end > stop:
-                    break
-                sink.end()
-                current = next(todo, None)
-            pos = stop
-        if current is not None:
+        with _changed_if_broken(where):
+            for chunk in _bounded(blob, layer, where):
+                if stopped():
+                    return
+                stop = pos + len(chunk)
+                pieces: list[Piece] = []
+                while k < n and ranges[k][0] < stop:
+                    start, end = ranges[k]
+                    pieces.append((k, max(start, pos) - pos, min(end, stop) - pos, end <= stop))
+                    if end > stop:
+                        break
+                    k += 1
+                if pieces:
+                    yield chunk, pieces
+                pos = stop
+        if k < n:
             raise DigestMismatchError(f"{where}: the layer changed since the image was opened: its tar now ends at "
-                                      f"byte {pos}, before a member the scan found at {current[0]}")
+                                      f"byte {pos}, before a member the scan found at {ranges[k][0]}")
         if layer.uncompressed_size and pos != layer.uncompressed_size:
             raise DigestMismatchError(f"{where}: the layer changed since the image was opened: its tar is now "
                                       f"{pos} bytes long, the scan found {layer.uncompressed_size}")
@@ -170,6 +189,104 @@ def restream_spans(layer: Layer, where: str, spans: list[tuple[int, int, Sink]],
     finally:
         blob.close()
         raw.close()
+
+
+def _deliver(chunk: bytes, pieces: list[Piece], sinks: list[Sink]) -> None:
+    view = memoryview(chunk)
+    for k, lo, hi, ends in pieces:
+        if lo < hi:
+            sinks[k].write(view[lo:hi])
+        if ends:
+            sinks[k].end()
+
+
+_DONE = object()
+
+
+def _compact(chunk: bytes, pieces: list[Piece]) -> tuple[bytes, list[Piece]]:
+    """Return the bytes of ``pieces`` alone (and the pieces within them) where they are a small
+    part of ``chunk``: a few header blocks kept out of a megabyte need not hold it all."""
+    need = sum(hi - lo for _k, lo, hi, _ends in pieces)
+    if need * 4 > len(chunk):
+        return chunk, pieces
+    view = memoryview(chunk)
+    parts, out, at = [], [], 0
+    for k, lo, hi, ends in pieces:
+        parts.append(view[lo:hi])
+        out.append((k, at, at + hi - lo, ends))
+        at += hi - lo
+    return b"".join(parts), out
+
+
+class SpanReader:
+    """``restream_spans`` ahead of the sinks: from ``start`` on, a thread of its own reads the
+    layer, hashes it and checks it to its end, keeping the bytes of ``ranges`` (at most BUDGET
+    of them at once) until ``deliver`` hands them to the sinks, in order, on the caller's
+    thread; ``deliver`` returns once the layer is verified, raising what the checks found.
+    Bytes that no range needs are read and hashed without waiting for the caller: the layers
+    after the one being copied are hashed meanwhile. ``close`` stops the thread."""
+
+    BUDGET = 8 << 20
+
+    def __init__(self, layer: Layer, where: str, ranges: list[tuple[int, int]], threads: bool = False):
+        self.layer, self.where, self.ranges, self.threads = layer, where, ranges, threads
+        self._items: collections.deque = collections.deque()
+        self._held = 0
+        self._ready = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="slimmer-reader", daemon=True)
+
+    def start(self) -> SpanReader:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            with contextlib.closing(_span_pieces(self.layer, self.where, self.ranges, self.threads,
+                                                 lambda: self._stopped)) as items:
+                for chunk, pieces in items:
+                    data, pieces = _compact(chunk, pieces)
+                    if not self._put((data, pieces), len(data)):
+                        return
+        except BaseException as err:  # noqa: BLE001 -- handed to the caller's thread, raised there
+            self._put(err, 0)
+        else:
+            self._put(_DONE, 0)
+
+    def _put(self, item, size: int) -> bool:
+        with self._ready:
+            while self._held and self._held + size > self.BUDGET and not self._stopped:
+                self._ready.wait()
+            if self._stopped:
+                return False
+            self._items.append((item, size))
+            self._held += size
+            self._ready.notify_all()
+            return True
+
+    def _get(self):
+        with self._ready:
+            while not self._items:
+                self._ready.wait()
+            item, size = self._items.popleft()
+            self._held -= size
+            self._ready.notify_all()
+            return item
+
+    def deliver(self, sinks: list[Sink]) -> None:
+        """Hand each range's bytes to its sink (``sinks[k]`` for range k), then end it; return
+        when the layer is read to its end and verified."""
+        while (item := self._get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            _deliver(item[0], item[1], sinks)
+
+    def close(self) -> None:
+        with self._ready:
+            self._stopped = True
+            self._ready.notify_all()
+        if self._thread.ident is not None:
+            self._thread.join()
 
 
 def chunks(layer: Layer, where: str) -> Iterator[bytes]:

@@ -13,9 +13,9 @@ A ``visit(index, entry, header)`` callback sees every entry as it is parsed (``h
 ``sink.end()`` follows the last byte. The scan pass (reader) collects content facts this way,
 the verified re-stream (``slimmer.tar.restream``) copies members. With a ``Select`` the visit
 sees only the members it names (files from a size on, paths with given endings or starts,
-files no category rule matches, and any member whose path was visited before), and the
-scanner records the category rule of every file, asking a ``Classifier`` once per directory
-and base name.
+files no category rule matches, and any member whose path was visited before; or every
+member), and the scanner records the category rule of every file, asking a ``Classifier``
+once per directory and base name.
 
 The entries land in columns (``slimmer.model.Columns``). The compiled module
 (``slimmer.compiled``: built when a C compiler is there; ``SLIMMER_PURE=1`` turns it off)
@@ -117,6 +117,7 @@ class Select(NamedTuple):
     prefixes: tuple[str, ...] = ()
     unmatched: bool = False  # files no category rule matches
     classifier: Classifier | None = None
+    every: bool = False  # every member, whatever the fields above say (the classifier still records rules)
 
 
 class _Builder:
@@ -219,7 +220,7 @@ class TarScanner:
         self._prefixes = select.prefixes if select is not None else ()
         self._classifier = select.classifier if select is not None else None
         self._groups: tuple[str, dict | None] | None = None  # the last directory and its rule group
-        mode = _NONE if visit is None else (_ALL if select is None else _SELECT)
+        mode = _NONE if visit is None else (_ALL if select is None or select.every else _SELECT)
         self._mode = mode
         use_c = uses_compiled() if pure is None else (not pure and ctar is not None)
         self._fast = ctar.Fast(detail, mode, select.min_size if select else 0,
@@ -607,8 +608,11 @@ class TarScanner:
             if not _LOW <= value <= _HIGH:  # kept aside: the columns hold 64-bit numbers
                 self._big[(i, index)] = value
                 numbers[i] = 0
+        # a member whose data would end past 64 bits ends no real stream (the scan stops at the
+        # stream's end, truncated): its span's end is kept at the largest offset the column holds
+        end = min(self._data_at + data + pad, _HIGH)
         self._cols.append(path, KIND_CODES[kind], numbers[0], numbers[1], numbers[2], numbers[3], link, numbers[4],
-                          numbers[5], rule, self._member_start, self._data_at + data + pad)
+                          numbers[5], rule, self._member_start, end)
         if self.visit is None or (self._mode == _SELECT and not self._selected(path, kind, size, offset, rule)):
             self._skip = data + pad
             self._padding_left = pad
