@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from slimmer.errors import DigestMismatchError, FormatError, ImageSelectionError, LimitError
 from slimmer.model import FILE, KIND_CODES, Columns, HistoryStep, Image, Layer
-from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, LayerScan, check_config, facts_of, parse_json, settled
+from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, LayerScan, check_config, parse_json
 from slimmer.reader.cache import LayerCache
 from slimmer.reader.store import ScanOptions, Store
 from slimmer.tar.collect import Policy
@@ -142,7 +142,7 @@ def assemble(store: Store, chosen: Chosen, fmt: str, source: str, options: Optio
                 raise DigestMismatchError(f"{where}: layer {i} ({name}) has diff_id {scan.diff_id}, "
                                           f"config rootfs.diff_ids says {diff_ids[i]}")
             if options.cache is not None and i in prints:
-                options.cache.put(settled(scan), prints[i])
+                options.cache.put(scan, prints[i])
 
         if scan.pending is None:
             check()
@@ -155,7 +155,7 @@ def assemble(store: Store, chosen: Chosen, fmt: str, source: str, options: Optio
             diff_id=scan.diff_id, digest=scan.digest, stored_size=scan.stored_size, entries=scan.entries,
             uncompressed_size=scan.uncompressed_size, media_type=media or MEDIA_TYPES[scan.compression],
             compression=scan.compression, history=steps[i], opener=store.opener(name),
-            facts=facts_of(scan) if options.policy is not None else None, facts_policy=scan.policy,
+            facts=scan.facts if options.policy is not None else None, facts_policy=scan.policy,
         ))
         notes.extend(scan.notes)
     return Image(config=config, layers=tuple(layers), history=history, tags=tuple(chosen.tags),

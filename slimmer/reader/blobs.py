@@ -16,7 +16,7 @@ import marshal
 import mmap
 import os
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,38 +60,6 @@ def settled(scan: LayerScan) -> LayerScan:
     if scan.facts_later is None:
         return scan
     return dataclasses.replace(scan, facts=scan.facts_later(), facts_later=None)
-
-
-class LaterFacts(Mapping):
-    """A layer's facts while the work that gathers some of them (libmagic) may still run beside
-    the reader: the first look waits for it, so what needs no facts (merging the layers) goes
-    on meanwhile."""
-
-    def __init__(self, settle: Callable[[], dict[str, dict[str, Any]]]):
-        self._settle: Callable[[], dict[str, dict[str, Any]]] | None = settle
-        self._facts: dict[str, dict[str, Any]] | None = None
-
-    def _all(self) -> dict[str, dict[str, Any]]:
-        if self._facts is None:
-            settle = self._settle
-            assert settle is not None
-            self._facts = settle()  # two threads may both wait here: they get equal facts
-        return self._facts
-
-    def __getitem__(self, kind: str) -> dict[str, Any]:
-        return self._all()[kind]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
-
-
-def facts_of(scan: LayerScan) -> Mapping[str, Mapping[str, Any]]:
-    """Return the facts of ``scan`` for a layer of the model: a ``LaterFacts`` while they are
-    still being gathered."""
-    return scan.facts if scan.facts_later is None else LaterFacts(scan.facts_later)
 
 
 def _contents(scan: LayerScan) -> tuple:

@@ -33,7 +33,7 @@ from slimmer.compiled import uses_compiled
 from slimmer.errors import FormatError, InputError, LimitError, TruncatedError
 from slimmer.model import Stream, normalize_path
 from slimmer.reader import blobs
-from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, Mapped, scan_layer, scan_mapped
+from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, Mapped, scan_layer, scan_mapped, settled
 from slimmer.tar.codec import CHUNK, compression_of, open_outer
 from slimmer.tar.collect import Policy
 from slimmer.tar.outer import Member, MemberReader, iter_members
@@ -244,8 +244,7 @@ def _mapped(names: list[str], sizes: list[int], work: Callable[[str, bool], Laye
         with contextlib.ExitStack() as stack:
             # with ``defer`` the hashing goes on after the parsing: each scan's future says when
             pool = stack.enter_context(thread_pool(options.jobs, wait=not options.defer)) if threads else None
-            # libmagic, beside the hashing; waited for when the facts are first looked at
-            side = stack.enter_context(thread_pool(1, wait=False)) if threads else None
+            side = stack.enter_context(thread_pool(1)) if threads else None  # libmagic, beside the hashing
             for i in order:
                 path, offset, size, _where = where[i]
                 parsed[i] = Mapped.open(path, offset, size)
@@ -271,6 +270,8 @@ def _mapped(names: list[str], sizes: list[int], work: Callable[[str, bool], Laye
                 blob.close()
                 parsed[i] = None
             for i in order:
+                if i in scans:
+                    scans[i] = settled(scans[i])  # libmagic's work, waited for once every layer is parsed
                 if i in hashed:
                     future = futures[i]
                     if options.defer:
@@ -623,10 +624,11 @@ class PipeStore(Store):
         source: Stream = Prefetcher(stream) if options.jobs > 1 else stream
         with contextlib.ExitStack() as stack:
             # libmagic beside the parsing and the hashing, as for a file (``_mapped``)
-            # its work is waited for when the facts are first looked at (``blobs.LaterFacts``),
-            # so neither reading the next layer nor merging the layers waits for it
-            self._side = stack.enter_context(thread_pool(1, wait=False)) if options.jobs > 1 else None
+            self._side = stack.enter_context(thread_pool(1)) if options.jobs > 1 else None
             self._read(source, where, options)
+            # the libmagic work of each layer is waited for once the whole archive is read, so
+            # reading (and hashing) the next layer never waited for it
+            self.scans = {name: settled(scan) for name, scan in self.scans.items()}
 
     def _read(self, source: Stream, where: str, options: ScanOptions) -> None:
         try:
