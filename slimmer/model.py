@@ -46,6 +46,20 @@ class Stream(Protocol):
     def close(self) -> None: ...
 
 
+class ReadsInto:
+    """For a stream class that defines ``read``: ``readinto`` by way of it (what
+    ``io.BufferedReader`` and ``shutil`` call) and ``readable``. Put it before ``io.RawIOBase``
+    among the bases."""
+
+    def readinto(self: Stream, buf) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+
 def normalize_path(name: str) -> str:
     """Return ``name`` as a model path: relative, without ``.`` parts, duplicate or trailing
     slashes; ``..`` cannot climb above the root ("" is the root itself). The one place paths

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from slimmer.errors import FormatError, ImageSelectionError, InputError
-from slimmer.model import Image
+from slimmer.model import Image, ReadsInto
 from slimmer.reader import docker_archive, oci_layout, registry
 from slimmer.reader.assemble import Options
 from slimmer.reader.store import CompressedStore, DirStore, PipeStore, Store, TarStore
@@ -143,7 +143,7 @@ def open_image(source: str | os.PathLike, options: Options | None = None, stdin:
                       f"with oci-layout, no registry storage)")
 
 
-class _Peekable(io.RawIOBase):
+class _Peekable(ReadsInto, io.RawIOBase):
     """A stream whose first bytes can be looked at before it is read (standard input); reads
     go to the raw stream's descriptor where it has one, for the pipe store's read-ahead."""
 
@@ -169,9 +169,6 @@ class _Peekable(io.RawIOBase):
             raise io.UnsupportedOperation("bytes already taken from the descriptor")
         return self._raw.fileno()
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, n: int | None = -1) -> bytes:
         if self._head:
             if n is None or n < 0:
@@ -180,8 +177,3 @@ class _Peekable(io.RawIOBase):
             data, self._head = self._head[:n], self._head[n:]
             return data
         return self._raw.read(-1 if n is None else n)
-
-    def readinto(self, buf) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)

@@ -31,7 +31,7 @@ from typing import BinaryIO, cast
 
 from slimmer.compiled import uses_compiled
 from slimmer.errors import FormatError, InputError, LimitError, TruncatedError
-from slimmer.model import Stream, normalize_path
+from slimmer.model import ReadsInto, Stream, normalize_path
 from slimmer.reader import blobs
 from slimmer.reader.blobs import DEFAULT_MAX_LAYER_SIZE, MAX_JSON, LayerScan, Mapped, scan_layer, scan_mapped, settled
 from slimmer.tar.codec import CHUNK, compression_of, open_outer
@@ -75,15 +75,12 @@ def clean_name(name: str, where: str) -> str:
     return normalize_path(name)
 
 
-class RangeReader(io.RawIOBase):
+class RangeReader(ReadsInto, io.RawIOBase):
     """A read-only view of ``size`` bytes at ``offset`` of an open file (pread: thread-safe)."""
 
     def __init__(self, fd: int, offset: int, size: int, where: str):
         self.fd, self.pos, self.end, self.where = fd, offset, offset + size, where
         self.start = offset
-
-    def readable(self) -> bool:
-        return True
 
     def seekable(self) -> bool:
         return True
@@ -110,11 +107,6 @@ class RangeReader(io.RawIOBase):
             raise TruncatedError(f"{self.where}: archive ends inside a member")
         self.pos += len(data)
         return data
-
-    def readinto(self, buf) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
 
 
 class _OwnedRange(RangeReader):

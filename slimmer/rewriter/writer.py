@@ -39,7 +39,7 @@ import zstandard
 
 from slimmer.atomic import atomic_dir, atomic_file, fsync_dir, output_error, scratch_dir
 from slimmer.errors import OutputError
-from slimmer.model import Image, Layer, with_layers
+from slimmer.model import Image, Layer, ReadsInto, with_layers
 from slimmer.tar import restream
 
 __all__ = ["Written", "config_with_diff_ids", "json_bytes", "write_docker_archive", "write_oci", "write_streamed"]
@@ -236,15 +236,12 @@ def write_streamed(image: Image, out_path: str | os.PathLike, produce, fmt: str 
     return _written(out, config, manifest_digest, [blob]), new
 
 
-class _Range(io.RawIOBase):
+class _Range(ReadsInto, io.RawIOBase):
     """``size`` bytes at ``offset`` of the file ``path``, read-only."""
 
     def __init__(self, path: Path, offset: int, size: int):
         self._f = open(path, "rb")
         self._pos, self._end = offset, offset + size
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, n: int = -1) -> bytes:
         left = self._end - self._pos
@@ -252,11 +249,6 @@ class _Range(io.RawIOBase):
         data = os.pread(self._f.fileno(), n, self._pos) if n > 0 else b""
         self._pos += len(data)
         return data
-
-    def readinto(self, buf) -> int:
-        data = self.read(len(buf))
-        buf[:len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         self._f.close()

@@ -5,7 +5,7 @@ A stored blob is hashed as it is read (its *digest*) and decompressed in chunks 
 ``CHUNK`` bytes; gzip may hold several members and trailing zero padding, zstd several frames
 (skippable ones included, RFC 8878), and a stream that stops inside a frame is truncated, not
 ended. Used by the scan pass (``slimmer.reader.blobs``) and the verified re-stream
-(``slimmer.tar.restream``). Imports only the errors.
+(``slimmer.tar.restream``). Imports the errors and the model.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, cast
 import zstandard
 
 from slimmer.errors import FormatError, TruncatedError
-from slimmer.model import Stream
+from slimmer.model import ReadsInto, Stream
 from slimmer.tar.zstdframes import TrackedSource, ZstdFrameTracker
 
 CHUNK = 1 << 20
@@ -81,7 +81,7 @@ class Hasher:
         return self.sha.hexdigest()
 
 
-class HashingReader:
+class HashingReader(ReadsInto):
     """Wraps a binary stream; hashes and counts every byte read through it."""
 
     def __init__(self, raw: Stream):
@@ -107,14 +107,6 @@ class HashingReader:
             head, self._head = self._head, b""
             return head
         return self._read_raw(n)
-
-    def readinto(self, buf) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
 
     def drain(self) -> None:
         while self.read(CHUNK):

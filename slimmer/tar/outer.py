@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
 
 from slimmer.errors import FormatError, TruncatedError
+from slimmer.model import ReadsInto
 from slimmer.tar.scan import pax_records
 
 BLOCK = 512
@@ -42,7 +43,7 @@ class Member(NamedTuple):
         return self.type == tarfile.LNKTYPE
 
 
-class MemberReader:
+class MemberReader(ReadsInto):
     """Reads at most ``size`` bytes of the stream: one member's data. With ``owned`` it is the
     stream's only reader and closes it with itself (a layer re-read from a compressed archive)."""
 
@@ -67,14 +68,6 @@ class MemberReader:
             raise TruncatedError(f"{self._where}: archive is truncated")
         self.left -= len(data)
         return data
-
-    def readinto(self, buf) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
 
     def close(self) -> None:
         if self._owned:
