@@ -50,8 +50,8 @@ class LayerScan:
     # with ScanOptions.defer: digest and diff_id are "" and this gives the digest (the blob is
     # uncompressed: it is the diff_id too) once the hashing beside the parsing is done
     pending: Callable[[], str] | None = field(default=None, compare=False, repr=False)
-    # scanned with ``settle_later``: ``facts`` waits for work still running beside the reader
-    # (libmagic) until ``settled`` is called, so the next layer's reading need not wait for it
+    # scanned with a pool: ``facts`` waits for work still running beside the reader (libmagic)
+    # until ``settled`` is called, so the next layer's reading need not wait for it
     facts_later: Callable[[], dict[str, dict[str, Any]]] | None = field(default=None, compare=False, repr=False)
 
 
@@ -99,23 +99,23 @@ def decode_contents(data: bytes) -> tuple[Entries, dict[str, dict[str, Any]]]:
 
 def scan_layer(raw: Stream, where: str, max_layer_size: int = DEFAULT_MAX_LAYER_SIZE,
                size_hint: int = -1, policy: Policy | None = None, threads: bool = False,
-               pool: Executor | None = None, settle_later: bool = False) -> LayerScan:
+               pool: Executor | None = None) -> LayerScan:
     """Read a stored layer blob once; return its digests, sizes, tar entries and the facts
     ``policy`` gathered from its files.
 
     With ``threads``, blobs of BACKGROUND_HASH_MIN bytes or more (or of unknown size,
     ``size_hint`` < 0) are hashed on threads beside the parsing; ``pool`` runs the policy's
-    work that lets go of the GIL (libmagic) beside both, and with ``settle_later`` the scan
-    returns without waiting for that work (``settled`` waits)."""
+    work that lets go of the GIL (libmagic) beside both; the scan then returns without waiting
+    for that work (``settled`` waits)."""
     blob = BlobStream(raw, where, threads and (size_hint < 0 or size_hint >= BACKGROUND_HASH_MIN))
     try:
-        return _scan(blob, where, max_layer_size, policy, pool, settle_later)
+        return _scan(blob, where, max_layer_size, policy, pool)
     finally:
         blob.close()
 
 
 def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | None,
-          pool: Executor | None = None, settle_later: bool = False) -> LayerScan:
+          pool: Executor | None = None) -> LayerScan:
     def chunks() -> Iterator:
         for chunk in blob.chunks():
             if blob.uncompressed_size > max_layer_size:
@@ -124,15 +124,15 @@ def _scan(blob: BlobStream, where: str, max_layer_size: int, policy: Policy | No
             yield chunk
 
     return _parse(chunks(), lambda: blob.uncompressed_size, blob.compression, where, max_layer_size, policy,
-                  lambda: (blob.digest(), blob.stored_size, blob.diff_id()), pool, settle_later)
+                  lambda: (blob.digest(), blob.stored_size, blob.diff_id()), pool)
 
 
 def _parse(chunks: Iterator, total_of: Callable[[], int], compression: str, where: str, max_layer_size: int,
-           policy: Policy | None, digests: Callable[[], tuple[str, int, str]], pool: Executor | None = None,
-           settle_later: bool = False) -> LayerScan:
+           policy: Policy | None, digests: Callable[[], tuple[str, int, str]], pool: Executor | None = None
+           ) -> LayerScan:
     """Parse the uncompressed ``chunks`` of a layer; ``digests`` gives (digest, stored size,
     diff_id) once they are all read; ``pool`` runs the policy's work that lets go of the GIL
-    (waited for by ``settled`` with ``settle_later``)."""
+    (waited for by ``settled``)."""
     collector = Collector(policy, pool) if policy is not None else None
     scanner = TarScanner(where, max_layer_size, collector.visit if collector else None,
                          select=collector.select if collector else None, spans=bool(getattr(policy, "spans", False)))
@@ -168,7 +168,7 @@ def _parse(chunks: Iterator, total_of: Callable[[], int], compression: str, wher
 
     digest, stored, diff_id = digests()
     key = policy.key if policy else ""
-    if settle_later and collector is not None and collector.facts.pool is not None:
+    if collector is not None and collector.facts.pool is not None:
         return LayerScan(digest, stored, diff_id, total, compression, entries, {}, key, notes, facts_later=facts_of)
     return LayerScan(digest, stored, diff_id, total, compression, entries, facts_of(), key, notes)
 
@@ -227,14 +227,14 @@ class Mapped:
 
 
 def scan_mapped(blob: Mapped, where: str, max_layer_size: int, policy: Policy | None,
-                pool: Executor | None = None, settle_later: bool = False) -> LayerScan:
+                pool: Executor | None = None) -> LayerScan:
     """Parse a mapped blob as ``scan_layer`` would, but for its digest: the caller hashes it
     (``Mapped.digest``, on a thread beside the parsing) and fills in ``digest`` and
     ``diff_id`` (the same: the blob is not compressed) before anything uses the scan."""
     if blob.size > max_layer_size:
         raise LimitError(f"{where}: layer expands past --max-layer-size ({max_layer_size} bytes); refusing to read on")
     return _parse(blob.chunks(), lambda: blob.size, "none", where, max_layer_size, policy, lambda: ("", blob.size, ""),
-                  pool, settle_later)
+                  pool)
 
 
 def _no_constant(name: str):

@@ -254,8 +254,7 @@ def _mapped(names: list[str], sizes: list[int], work: Callable[[str, bool], Laye
                     if pool is None:
                         scans[i] = work(names[i], False)
                     continue
-                scans[i] = scan_mapped(blob, where[i][3], options.max_layer_size, options.policy, side,
-                                       settle_later=True)
+                scans[i] = scan_mapped(blob, where[i][3], options.max_layer_size, options.policy, side)
                 if pool is None:
                     digest = blob.digest()
                     scans[i] = dataclasses.replace(scans[i], digest=digest, diff_id=digest)
@@ -645,7 +644,7 @@ class PipeStore(Store):
         head = f.peek(512)
         if compression_of(head) != "none" or (size >= 1024 and (_looks_like_tar(head) or head == bytes(512))):
             self.scans[name] = scan_layer(f, f"{self.where}: layer {name}", options.max_layer_size, size,
-                                          options.policy, options.jobs > 1, self._side, settle_later=True)
+                                          options.policy, options.jobs > 1, self._side)
         elif size <= MAX_JSON and (_looks_like_json(head) or size <= 1024):
             self._kept += size
             if self._kept > MAX_PIPE_JSON:
